@@ -1,0 +1,168 @@
+//! Turns what a worker did into the trial's final state and stored result.
+
+use crate::executor::{Exit, Outcome};
+use crate::store::Finish;
+use crate::study::Objective;
+use crate::trial::{Metrics, TrialState};
+
+/// Why the coordinator stopped a trial, if it did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopCause {
+    /// The pruner said so; the reason is stored.
+    Pruned(String),
+    /// The coordinator is shutting down.
+    Shutdown,
+}
+
+/// Decides the state and the stored result. The metrics are the worker's final line, or else
+/// its last report ("or simply its last report" in the protocol).
+pub fn classify(
+    outcome: &Outcome,
+    last_report: Option<&Metrics>,
+    last_step: Option<i64>,
+    stop: Option<&StopCause>,
+    objective: &Objective,
+) -> (TrialState, Finish) {
+    let metrics = outcome
+        .final_metrics
+        .clone()
+        .or_else(|| last_report.cloned());
+    let value = metrics
+        .as_ref()
+        .and_then(|m| m.get(&objective.metric).copied());
+    let mut finish = Finish {
+        value,
+        metrics: metrics.clone(),
+        last_step,
+        reason: None,
+        stderr_tail: (!outcome.stderr_tail.is_empty()).then(|| outcome.stderr_tail.clone()),
+    };
+    let failed = |reason: String, mut finish: Finish| {
+        finish.reason = Some(reason);
+        (TrialState::Failed, finish)
+    };
+    match (stop, &outcome.exit) {
+        (Some(StopCause::Shutdown), _) => {
+            finish.reason = Some("interrupted: the coordinator stopped".into());
+            (TrialState::Interrupted, finish)
+        }
+        (Some(StopCause::Pruned(why)), _) => {
+            finish.reason = Some(why.clone());
+            (TrialState::Pruned, finish)
+        }
+        (None, Exit::SpawnFailed(why)) => failed(why.clone(), finish),
+        (None, Exit::TimedOut(t)) => failed(
+            format!("timed out after {}", humantime::format_duration(*t)),
+            finish,
+        ),
+        (None, Exit::Stopped) => failed("stopped".into(), finish),
+        (None, Exit::Code(c)) => failed(format!("worker exited with code {c}"), finish),
+        (None, Exit::Signal(s)) => failed(
+            format!("worker killed by signal {s} ({})", signal_name(*s)),
+            finish,
+        ),
+        (None, Exit::Success) => match value {
+            None => {
+                let reported: Vec<&str> = metrics
+                    .iter()
+                    .flat_map(|m| m.keys())
+                    .map(String::as_str)
+                    .collect();
+                let reason = if reported.is_empty() {
+                    format!(
+                        "worker reported no metrics (expected `{}`)",
+                        objective.metric
+                    )
+                } else {
+                    format!(
+                        "worker did not report `{}` (it reported: {})",
+                        objective.metric,
+                        reported.join(", ")
+                    )
+                };
+                failed(reason, finish)
+            }
+            Some(v) if !v.is_finite() => {
+                failed(format!("objective `{}` is {v}", objective.metric), finish)
+            }
+            Some(_) => (TrialState::Complete, finish),
+        },
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        _ => "signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::Direction;
+
+    fn objective() -> Objective {
+        Objective {
+            metric: "loss".into(),
+            direction: Direction::Minimize,
+        }
+    }
+
+    fn metrics(v: f64) -> Metrics {
+        [("loss".to_string(), v)].into_iter().collect()
+    }
+
+    #[test]
+    fn failures_carry_their_reason() {
+        let o = |exit| Outcome {
+            exit,
+            final_metrics: None,
+            stderr_tail: "boom".into(),
+        };
+        let (s, f) = classify(&o(Exit::Code(3)), None, None, None, &objective());
+        assert_eq!(
+            (s, f.reason.as_deref(), f.stderr_tail.as_deref()),
+            (
+                TrialState::Failed,
+                Some("worker exited with code 3"),
+                Some("boom")
+            )
+        );
+        let (s, f) = classify(&o(Exit::Signal(11)), None, None, None, &objective());
+        assert_eq!(
+            (s, f.reason.unwrap().contains("SIGSEGV")),
+            (TrialState::Failed, true)
+        );
+        let (s, f) = classify(&o(Exit::Success), None, None, None, &objective());
+        assert_eq!(
+            (s, f.reason.unwrap().contains("no metrics")),
+            (TrialState::Failed, true)
+        );
+    }
+
+    #[test]
+    fn the_last_report_stands_in_for_a_final_line() {
+        let ok = Outcome::default();
+        let (s, f) = classify(&ok, Some(&metrics(0.5)), Some(4), None, &objective());
+        assert_eq!(
+            (s, f.value, f.last_step),
+            (TrialState::Complete, Some(0.5), Some(4))
+        );
+        let nan = Outcome {
+            final_metrics: Some(metrics(f64::NAN)),
+            ..Outcome::default()
+        };
+        let (s, f) = classify(&nan, None, None, None, &objective());
+        assert_eq!(
+            (s, f.reason.unwrap()),
+            (TrialState::Failed, "objective `loss` is NaN".to_string())
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Writes a study's trials, with params, final metrics and intermediate reports, as CSV or JSON.
+
+use crate::store::Report;
+use crate::trial::Trial;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot write export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// Reports of each trial as `{step: {metric: value}}`, keyed by trial id.
+fn reports_by_trial(reports: &[Report]) -> BTreeMap<i64, BTreeMap<i64, Map<String, Value>>> {
+    let mut out: BTreeMap<i64, BTreeMap<i64, Map<String, Value>>> = BTreeMap::new();
+    for r in reports {
+        let value = r.value.map_or(Value::Null, Value::from);
+        out.entry(r.trial_id)
+            .or_default()
+            .entry(r.step)
+            .or_default()
+            .insert(r.metric.clone(), value);
+    }
+    out
+}
+
+fn trial_json(t: &Trial, reports: Option<&BTreeMap<i64, Map<String, Value>>>) -> Value {
+    let reports: Vec<Value> = reports
+        .into_iter()
+        .flatten()
+        .map(|(step, metrics)| {
+            let mut m = metrics.clone();
+            m.insert("step".into(), json!(step));
+            Value::Object(m)
+        })
+        .collect();
+    json!({
+        "number": t.number,
+        "state": t.state,
+        "attempt": t.attempt,
+        "rerun_of": t.rerun_of,
+        "device": t.device,
+        "value": t.value,
+        "params": t.params,
+        "metrics": t.metrics,
+        "last_step": t.last_step,
+        "reason": t.reason,
+        "stderr_tail": t.stderr_tail,
+        "started_at_ms": t.started_at,
+        "finished_at_ms": t.finished_at,
+        "reports": reports,
+    })
+}
+
+pub fn write(
+    out: &mut dyn Write,
+    format: Format,
+    trials: &[Trial],
+    reports: &[Report],
+) -> Result<(), ExportError> {
+    let by_trial = reports_by_trial(reports);
+    match format {
+        Format::Json => {
+            let all: Vec<Value> = trials
+                .iter()
+                .map(|t| trial_json(t, by_trial.get(&t.id)))
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &all).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        Format::Csv => write_csv(out, trials, &by_trial)?,
+    }
+    Ok(())
+}
+
+/// One row per trial: fixed columns, `param_<name>` and `metric_<name>` columns, and the
+/// intermediate reports as one JSON column.
+fn write_csv(
+    out: &mut dyn Write,
+    trials: &[Trial],
+    by_trial: &BTreeMap<i64, BTreeMap<i64, Map<String, Value>>>,
+) -> Result<(), ExportError> {
+    let params: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
+    let metrics: BTreeSet<&String> = trials
+        .iter()
+        .flat_map(|t| t.metrics.iter().flat_map(|m| m.keys()))
+        .collect();
+    let mut w = csv::Writer::from_writer(out);
+    let mut header: Vec<String> = [
+        "number",
+        "state",
+        "attempt",
+        "rerun_of",
+        "device",
+        "value",
+        "last_step",
+        "started_at_ms",
+        "finished_at_ms",
+        "reason",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(params.iter().map(|p| format!("param_{p}")));
+    header.extend(metrics.iter().map(|m| format!("metric_{m}")));
+    header.push("reports".into());
+    w.write_record(&header)?;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for t in trials {
+        let mut row = vec![
+            t.number.to_string(),
+            t.state.as_str().to_string(),
+            t.attempt.to_string(),
+            opt(t.rerun_of.map(|n| n.to_string())),
+            opt(t.device.clone()),
+            opt(t.value.map(|v| v.to_string())),
+            opt(t.last_step.map(|v| v.to_string())),
+            opt(t.started_at.map(|v| v.to_string())),
+            opt(t.finished_at.map(|v| v.to_string())),
+            opt(t.reason.clone()),
+        ];
+        row.extend(params.iter().map(|p| match t.params.get(*p) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        }));
+        row.extend(metrics.iter().map(|m| {
+            opt(t
+                .metrics
+                .as_ref()
+                .and_then(|x| x.get(*m))
+                .map(|v| v.to_string()))
+        }));
+        let reports = trial_json(t, by_trial.get(&t.id))["reports"].to_string();
+        row.push(reports);
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! sweep: hyperparameter optimization for people who pretrain and fine-tune language models.
+//!
+//! A study file (`study`) describes a search `space`; the `coordinator` asks a `sampler` for
+//! configurations, runs each as a worker process through an `executor`, stores everything in
+//! SQLite through the `store`, and stops hopeless trials through a `pruner`.
+
+pub mod coordinator;
+pub mod executor;
+pub mod export;
+pub mod lock;
+pub mod protocol;
+pub mod pruner;
+pub mod sampler;
+pub mod space;
+pub mod store;
+pub mod study;
+pub mod testfns;
+pub mod trial;
+pub mod worker;

@@ -1,0 +1,58 @@
+//! One coordinator per database: an advisory lock on `<db>.lock`, released by the kernel
+//! when the process dies, however it dies.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "the database {db} is in use by another sweep coordinator (pid {holder}); stop it first"
+    )]
+    Busy { db: PathBuf, holder: String },
+    #[error("cannot create lock file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Held while the coordinator runs.
+pub struct DbLock {
+    _file: File,
+}
+
+pub fn lock_database(db: &Path) -> Result<DbLock, LockError> {
+    let path = PathBuf::from(format!("{}.lock", db.display()));
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = if holder.trim().is_empty() {
+            "unknown".into()
+        } else {
+            holder.trim().to_string()
+        };
+        return Err(LockError::Busy {
+            db: db.to_path_buf(),
+            holder,
+        });
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(DbLock { _file: file })
+}

@@ -1,0 +1,320 @@
+//! The `sweep` command line.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use sweep::coordinator::{self, CoordinatorError, RunEnd, RunOptions};
+use sweep::executor::LocalExecutor;
+use sweep::export::{self, Format};
+use sweep::store::{Store, StudyRecord};
+use sweep::study::{self, StudyFileError};
+use sweep::trial::{History, Trial, TrialState};
+use sweep::worker::testfn::{self, TestFnArgs};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "sweep",
+    version,
+    about = "Hyperparameter optimization for training runs"
+)]
+struct Cli {
+    /// The SQLite database holding the studies.
+    #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweep.db")]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a study (or resume it) until its budget of finished trials is spent.
+    Run {
+        /// The study file (TOML).
+        study: PathBuf,
+        /// Do not draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// List the studies in the database.
+    Status,
+    /// Print a study's trials.
+    Trials { name: String },
+    /// Print a study's best trial.
+    Best {
+        name: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write all trials with params, final metrics and intermediate reports.
+    Export {
+        name: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+        /// File to write (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Run a built-in worker (the coordinator starts these).
+    #[command(subcommand)]
+    Worker(Worker),
+}
+
+#[derive(Subcommand)]
+enum Worker {
+    /// Evaluate a standard test function at params x0, x1, ...
+    Testfn(TestFnArgs),
+}
+
+/// Exit code for a bad study file or an incompatible resume.
+const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code after Ctrl-C or SIGTERM (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SWEEP_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Worker(Worker::Testfn(args)) => testfn::run(&args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
+        command => runtime().and_then(|rt| rt.block_on(dispatch(command, &cli.db))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let bad_input = e.downcast_ref::<StudyFileError>().is_some()
+                || matches!(
+                    e.downcast_ref::<CoordinatorError>(),
+                    Some(CoordinatorError::Incompatible { .. })
+                );
+            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
+        }
+    }
+}
+
+/// One thread: worker processes are tied to the thread that spawned them (PR_SET_PDEATHSIG),
+/// and the coordinator is I/O bound.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
+    match command {
+        Command::Run { study, no_progress } => {
+            run(&study, db, !no_progress && std::io::stderr().is_terminal()).await
+        }
+        Command::Status => status(db).await,
+        Command::Trials { name } => trials(db, &name).await,
+        Command::Best { name, json } => best(db, &name, json).await,
+        Command::Export {
+            name,
+            format,
+            output,
+        } => export(db, &name, format, output.as_deref()).await,
+        Command::Worker(_) => unreachable!("workers run without the runtime"),
+    }
+}
+
+async fn run(path: &Path, db: &Path, progress: bool) -> Result<ExitCode> {
+    // Validate before touching the database.
+    let config = study::load(path)?;
+    let _lock = sweep::lock::lock_database(db)?;
+    let mut store = Store::open(db).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(forward_signals(shutdown.clone()));
+    let options = RunOptions { progress, shutdown };
+    let summary = coordinator::run(&config, &mut store, &mut LocalExecutor, options).await?;
+    let verb = if summary.resumed { "resumed" } else { "ran" };
+    println!(
+        "study `{}` ({verb}): {}/{} trials finished",
+        config.name, summary.finished, summary.budget
+    );
+    match &summary.best {
+        Some(t) => println!(
+            "best: trial {} {} = {} with {}",
+            t.number,
+            config.objective.metric,
+            fmt_value(t.value),
+            serde_json::Value::Object(t.params.clone())
+        ),
+        None => println!("best: none yet"),
+    }
+    Ok(match summary.end {
+        RunEnd::Complete => ExitCode::SUCCESS,
+        RunEnd::TimedOut => {
+            println!("study timeout reached; run the same command again to continue");
+            ExitCode::SUCCESS
+        }
+        RunEnd::Interrupted => {
+            println!("interrupted; run the same command again to resume");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+    })
+}
+
+/// First Ctrl-C or SIGTERM: stop gracefully. Second: leave at once (workers die with us, and
+/// the next run records them as interrupted).
+async fn forward_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    for round in 0.. {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        if round > 0 {
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+        eprintln!("stopping: workers are told to stop (press Ctrl-C again to quit at once)");
+        shutdown.cancel();
+    }
+}
+
+async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
+    let mut store = Store::open_read_only(db).await?;
+    let study = store.find_study(name).await?;
+    let study = match study {
+        Some(s) => s,
+        None => {
+            let names: Vec<String> = store.studies().await?.into_iter().map(|s| s.name).collect();
+            anyhow::bail!(
+                "no study named `{name}` in {} (studies: {})",
+                db.display(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
+    };
+    Ok((store, study))
+}
+
+async fn history_of(store: &mut Store, study: &StudyRecord) -> Result<History> {
+    let trials = store.trials(study.id, &study.metric).await?;
+    let objective = sweep::study::Objective {
+        metric: study.metric.clone(),
+        direction: serde_json::from_value(serde_json::Value::String(study.direction.clone()))?,
+    };
+    Ok(History::new(objective, trials))
+}
+
+async fn status(db: &Path) -> Result<ExitCode> {
+    let mut store = Store::open_read_only(db).await?;
+    let studies = store.studies().await?;
+    if studies.is_empty() {
+        println!("no studies in {}", db.display());
+    }
+    println!(
+        "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}",
+        "study", "state", "finished", "running", "failed", "best"
+    );
+    for study in &studies {
+        let h = history_of(&mut store, study).await?;
+        let best = h
+            .best()
+            .map(|t| fmt_value(t.value))
+            .unwrap_or_else(|| "-".into());
+        let finished = format!("{}/{}", h.counted(), study.budget);
+        println!(
+            "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}",
+            study.name,
+            study.state,
+            finished,
+            h.count(TrialState::Running),
+            h.count(TrialState::Failed),
+            best
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
+    let (mut store, study) = open_study(db, name).await?;
+    let h = history_of(&mut store, &study).await?;
+    println!(
+        "{:>6} {:<11} {:>7} {:>14} {:>8}  {:<40} reason",
+        "number", "state", "attempt", study.metric, "step", "params"
+    );
+    for t in &h.trials {
+        println!(
+            "{:>6} {:<11} {:>7} {:>14} {:>8}  {:<40} {}",
+            t.number,
+            t.state.as_str(),
+            t.attempt,
+            fmt_value(t.value),
+            t.last_step.map_or("-".into(), |s| s.to_string()),
+            serde_json::Value::Object(t.params.clone()).to_string(),
+            t.reason.as_deref().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
+    let (mut store, study) = open_study(db, name).await?;
+    let h = history_of(&mut store, &study).await?;
+    let Some(t) = h.best() else {
+        anyhow::bail!("study `{name}` has no completed trial yet");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&best_json(t))?);
+    } else {
+        println!(
+            "trial {}: {} = {}",
+            t.number,
+            study.metric,
+            fmt_value(t.value)
+        );
+        for (k, v) in &t.params {
+            println!("  {k} = {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn best_json(t: &Trial) -> serde_json::Value {
+    serde_json::json!({ "number": t.number, "value": t.value, "params": t.params, "metrics": t.metrics })
+}
+
+async fn export(db: &Path, name: &str, format: Format, output: Option<&Path>) -> Result<ExitCode> {
+    let (mut store, study) = open_study(db, name).await?;
+    let trials = store.trials(study.id, &study.metric).await?;
+    let reports = store.reports(study.id).await?;
+    match output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?,
+            );
+            export::write(&mut file, format, &trials, &reports)?;
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => export::write(&mut std::io::stdout().lock(), format, &trials, &reports)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.6}"))
+}

@@ -1,0 +1,186 @@
+//! The worker <-> coordinator messages: JSON lines, versioned.
+//!
+//! Coordinator -> worker, on stdin: first a `Hello` line with the params, then one `Reply` line
+//! per report. Worker -> coordinator, on stdout: `{"step": 3, "val_loss": 0.41}` reports and
+//! `{"final": {"val_loss": 0.39}}` at the end. Any other stdout line is log, never an error.
+
+use crate::space::Params;
+use crate::trial::Metrics;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const VERSION: u32 = 1;
+
+/// The first line a worker reads on stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub study: String,
+    pub trial: u64,
+    pub attempt: u32,
+    pub params: Params,
+}
+
+/// The coordinator's answer to each report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Continue,
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    pub decision: Decision,
+}
+
+/// What one stdout line of a worker means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerLine {
+    /// Intermediate metrics; `step` is absent when the worker did not number its reports.
+    Report {
+        step: Option<i64>,
+        metrics: Metrics,
+    },
+    Final(Metrics),
+    Log,
+}
+
+/// Reads a worker's stdout line. Tolerates Python's `NaN`/`Infinity` tokens so a diverged
+/// run is recorded as such instead of as log.
+pub fn parse_line(line: &str) -> WorkerLine {
+    let line = line.trim();
+    if !line.starts_with('{') {
+        return WorkerLine::Log;
+    }
+    let object: Map<String, Value> = match serde_json::from_str(line) {
+        Ok(o) => o,
+        Err(_) => match serde_json::from_str(&quote_non_finite(line)) {
+            Ok(o) => o,
+            Err(_) => return WorkerLine::Log,
+        },
+    };
+    if let Some(Value::Object(fin)) = object.get("final") {
+        let metrics = numeric_fields(fin);
+        return if metrics.is_empty() {
+            WorkerLine::Log
+        } else {
+            WorkerLine::Final(metrics)
+        };
+    }
+    let step = object
+        .get("step")
+        .and_then(|s| s.as_i64().or_else(|| s.as_f64().map(|f| f as i64)));
+    let mut metrics = numeric_fields(&object);
+    metrics.remove("step");
+    if metrics.is_empty() {
+        WorkerLine::Log
+    } else {
+        WorkerLine::Report { step, metrics }
+    }
+}
+
+fn numeric_fields(object: &Map<String, Value>) -> Metrics {
+    object
+        .iter()
+        .filter_map(|(k, v)| {
+            let x = match v {
+                Value::Number(n) => n.as_f64()?,
+                Value::String(s) => parse_non_finite(s)?,
+                _ => return None,
+            };
+            Some((k.clone(), x))
+        })
+        .collect()
+}
+
+fn parse_non_finite(s: &str) -> Option<f64> {
+    match s.to_ascii_lowercase().as_str() {
+        "nan" => Some(f64::NAN),
+        "inf" | "infinity" | "+inf" | "+infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Puts quotes around bare NaN / Infinity / -Infinity outside strings.
+fn quote_non_finite(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        let token = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t));
+        if let Some(t) = token {
+            out.push('"');
+            out.push_str(t);
+            out.push('"');
+            rest = &rest[t.len()..];
+        } else {
+            in_string = c == '"';
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(pairs: &[(&str, f64)]) -> Metrics {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn reports_finals_and_logs() {
+        assert_eq!(
+            parse_line(r#"{"step": 3, "val_loss": 0.41, "note": "x"}"#),
+            WorkerLine::Report {
+                step: Some(3),
+                metrics: metrics(&[("val_loss", 0.41)])
+            }
+        );
+        assert_eq!(
+            parse_line(r#"{"final": {"val_loss": 0.39}}"#),
+            WorkerLine::Final(metrics(&[("val_loss", 0.39)]))
+        );
+        assert_eq!(parse_line("epoch 3 done"), WorkerLine::Log);
+        assert_eq!(parse_line("{not json"), WorkerLine::Log);
+        assert_eq!(parse_line(r#"{"msg": "hello"}"#), WorkerLine::Log);
+        assert_eq!(parse_line(""), WorkerLine::Log);
+    }
+
+    #[test]
+    fn python_non_finite_tokens_are_values() {
+        match parse_line(r#"{"step": 1, "loss": NaN, "x": -Infinity, "s": "NaN inside"}"#) {
+            WorkerLine::Report { metrics, .. } => {
+                assert!(metrics["loss"].is_nan());
+                assert_eq!(metrics["x"], f64::NEG_INFINITY);
+                assert!(
+                    !metrics.contains_key("s"),
+                    "a string that is not a number is not a metric"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_line(r#"{"final": {"loss": Infinity}}"#) {
+            WorkerLine::Final(m) => assert_eq!(m["loss"], f64::INFINITY),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Samplers propose the next configuration. They are pure: `(space, history, rng) -> params`,
+//! with no I/O and no clock, so a study replays the same way and tests are simple.
+
+mod random;
+
+pub use random::RandomSampler;
+
+use crate::space::{Params, Space};
+use crate::study::{SamplerConfig, SamplerKind};
+use crate::trial::History;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub trait Sampler: Send + Sync {
+    /// Proposes the params of the next trial. `history` holds finished and running trials.
+    fn propose(&self, space: &Space, history: &History, rng: &mut StdRng) -> Params;
+}
+
+/// Builds the sampler a study asks for.
+pub fn from_config(config: &SamplerConfig) -> Box<dyn Sampler> {
+    match config.kind {
+        SamplerKind::Random => Box::new(RandomSampler),
+    }
+}
+
+/// The RNG of one trial, seeded from the study seed and the trial number, so proposals do not
+/// depend on the order in which parallel trials finish.
+pub fn trial_rng(study_seed: u64, trial_number: u64) -> StdRng {
+    StdRng::seed_from_u64(splitmix64(
+        study_seed ^ splitmix64(trial_number.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+    ))
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

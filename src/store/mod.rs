@@ -1,0 +1,335 @@
+//! The SQLite store: the only module that speaks SQL.
+//!
+//! Durability: WAL journal with `synchronous = FULL`, so every commit is fsynced before it
+//! returns; a finished trial survives a killed process and a power loss. A trial is recorded
+//! RUNNING before its worker starts, and finished (with any retry it causes) in one
+//! transaction. One coordinator writes; readers (`sweep status`, the web page) may read at
+//! the same time.
+
+mod rows;
+
+use crate::trial::{Metrics, Trial, TrialState};
+use rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use rows::StudyRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no database at {0} (run a study first, or pass --db)")]
+    Missing(PathBuf),
+    #[error("cannot open database {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("database holds a malformed {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A trial row to insert.
+#[derive(Debug, Clone)]
+pub struct NewTrial {
+    pub number: u64,
+    pub state: TrialState,
+    pub params: crate::space::Params,
+    pub attempt: u32,
+    pub rerun_of: Option<u64>,
+    pub device: Option<String>,
+}
+
+/// The end of a trial, written in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub value: Option<f64>,
+    pub metrics: Option<Metrics>,
+    pub last_step: Option<i64>,
+    pub reason: Option<String>,
+    pub stderr_tail: Option<String>,
+}
+
+/// A new study's row.
+#[derive(Debug, Clone)]
+pub struct NewStudy<'a> {
+    pub name: &'a str,
+    pub source: &'a str,
+    pub fingerprint: &'a str,
+    pub space_hash: &'a str,
+    pub metric: &'a str,
+    pub direction: &'a str,
+    pub budget: u32,
+}
+
+/// One reported value of one trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub trial_id: i64,
+    pub step: i64,
+    pub metric: String,
+    pub value: Option<f64>,
+}
+
+pub struct Store {
+    conn: SqliteConnection,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens the database for writing, creating it and applying migrations as needed.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = base_options(path).create_if_missing(true);
+        let mut conn = connect(path, options).await?;
+        sqlx::migrate!("./migrations").run(&mut conn).await?;
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing database for reading only.
+    pub async fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = connect(path, base_options(path).read_only(true)).await?;
+        Ok(Store { conn })
+    }
+
+    pub async fn find_study(&mut self, name: &str) -> Result<Option<StudyRecord>> {
+        let row: Option<StudyRow> = sqlx::query_as("SELECT * FROM studies WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut self.conn)
+            .await?;
+        row.map(StudyRecord::try_from).transpose()
+    }
+
+    pub async fn studies(&mut self) -> Result<Vec<StudyRecord>> {
+        let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id")
+            .fetch_all(&mut self.conn)
+            .await?;
+        rows.into_iter().map(StudyRecord::try_from).collect()
+    }
+
+    /// Creates a study with its enqueued trials, all or nothing.
+    pub async fn create_study(
+        &mut self,
+        study: &NewStudy<'_>,
+        enqueued: &[NewTrial],
+    ) -> Result<StudyRecord> {
+        let now = now_ms();
+        let mut tx = self.conn.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO studies (name, source, fingerprint, space_hash, metric, direction, budget, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(study.name)
+        .bind(study.source)
+        .bind(study.fingerprint)
+        .bind(study.space_hash)
+        .bind(study.metric)
+        .bind(study.direction)
+        .bind(study.budget as i64)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for t in enqueued {
+            insert_trial(&mut tx, id, t, now).await?;
+        }
+        tx.commit().await?;
+        Ok(self
+            .find_study(study.name)
+            .await?
+            .expect("study just inserted"))
+    }
+
+    /// Records the study file used by this run (only budget-level changes get here).
+    pub async fn update_study(&mut self, id: i64, source: &str, budget: u32) -> Result<()> {
+        sqlx::query("UPDATE studies SET source = ?, budget = ?, updated_at = ? WHERE id = ?")
+            .bind(source)
+            .bind(budget as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_study_state(&mut self, id: i64, state: &str) -> Result<()> {
+        sqlx::query("UPDATE studies SET state = ?, updated_at = ? WHERE id = ?")
+            .bind(state)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Every trial of a study in number order, each with its objective curve.
+    pub async fn trials(&mut self, study_id: i64, metric: &str) -> Result<Vec<Trial>> {
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number");
+        let rows: Vec<TrialRow> = sqlx::query_as(&sql)
+            .bind(study_id)
+            .fetch_all(&mut self.conn)
+            .await?;
+        let points: Vec<(i64, i64, Option<f64>)> = sqlx::query_as(
+            "SELECT r.trial_id, r.step, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
+             WHERE t.study_id = ? AND r.metric = ? ORDER BY r.trial_id, r.step",
+        )
+        .bind(study_id)
+        .bind(metric)
+        .fetch_all(&mut self.conn)
+        .await?;
+        let mut curves: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+        for (trial_id, step, value) in points {
+            curves
+                .entry(trial_id)
+                .or_default()
+                .push((step, value.unwrap_or(f64::NAN)));
+        }
+        rows.into_iter()
+            .map(|r| {
+                let curve = curves.remove(&r.id).unwrap_or_default();
+                r.into_trial(curve)
+            })
+            .collect()
+    }
+
+    /// Every report of every trial of a study.
+    pub async fn reports(&mut self, study_id: i64) -> Result<Vec<Report>> {
+        let rows: Vec<ReportRow> = sqlx::query_as(
+            "SELECT r.trial_id, r.step, r.metric, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
+             WHERE t.study_id = ? ORDER BY r.trial_id, r.step, r.metric",
+        )
+        .bind(study_id)
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows.into_iter().map(ReportRow::into_report).collect())
+    }
+
+    pub async fn insert_trial(&mut self, study_id: i64, trial: &NewTrial) -> Result<i64> {
+        let mut tx = self.conn.begin().await?;
+        let id = insert_trial(&mut tx, study_id, trial, now_ms()).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A waiting trial starts.
+    pub async fn mark_running(&mut self, trial_id: i64, device: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE trials SET state = 'running', device = ?, started_at = ? WHERE id = ? AND state = 'waiting'")
+            .bind(device)
+            .bind(now_ms())
+            .bind(trial_id)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores one report; a repeated (trial, step, metric) replaces the earlier value.
+    pub async fn add_report(&mut self, trial_id: i64, step: i64, metrics: &Metrics) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.conn.begin().await?;
+        for (metric, value) in metrics {
+            sqlx::query("INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(trial_id)
+                .bind(step)
+                .bind(metric)
+                .bind((!value.is_nan()).then_some(*value)) // SQLite has no NaN: NULL stands for it
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a trial in `state` and, in the same transaction, queues the trial that replaces it
+    /// (a retry, or the re-run of an interrupted trial). Returns the new trial's id.
+    pub async fn finish(
+        &mut self,
+        study_id: i64,
+        trial_id: i64,
+        state: TrialState,
+        end: &Finish,
+        rerun: Option<&NewTrial>,
+    ) -> Result<Option<i64>> {
+        let now = now_ms();
+        let metrics = end
+            .metrics
+            .as_ref()
+            .map(|m| serde_json::to_string(m).expect("metrics serialize"));
+        let mut tx = self.conn.begin().await?;
+        sqlx::query(
+            "UPDATE trials SET state = ?, value = ?, metrics = ?, last_step = ?, reason = ?, stderr_tail = ?, finished_at = ?
+             WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(end.value.filter(|v| !v.is_nan()))
+        .bind(metrics)
+        .bind(end.last_step)
+        .bind(&end.reason)
+        .bind(&end.stderr_tail)
+        .bind(now)
+        .bind(trial_id)
+        .execute(&mut *tx)
+        .await?;
+        let new_id = match rerun {
+            Some(t) => Some(insert_trial(&mut tx, study_id, t, now).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(new_id)
+    }
+}
+
+fn base_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .disable_statement_logging()
+}
+
+async fn connect(path: &Path, options: SqliteConnectOptions) -> Result<SqliteConnection> {
+    options.connect().await.map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+async fn insert_trial(
+    conn: &mut SqliteConnection,
+    study_id: i64,
+    t: &NewTrial,
+    now: i64,
+) -> Result<i64> {
+    let started = (t.state == TrialState::Running).then_some(now);
+    let id = sqlx::query_scalar(
+        "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, created_at, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(study_id)
+    .bind(t.number as i64)
+    .bind(t.state.as_str())
+    .bind(serde_json::to_string(&t.params).expect("params serialize"))
+    .bind(t.attempt as i64)
+    .bind(t.rerun_of.map(|n| n as i64))
+    .bind(&t.device)
+    .bind(now)
+    .bind(started)
+    .fetch_one(conn)
+    .await?;
+    Ok(id)
+}

@@ -1,0 +1,135 @@
+//! Row types as SQLite holds them, and their conversion into the crate's types.
+
+use super::{Report, StoreError};
+use crate::trial::{Metrics, Trial, TrialState};
+
+#[derive(sqlx::FromRow)]
+pub(super) struct StudyRow {
+    id: i64,
+    name: String,
+    source: String,
+    fingerprint: String,
+    space_hash: String,
+    metric: String,
+    direction: String,
+    budget: i64,
+    state: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A stored study.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StudyRecord {
+    pub id: i64,
+    pub name: String,
+    /// The study file's text, as last run.
+    pub source: String,
+    /// Canonical JSON of the objective and search space.
+    pub fingerprint: String,
+    pub space_hash: String,
+    pub metric: String,
+    pub direction: String,
+    pub budget: u32,
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl TryFrom<StudyRow> for StudyRecord {
+    type Error = StoreError;
+    fn try_from(r: StudyRow) -> Result<Self, StoreError> {
+        Ok(StudyRecord {
+            id: r.id,
+            name: r.name,
+            source: r.source,
+            fingerprint: r.fingerprint,
+            space_hash: r.space_hash,
+            metric: r.metric,
+            direction: r.direction,
+            budget: u32::try_from(r.budget)
+                .map_err(|_| corrupt("study", format!("budget {}", r.budget)))?,
+            state: r.state,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// The columns `TrialRow` reads.
+pub(super) const TRIAL_COLUMNS: &str =
+    "id, number, state, params, attempt, rerun_of, device, value, metrics, last_step, reason, stderr_tail, started_at, finished_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TrialRow {
+    pub id: i64,
+    number: i64,
+    state: String,
+    params: String,
+    attempt: i64,
+    rerun_of: Option<i64>,
+    device: Option<String>,
+    value: Option<f64>,
+    metrics: Option<String>,
+    last_step: Option<i64>,
+    reason: Option<String>,
+    stderr_tail: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl TrialRow {
+    pub(super) fn into_trial(self, curve: Vec<(i64, f64)>) -> Result<Trial, StoreError> {
+        let state = TrialState::parse(&self.state)
+            .ok_or_else(|| corrupt("trial", format!("state `{}`", self.state)))?;
+        let params = serde_json::from_str(&self.params)
+            .map_err(|e| corrupt("trial", format!("params of trial {}: {e}", self.number)))?;
+        let metrics: Option<Metrics> =
+            match &self.metrics {
+                Some(m) => Some(serde_json::from_str(m).map_err(|e| {
+                    corrupt("trial", format!("metrics of trial {}: {e}", self.number))
+                })?),
+                None => None,
+            };
+        Ok(Trial {
+            id: self.id,
+            number: self.number as u64,
+            state,
+            params,
+            attempt: self.attempt as u32,
+            rerun_of: self.rerun_of.map(|n| n as u64),
+            device: self.device,
+            value: self.value,
+            metrics,
+            curve,
+            last_step: self.last_step,
+            reason: self.reason,
+            stderr_tail: self.stderr_tail,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ReportRow {
+    trial_id: i64,
+    step: i64,
+    metric: String,
+    value: Option<f64>,
+}
+
+impl ReportRow {
+    pub(super) fn into_report(self) -> Report {
+        Report {
+            trial_id: self.trial_id,
+            step: self.step,
+            metric: self.metric,
+            value: self.value,
+        }
+    }
+}
+
+fn corrupt(what: &'static str, detail: String) -> StoreError {
+    StoreError::Corrupt { what, detail }
+}

@@ -1,0 +1,142 @@
+//! The raw study file exactly as written in TOML. Unknown keys are rejected here; meaning is
+//! checked in `validate`.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyFile {
+    pub name: String,
+    /// The objective: the metric name the worker reports.
+    pub metric: String,
+    pub direction: Direction,
+    #[serde(default)]
+    pub seed: u64,
+    pub budget: BudgetFile,
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamFile>,
+    #[serde(default)]
+    pub sampler: SamplerFile,
+    #[serde(default)]
+    pub pruner: PrunerFile,
+    pub trial: TrialFile,
+    #[serde(default)]
+    pub enqueue: Vec<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub devices: DevicesFile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Minimize,
+    Maximize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetFile {
+    pub trials: i64,
+    #[serde(default)]
+    pub parallel: Option<i64>,
+    /// Per trial; seconds or a duration such as "30m".
+    #[serde(default)]
+    pub trial_timeout: Option<DurationText>,
+    /// For the whole study, per invocation: no new trials start after it.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    #[serde(default)]
+    pub retries: Option<i64>,
+}
+
+/// A duration as seconds or as text such as "1h 30m".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationText {
+    Seconds(f64),
+    Text(String),
+}
+
+/// One parameter. The kind is `type`, or implied by `choices` (categorical) or `value` (fixed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamFile {
+    #[serde(rename = "type")]
+    pub kind: Option<ParamKind>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub log: Option<bool>,
+    pub step: Option<f64>,
+    pub choices: Option<Vec<Value>>,
+    pub value: Option<Value>,
+    /// `{ parent = value }` or `{ parent = [value, ...] }`: active only then.
+    pub when: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamKind {
+    Float,
+    Int,
+    Categorical,
+    Fixed,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerFile {
+    #[serde(default)]
+    pub kind: SamplerKind,
+    /// Random trials before a model-based sampler takes over.
+    pub startup_trials: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    #[default]
+    Random,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrunerFile {
+    #[serde(default)]
+    pub kind: PrunerKind,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrunerKind {
+    #[default]
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialFile {
+    /// The program and its arguments, with `{param}` placeholders.
+    pub command: Option<Vec<String>>,
+    /// A built-in worker (`testfn`), run as `sweep worker NAME ARGS...`.
+    pub worker: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Working directory, relative to the study file's folder.
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Time a stopped worker gets between each step of stop, SIGTERM, SIGKILL.
+    pub grace: Option<DurationText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesFile {
+    /// GPU ids as CUDA_VISIBLE_DEVICES spells them; empty means CPU.
+    #[serde(default)]
+    pub gpus: Vec<Value>,
+    /// How many trials may share one GPU.
+    pub per_gpu: Option<i64>,
+}

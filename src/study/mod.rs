@@ -1,0 +1,215 @@
+//! A study file: parsed into the raw `StudyFile`, then validated into a `StudyConfig`.
+//! Every problem names the file, line, column and key path.
+
+mod file;
+mod locate;
+mod validate;
+
+pub use file::{Direction, PrunerKind, SamplerKind};
+
+use crate::space::{Params, Space};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A validated study: everything the coordinator needs, nothing left to check.
+#[derive(Debug, Clone)]
+pub struct StudyConfig {
+    pub name: String,
+    pub objective: Objective,
+    pub seed: u64,
+    pub budget: Budget,
+    pub space: Space,
+    pub sampler: SamplerConfig,
+    pub pruner: PrunerKind,
+    pub trial: TrialSpec,
+    pub enqueue: Vec<Params>,
+    pub devices: Devices,
+    /// The file's text, stored with the study.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Objective {
+    pub metric: String,
+    pub direction: Direction,
+}
+
+impl Objective {
+    /// Whether value `a` is better than `b` in this objective's direction.
+    pub fn better(&self, a: f64, b: f64) -> bool {
+        match self.direction {
+            Direction::Minimize => a < b,
+            Direction::Maximize => a > b,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// Finished trials the study ends with.
+    pub trials: u32,
+    /// Trials running at once (also bounded by device slots).
+    pub parallel: u32,
+    pub trial_timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
+    /// Extra attempts for a failed trial.
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    pub kind: SamplerKind,
+    pub startup_trials: u32,
+}
+
+/// How a trial's worker is started.
+#[derive(Debug, Clone)]
+pub struct TrialSpec {
+    /// argv; element 0 is the program. Built-in workers start with the sweep binary.
+    pub argv: Vec<ArgTemplate>,
+    pub workdir: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub grace: Duration,
+}
+
+/// One argv element: literal text and `{name}` placeholders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgTemplate(pub Vec<Piece>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Text(String),
+    /// A parameter's value.
+    Param(String),
+    /// The trial number.
+    Trial,
+}
+
+/// Reserved placeholders that are not parameters.
+pub const TRIAL_PLACEHOLDER: &str = "trial";
+
+#[derive(Debug, Clone, Default)]
+pub struct Devices {
+    pub gpus: Vec<String>,
+    pub per_gpu: u32,
+}
+
+/// One problem in a study file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    /// Dotted key path, empty for a syntax error.
+    pub key: String,
+    pub message: String,
+}
+
+/// The study file could not be read or is invalid. Nothing was written anywhere.
+#[derive(Debug, thiserror::Error)]
+pub enum StudyFileError {
+    #[error("cannot read study file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{}", render(file, problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render(file: &str, problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(|p| format!("{file}:{p}")).collect();
+    lines.join("\n")
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}:{}: {}", self.line, self.column, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}: `{}`: {}",
+                self.line, self.column, self.key, self.message
+            )
+        }
+    }
+}
+
+/// Reads and validates a study file.
+pub fn load(path: &Path) -> Result<StudyConfig, StudyFileError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| StudyFileError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse(&text, base).map_err(|problems| StudyFileError::Invalid { file, problems })
+}
+
+/// Validates study text; relative paths resolve against `base`.
+pub fn parse(text: &str, base: &Path) -> Result<StudyConfig, Vec<Problem>> {
+    let raw: file::StudyFile = match serde_path_to_error::deserialize(toml::Deserializer::new(text))
+    {
+        Ok(raw) => raw,
+        Err(e) => return Err(vec![serde_problem(text, e)]),
+    };
+    validate::validate(raw, text, base).map_err(|errs| {
+        errs.into_iter()
+            .map(|(path, message)| {
+                let (line, column) = locate::line_col(text, locate::offset_of(text, &path));
+                Problem {
+                    line,
+                    column,
+                    key: path.join("."),
+                    message,
+                }
+            })
+            .collect()
+    })
+}
+
+fn serde_problem(text: &str, e: serde_path_to_error::Error<toml::de::Error>) -> Problem {
+    let path: Vec<String> = e
+        .path()
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|s| s != "?")
+        .collect();
+    let inner = e.inner();
+    let offset = inner
+        .span()
+        .map(|s| s.start)
+        .unwrap_or_else(|| locate::offset_of(text, &path));
+    let (line, column) = locate::line_col(text, offset);
+    let mut key = path.join(".");
+    // A missing-key error points at the table that lacks it; name the key itself.
+    let message = inner.message().trim().to_string();
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'))
+    {
+        key = if key.is_empty() {
+            field.to_string()
+        } else {
+            format!("{key}.{field}")
+        };
+    }
+    Problem {
+        line,
+        column,
+        key,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests;

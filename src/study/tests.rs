@@ -1,0 +1,245 @@
+//! Study-file parsing and validation: each bad input names its line, column and key.
+
+use super::*;
+use serde_json::json;
+
+const GOOD: &str = r#"
+name = "demo"
+metric = "val_loss"
+direction = "minimize"
+seed = 3
+
+[budget]
+trials = 10
+parallel = 2
+trial_timeout = "30m"
+timeout = 3600
+retries = 1
+
+[params.lr]
+type = "float"
+low = 1e-5
+high = 1e-1
+log = true
+
+[params.layers]
+type = "int"
+low = 1
+high = 8
+step = 1
+
+[params.optimizer]
+choices = ["adam", "sgd"]
+
+[params.momentum]
+type = "float"
+low = 0.0
+high = 0.99
+when = { optimizer = "sgd" }
+
+[params.epochs]
+value = 3
+
+[trial]
+command = ["python3", "train.py", "--lr={lr}", "--momentum={momentum}", "--trial={trial}"]
+env = { WANDB_MODE = "offline" }
+
+[[enqueue]]
+lr = 0.001
+layers = 2
+optimizer = "adam"
+
+[devices]
+gpus = [0, 1]
+per_gpu = 2
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text, Path::new(".")) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(p) => p,
+    }
+}
+
+/// The good file with `old` replaced by `new`.
+fn edit(old: &str, new: &str) -> String {
+    assert!(GOOD.contains(old), "fixture lacks {old}");
+    GOOD.replacen(old, new, 1)
+}
+
+fn one(text: &str) -> Problem {
+    let p = problems(text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    p.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_good_file_validates_fully() {
+    let c = parse(GOOD, Path::new(".")).unwrap();
+    assert_eq!(c.name, "demo");
+    assert_eq!(c.budget.trials, 10);
+    assert_eq!(c.budget.trial_timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(c.budget.timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(c.devices.gpus, ["0", "1"]);
+    // Parents come before the parameters that depend on them.
+    let names: Vec<&str> = c.space.params.iter().map(|p| p.name.as_str()).collect();
+    let pos = |n| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("optimizer") < pos("momentum"));
+    assert_eq!(
+        c.enqueue[0]["epochs"],
+        json!(3),
+        "fixed params are filled into enqueued configs"
+    );
+    let params: crate::space::Params =
+        serde_json::from_value(json!({"lr": 0.01, "momentum": 0.9})).unwrap();
+    let argv: Vec<String> = c
+        .trial
+        .argv
+        .iter()
+        .filter_map(|a| a.render(&params, 4))
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "python3",
+            "train.py",
+            "--lr=0.01",
+            "--momentum=0.9",
+            "--trial=4"
+        ]
+    );
+    let inactive: crate::space::Params = serde_json::from_value(json!({"lr": 0.01})).unwrap();
+    let argv: Vec<String> = c
+        .trial
+        .argv
+        .iter()
+        .filter_map(|a| a.render(&inactive, 4))
+        .collect();
+    assert_eq!(
+        argv.len(),
+        4,
+        "an argument naming an inactive parameter is left out"
+    );
+}
+
+#[test]
+fn malformed_toml_points_at_the_spot() {
+    let p = one("name = \"x\"\nmetric = \n");
+    assert_eq!((p.line, p.key.as_str()), (2, ""));
+}
+
+#[test]
+fn unknown_key_is_named_with_its_path() {
+    let p = one(&edit("log = true", "log = true\nhihg = 3"));
+    assert_eq!(
+        (p.key.as_str(), p.line, p.column),
+        ("params.lr.hihg", 19, 1)
+    );
+    assert!(p.message.contains("unknown field `hihg`"), "{}", p.message);
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let p = one(&edit("trials = 10", "trials = \"ten\""));
+    assert_eq!((p.key.as_str(), p.line), ("budget.trials", 8));
+    assert!(p.message.contains("invalid type"), "{}", p.message);
+}
+
+#[test]
+fn missing_key_is_named() {
+    let p = one(&edit("metric = \"val_loss\"\n", ""));
+    assert_eq!(p.key, "metric");
+}
+
+#[test]
+fn low_above_high() {
+    let p = one(&edit("low = 1\nhigh = 8", "low = 9\nhigh = 8"));
+    assert_eq!(
+        (p.key.as_str(), p.line, p.column),
+        ("params.layers.low", 22, 1)
+    );
+    assert!(p.message.contains("greater than high"));
+}
+
+#[test]
+fn log_needs_a_positive_low() {
+    let p = one(&edit("low = 1e-5", "low = 0.0"));
+    assert_eq!(p.key, "params.lr.low");
+    assert!(p.message.contains("> 0 when log"));
+}
+
+#[test]
+fn empty_choices() {
+    let p = one(&edit(
+        "choices = [\"adam\", \"sgd\"]",
+        "choices = []\ntype = \"categorical\"",
+    ));
+    assert_eq!(p.key, "params.optimizer.choices");
+}
+
+#[test]
+fn condition_on_an_unknown_parameter() {
+    let p = one(&edit(
+        "when = { optimizer = \"sgd\" }",
+        "when = { optimiser = \"sgd\" }",
+    ));
+    assert_eq!(
+        (p.key.as_str(), p.line, p.column),
+        ("params.momentum.when.optimiser", 33, 10)
+    );
+    assert!(p.message.contains("unknown parameter `optimiser`"));
+}
+
+#[test]
+fn condition_on_an_impossible_value() {
+    let p = one(&edit(
+        "when = { optimizer = \"sgd\" }",
+        "when = { optimizer = \"rmsprop\" }",
+    ));
+    assert!(p.message.contains("never a value"), "{}", p.message);
+}
+
+#[test]
+fn placeholder_without_parameter() {
+    let p = one(&edit("\"--lr={lr}\"", "\"--lr={learning_rate}\""));
+    assert_eq!((p.key.as_str(), p.line), ("trial.command.2", 39));
+    assert!(p.message.contains("{learning_rate}"));
+}
+
+#[test]
+fn unbalanced_placeholder() {
+    let p = one(&edit("\"--lr={lr}\"", "\"--lr={lr\""));
+    assert!(p.message.contains("malformed placeholder"));
+}
+
+#[test]
+fn a_bad_enqueued_config_is_named() {
+    let p = one(&edit("layers = 2", "layers = 20"));
+    assert_eq!(p.key, "enqueue.0");
+    assert!(p.message.contains("outside"), "{}", p.message);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = edit("trials = 10", "trials = 0").replace("low = 1\nhigh = 8", "low = 9\nhigh = 8");
+    assert_eq!(problems(&text).len(), 2);
+}
+
+#[test]
+fn cycles_in_conditions_are_refused() {
+    let text = edit("[params.epochs]", "[params.a]\nchoices = [1]\nwhen = { b = 1 }\n[params.b]\nchoices = [1]\nwhen = { a = 1 }\n[params.epochs]");
+    let p = one(&text);
+    assert!(p.message.contains("cycle"));
+}
+
+#[test]
+fn load_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, edit("low = 1e-5", "low = -1.0")).unwrap();
+    let message = load(&path).unwrap_err().to_string();
+    assert!(
+        message.starts_with(&format!("{}:16:1: `params.lr.low`", path.display())),
+        "{message}"
+    );
+}

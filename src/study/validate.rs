@@ -1,0 +1,575 @@
+//! Turns a raw `StudyFile` into a `StudyConfig`, collecting every problem with its key path.
+
+use super::file::{DurationText, ParamFile, ParamKind, StudyFile, TrialFile};
+use super::{
+    ArgTemplate, Budget, Devices, Objective, Piece, SamplerConfig, StudyConfig, TrialSpec,
+    TRIAL_PLACEHOLDER,
+};
+use crate::space::{values_equal, Condition, Distribution, Param, Params, Space};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The built-in workers `[trial] worker = ...` may name.
+pub const BUILTIN_WORKERS: &[&str] = &["testfn"];
+
+type Errors = Vec<(Vec<String>, String)>;
+
+/// Collects problems under key paths.
+#[derive(Default)]
+struct Check {
+    errors: Errors,
+}
+
+impl Check {
+    fn fail(&mut self, path: &[&str], message: impl Into<String>) {
+        self.errors
+            .push((path.iter().map(|s| s.to_string()).collect(), message.into()));
+    }
+
+    fn fail_owned(&mut self, path: Vec<String>, message: impl Into<String>) {
+        self.errors.push((path, message.into()));
+    }
+
+    fn count(&mut self, path: &[&str], value: Option<i64>, default: i64, min: i64) -> u32 {
+        let v = value.unwrap_or(default);
+        if v < min || v > u32::MAX as i64 {
+            self.fail(path, format!("must be at least {min}, got {v}"));
+            return default as u32;
+        }
+        v as u32
+    }
+
+    fn duration(&mut self, path: &[&str], value: &Option<DurationText>) -> Option<Duration> {
+        let parsed = match value.as_ref()? {
+            DurationText::Seconds(s) if *s > 0.0 && s.is_finite() => {
+                Ok(Duration::from_secs_f64(*s))
+            }
+            DurationText::Seconds(s) => {
+                Err(format!("must be a positive number of seconds, got {s}"))
+            }
+            DurationText::Text(t) => humantime::parse_duration(t)
+                .map_err(|e| format!("`{t}` is not a duration like \"90s\" or \"1h 30m\": {e}"))
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err("must be positive".into())
+                    } else {
+                        Ok(d)
+                    }
+                }),
+        };
+        parsed.map_err(|m| self.fail(path, m)).ok()
+    }
+}
+
+pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, Errors> {
+    let mut check = Check::default();
+    if raw.name.trim().is_empty() {
+        check.fail(&["name"], "must not be empty");
+    }
+    if raw.metric.trim().is_empty() {
+        check.fail(&["metric"], "must name the metric the worker reports");
+    }
+    let budget = Budget {
+        trials: check.count(&["budget", "trials"], Some(raw.budget.trials), 1, 1),
+        parallel: check.count(&["budget", "parallel"], raw.budget.parallel, 1, 1),
+        trial_timeout: check.duration(&["budget", "trial_timeout"], &raw.budget.trial_timeout),
+        timeout: check.duration(&["budget", "timeout"], &raw.budget.timeout),
+        retries: check.count(&["budget", "retries"], raw.budget.retries, 0, 0),
+    };
+    let space = space(&mut check, &raw.params);
+    let space_ok = check.errors.is_empty();
+    let trial = trial(&mut check, &raw.trial, &raw.params, base);
+    // A broken space would make every enqueued config look wrong too; report the cause only.
+    let enqueue = raw
+        .enqueue
+        .iter()
+        .enumerate()
+        .filter(|_| space_ok)
+        .filter_map(|(i, given)| {
+            space
+                .complete(given)
+                .map_err(|m| check.fail_owned(vec!["enqueue".into(), i.to_string()], m))
+                .ok()
+        })
+        .collect();
+    let devices = Devices {
+        gpus: gpus(&mut check, &raw.devices.gpus),
+        per_gpu: check.count(&["devices", "per_gpu"], raw.devices.per_gpu, 1, 1),
+    };
+    let sampler = SamplerConfig {
+        kind: raw.sampler.kind,
+        startup_trials: check.count(
+            &["sampler", "startup_trials"],
+            raw.sampler.startup_trials,
+            10,
+            0,
+        ),
+    };
+    if !check.errors.is_empty() {
+        return Err(check.errors);
+    }
+    Ok(StudyConfig {
+        name: raw.name.trim().to_string(),
+        objective: Objective {
+            metric: raw.metric.trim().to_string(),
+            direction: raw.direction,
+        },
+        seed: raw.seed,
+        budget,
+        space,
+        sampler,
+        pruner: raw.pruner.kind,
+        trial,
+        enqueue,
+        devices,
+        source: text.to_string(),
+    })
+}
+
+fn gpus(check: &mut Check, raw: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        let id = match g {
+            Value::Number(n) if n.as_u64().is_some() => n.to_string(),
+            Value::String(s) if !s.trim().is_empty() && !s.contains(',') => s.trim().to_string(),
+            _ => {
+                check.fail_owned(
+                    vec!["devices".into(), "gpus".into(), i.to_string()],
+                    format!("`{g}` is not a GPU id (a number like 0 or a UUID string)"),
+                );
+                continue;
+            }
+        };
+        if out.contains(&id) {
+            check.fail_owned(
+                vec!["devices".into(), "gpus".into(), i.to_string()],
+                format!("GPU {id} is listed twice"),
+            );
+        }
+        out.push(id);
+    }
+    out
+}
+
+fn space(check: &mut Check, raw: &BTreeMap<String, ParamFile>) -> Space {
+    let mut params = Vec::new();
+    for (name, p) in raw {
+        let path = ["params", name.as_str()];
+        if name == TRIAL_PLACEHOLDER || name.is_empty() || name.contains(['{', '}', '.']) {
+            check.fail(
+                &path,
+                format!("`{name}` cannot be a parameter name (reserved or contains {{ }} .)"),
+            );
+            continue;
+        }
+        if let Some(distribution) = distribution(check, name, p) {
+            params.push(Param {
+                name: name.clone(),
+                distribution,
+                conditions: Vec::new(),
+            });
+        }
+    }
+    // Conditions need every parent's distribution, so they come second.
+    let dists: BTreeMap<String, Distribution> = params
+        .iter()
+        .map(|p| (p.name.clone(), p.distribution.clone()))
+        .collect();
+    for param in &mut params {
+        let Some(when) = raw[&param.name].when.as_ref() else {
+            continue;
+        };
+        for (parent, values) in when {
+            let path = ["params", param.name.as_str(), "when", parent.as_str()];
+            let Some(parent_dist) = dists.get(parent) else {
+                // A declared but invalid parent has its own message already.
+                if !raw.contains_key(parent) {
+                    check.fail(
+                        &path,
+                        format!("condition names unknown parameter `{parent}`"),
+                    );
+                }
+                continue;
+            };
+            if parent == &param.name {
+                check.fail(&path, "a parameter cannot depend on itself");
+                continue;
+            }
+            let values = match values {
+                Value::Array(vs) => vs.clone(),
+                v => vec![v.clone()],
+            };
+            if values.is_empty() {
+                check.fail(&path, "lists no values");
+            }
+            for v in &values {
+                if !parent_dist.contains(v) {
+                    check.fail(&path, format!("{v} is never a value of `{parent}`"));
+                }
+            }
+            param.conditions.push(Condition {
+                parent: parent.clone(),
+                values,
+            });
+        }
+    }
+    match order_parents_first(params) {
+        Ok(params) => Space { params },
+        Err((cycle, params)) => {
+            check.fail(
+                &["params", cycle.as_str(), "when"],
+                "conditions form a cycle",
+            );
+            Space { params }
+        }
+    }
+}
+
+/// Orders parameters so every parent precedes its children; on a cycle, names a parameter on
+/// it and gives the parameters back unordered.
+fn order_parents_first(mut pending: Vec<Param>) -> Result<Vec<Param>, (String, Vec<Param>)> {
+    let mut ordered: Vec<Param> = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|p| {
+            p.conditions
+                .iter()
+                .all(|c| ordered.iter().any(|o| o.name == c.parent))
+        });
+        match ready {
+            Some(i) => ordered.push(pending.remove(i)),
+            None => {
+                let name = pending[0].name.clone();
+                ordered.append(&mut pending);
+                return Err((name, ordered));
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+fn distribution(check: &mut Check, name: &str, p: &ParamFile) -> Option<Distribution> {
+    let at = |key: &'static str| -> [String; 3] { ["params".into(), name.into(), key.into()] };
+    let kind = match (p.kind, &p.choices, &p.value) {
+        (Some(k), _, _) => k,
+        (None, Some(_), _) => ParamKind::Categorical,
+        (None, None, Some(_)) => ParamKind::Fixed,
+        (None, None, None) => {
+            check.fail(
+                &["params", name],
+                "needs `type` (float, int, categorical, fixed), `choices` or `value`",
+            );
+            return None;
+        }
+    };
+    let allowed: &[&str] = match kind {
+        ParamKind::Float => &["low", "high", "log", "step"],
+        ParamKind::Int => &["low", "high", "log", "step"],
+        ParamKind::Categorical => &["choices"],
+        ParamKind::Fixed => &["value"],
+    };
+    let present = [
+        ("low", p.low.is_some()),
+        ("high", p.high.is_some()),
+        ("log", p.log.is_some()),
+        ("step", p.step.is_some()),
+        ("choices", p.choices.is_some()),
+        ("value", p.value.is_some()),
+    ];
+    let before = check.errors.len();
+    for (key, is_set) in present {
+        if is_set && !allowed.contains(&key) {
+            check.fail_owned(
+                at(key).to_vec(),
+                format!("not allowed for a {kind:?} parameter").to_lowercase(),
+            );
+        }
+    }
+    let dist = match kind {
+        ParamKind::Float | ParamKind::Int => numeric(check, name, p, kind == ParamKind::Int),
+        ParamKind::Categorical => {
+            let choices = p.choices.clone().unwrap_or_default();
+            if choices.is_empty() {
+                check.fail_owned(at("choices").to_vec(), "must list at least one choice");
+            }
+            for (i, c) in choices.iter().enumerate() {
+                let path = vec![
+                    "params".into(),
+                    name.into(),
+                    "choices".into(),
+                    i.to_string(),
+                ];
+                if !is_scalar(c) {
+                    check.fail_owned(path, format!("{c} is not a string, number or boolean"));
+                } else if choices[..i].iter().any(|d| values_equal(c, d)) {
+                    check.fail_owned(path, format!("{c} is listed twice"));
+                }
+            }
+            Some(Distribution::Categorical { choices })
+        }
+        ParamKind::Fixed => match &p.value {
+            Some(v) if is_scalar(v) => Some(Distribution::Fixed { value: v.clone() }),
+            Some(v) => {
+                check.fail_owned(
+                    at("value").to_vec(),
+                    format!("{v} is not a string, number or boolean"),
+                );
+                None
+            }
+            None => {
+                check.fail_owned(at("value").to_vec(), "a fixed parameter needs `value`");
+                None
+            }
+        },
+    };
+    (check.errors.len() == before).then_some(dist).flatten()
+}
+
+fn numeric(check: &mut Check, name: &str, p: &ParamFile, int: bool) -> Option<Distribution> {
+    let at = |key: &str| vec!["params".to_string(), name.to_string(), key.to_string()];
+    let (Some(low), Some(high)) = (p.low, p.high) else {
+        let missing = if p.low.is_none() { "low" } else { "high" };
+        check.fail_owned(at(missing), "is required for a numeric parameter");
+        return None;
+    };
+    let log = p.log.unwrap_or(false);
+    let before = check.errors.len();
+    for (key, v) in [("low", low), ("high", high)] {
+        if !v.is_finite() {
+            check.fail_owned(at(key), "must be finite");
+        } else if int && v.fract() != 0.0 {
+            check.fail_owned(
+                at(key),
+                format!("must be a whole number for an int parameter, got {v}"),
+            );
+        }
+    }
+    if low > high {
+        check.fail_owned(
+            at("low"),
+            format!("low ({low}) is greater than high ({high})"),
+        );
+    }
+    if log && low <= 0.0 {
+        check.fail_owned(at("low"), format!("must be > 0 when log = true, got {low}"));
+    }
+    if let Some(step) = p.step {
+        if !(step > 0.0 && step.is_finite()) {
+            check.fail_owned(at("step"), format!("must be positive, got {step}"));
+        } else if int && step.fract() != 0.0 {
+            check.fail_owned(
+                at("step"),
+                format!("must be a whole number for an int parameter, got {step}"),
+            );
+        } else if log && (!int || step != 1.0) {
+            check.fail_owned(
+                at("step"),
+                "cannot be combined with log = true (except step = 1 for ints)",
+            );
+        } else if low <= high {
+            let k = (high - low) / step;
+            if (k - k.round()).abs() > 1e-9 * k.max(1.0) {
+                check.fail_owned(
+                    at("step"),
+                    format!(
+                        "high - low ({}) is not a multiple of step {step}",
+                        high - low
+                    ),
+                );
+            }
+        }
+    }
+    if check.errors.len() != before {
+        return None;
+    }
+    Some(if int {
+        Distribution::Int {
+            low: low as i64,
+            high: high as i64,
+            log,
+            step: p.step.unwrap_or(1.0) as i64,
+        }
+    } else {
+        Distribution::Float {
+            low,
+            high,
+            log,
+            step: p.step,
+        }
+    })
+}
+
+fn is_scalar(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+}
+
+fn trial(
+    check: &mut Check,
+    raw: &TrialFile,
+    declared: &BTreeMap<String, ParamFile>,
+    base: &Path,
+) -> TrialSpec {
+    let mut argv: Vec<(Vec<String>, &str)> = Vec::new();
+    let mut program: Vec<ArgTemplate> = Vec::new();
+    match (&raw.command, &raw.worker) {
+        (Some(_), Some(_)) => check.fail(
+            &["trial", "worker"],
+            "give either `command` or `worker`, not both",
+        ),
+        (None, None) => check.fail(
+            &["trial"],
+            "needs `command = [\"program\", \"--flag\", \"{param}\"]` or `worker = \"testfn\"`",
+        ),
+        (Some(cmd), None) => {
+            if cmd.is_empty() || cmd[0].trim().is_empty() {
+                check.fail(&["trial", "command"], "must name a program");
+            }
+            if !raw.args.is_empty() {
+                check.fail(
+                    &["trial", "args"],
+                    "only goes with `worker`; put arguments in `command`",
+                );
+            }
+            for (i, a) in cmd.iter().enumerate() {
+                argv.push((vec!["trial".into(), "command".into(), i.to_string()], a));
+            }
+        }
+        (None, Some(worker)) => {
+            if !BUILTIN_WORKERS.contains(&worker.as_str()) {
+                check.fail(
+                    &["trial", "worker"],
+                    format!(
+                        "unknown built-in worker `{worker}` (known: {})",
+                        BUILTIN_WORKERS.join(", ")
+                    ),
+                );
+            }
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "sweep".into());
+            program = vec![literal(&exe), literal("worker"), literal(worker)];
+            for (i, a) in raw.args.iter().enumerate() {
+                argv.push((vec!["trial".into(), "args".into(), i.to_string()], a));
+            }
+        }
+    }
+    for (path, text) in argv {
+        match parse_template(text) {
+            Ok(t) => {
+                for piece in &t.0 {
+                    if let Piece::Param(p) = piece {
+                        if !declared.contains_key(p) {
+                            check.fail_owned(
+                                path.clone(),
+                                format!("placeholder `{{{p}}}` names no parameter"),
+                            );
+                        }
+                    }
+                }
+                program.push(t);
+            }
+            Err(m) => check.fail_owned(path, m),
+        }
+    }
+    let workdir = base.join(raw.workdir.as_deref().unwrap_or("."));
+    if !workdir.is_dir() {
+        check.fail(
+            &["trial", "workdir"],
+            format!("{} is not a directory", workdir.display()),
+        );
+    }
+    for key in raw.env.keys() {
+        if key.is_empty() || key.contains('=') || key.starts_with("SWEEP_") {
+            check.fail(
+                &["trial", "env", key.as_str()],
+                "not a usable variable name (SWEEP_ is reserved)",
+            );
+        }
+    }
+    let grace = check
+        .duration(&["trial", "grace"], &raw.grace)
+        .unwrap_or(Duration::from_secs(5));
+    TrialSpec {
+        argv: program,
+        workdir,
+        env: raw.env.clone(),
+        grace,
+    }
+}
+
+fn literal(s: &str) -> ArgTemplate {
+    ArgTemplate(vec![Piece::Text(s.to_string())])
+}
+
+/// Splits `--lr={lr}` into text and placeholders; `{{` and `}}` are literal braces.
+pub fn parse_template(text: &str) -> Result<ArgTemplate, String> {
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed || name.is_empty() || name.contains('{') {
+                    return Err(format!(
+                        "malformed placeholder in `{text}` (use {{{{ for a literal brace)"
+                    ));
+                }
+                if !lit.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut lit)));
+                }
+                pieces.push(if name == TRIAL_PLACEHOLDER {
+                    Piece::Trial
+                } else {
+                    Piece::Param(name)
+                });
+            }
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` in `{text}` (use }}}} for a literal brace)"
+                ))
+            }
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() || pieces.is_empty() {
+        pieces.push(Piece::Text(lit));
+    }
+    Ok(ArgTemplate(pieces))
+}
+
+impl ArgTemplate {
+    /// The argument for one trial, or None when it names an inactive parameter (the whole
+    /// argument is left out, so write conditional flags as `--momentum={momentum}`).
+    pub fn render(&self, params: &Params, trial: u64) -> Option<String> {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Trial => out.push_str(&trial.to_string()),
+                Piece::Param(p) => match params.get(p)? {
+                    Value::String(s) => out.push_str(s),
+                    v => out.push_str(&v.to_string()),
+                },
+            }
+        }
+        Some(out)
+    }
+}

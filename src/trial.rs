@@ -1,0 +1,159 @@
+//! Trial states, the snapshot of one trial, and the history samplers and pruners read.
+
+use crate::space::Params;
+use crate::study::Objective;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Metric name to value, as a worker reports them.
+pub type Metrics = BTreeMap<String, f64>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialState {
+    /// Queued with its params (enqueued, a retry, or a re-run of an interrupted trial).
+    Waiting,
+    Running,
+    Complete,
+    Pruned,
+    Failed,
+    /// Was running when the coordinator stopped; a waiting copy took its slot.
+    Interrupted,
+}
+
+impl TrialState {
+    pub const ALL: [TrialState; 6] = [
+        TrialState::Waiting,
+        TrialState::Running,
+        TrialState::Complete,
+        TrialState::Pruned,
+        TrialState::Failed,
+        TrialState::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Waiting => "waiting",
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+            TrialState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TrialState> {
+        TrialState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TrialState::Complete
+                | TrialState::Pruned
+                | TrialState::Failed
+                | TrialState::Interrupted
+        )
+    }
+}
+
+/// A snapshot of one trial.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    /// Database id; unique across studies.
+    pub id: i64,
+    /// Number within the study, unique, in order of creation.
+    pub number: u64,
+    pub state: TrialState,
+    pub params: Params,
+    /// 1 for the first attempt at a configuration, +1 for each retry after failure.
+    pub attempt: u32,
+    /// The trial this one re-runs (a retry or an interrupted trial's replacement).
+    pub rerun_of: Option<u64>,
+    pub device: Option<String>,
+    /// The objective's final value.
+    pub value: Option<f64>,
+    pub metrics: Option<Metrics>,
+    /// Objective metric per reported step, in step order.
+    pub curve: Vec<(i64, f64)>,
+    pub last_step: Option<i64>,
+    pub reason: Option<String>,
+    pub stderr_tail: Option<String>,
+    /// Unix milliseconds.
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// Every trial of a study as the coordinator knows it, in number order.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub objective: Objective,
+    pub trials: Vec<Trial>,
+    /// Trials whose failure was followed by a retry; they do not count toward the budget.
+    pub retried: std::collections::BTreeSet<u64>,
+}
+
+impl History {
+    pub fn new(objective: Objective, trials: Vec<Trial>) -> History {
+        let retried = trials.iter().filter_map(|t| t.rerun_of).collect();
+        History {
+            objective,
+            trials,
+            retried,
+        }
+    }
+
+    /// Finished trials that use up the budget: complete, pruned, and failures that were not
+    /// retried.
+    pub fn counted(&self) -> usize {
+        self.trials.iter().filter(|t| self.counts(t)).count()
+    }
+
+    pub fn counts(&self, t: &Trial) -> bool {
+        match t.state {
+            TrialState::Complete | TrialState::Pruned => true,
+            TrialState::Failed => !self.retried.contains(&t.number),
+            _ => false,
+        }
+    }
+
+    /// Completed trials with their objective value.
+    pub fn completed(&self) -> impl Iterator<Item = (&Trial, f64)> {
+        self.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .filter_map(|t| t.value.map(|v| (t, v)))
+    }
+
+    /// Configurations being evaluated now.
+    pub fn running(&self) -> impl Iterator<Item = &Trial> {
+        self.trials
+            .iter()
+            .filter(|t| t.state == TrialState::Running)
+    }
+
+    pub fn count(&self, state: TrialState) -> usize {
+        self.trials.iter().filter(|t| t.state == state).count()
+    }
+
+    /// The best completed trial in the objective's direction.
+    pub fn best(&self) -> Option<&Trial> {
+        self.completed()
+            .reduce(|a, b| {
+                if self.objective.better(b.1, a.1) {
+                    b
+                } else {
+                    a
+                }
+            })
+            .map(|(t, _)| t)
+    }
+
+    pub fn next_number(&self) -> u64 {
+        self.trials.iter().map(|t| t.number + 1).max().unwrap_or(0)
+    }
+
+    pub fn by_id_mut(&mut self, id: i64) -> Option<&mut Trial> {
+        self.trials.iter_mut().find(|t| t.id == id)
+    }
+}

@@ -1,0 +1,73 @@
+//! Built-in workers, run as `sweep worker NAME`. They speak the protocol in `protocol.rs`
+//! like any user script would.
+
+pub mod testfn;
+
+use crate::protocol::{Decision, Hello, Reply};
+use crate::space::Params;
+use std::io::{BufRead, IsTerminal};
+
+/// The worker's side of the protocol over stdin/stdout.
+pub struct Channel {
+    stdin: Option<std::io::StdinLock<'static>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("no params: expected a JSON line on stdin or SWEEP_PARAMS in the environment")]
+    NoParams,
+    #[error("malformed params: {0}")]
+    BadParams(String),
+}
+
+impl Channel {
+    /// Reads the params: the coordinator's hello line on stdin, else `SWEEP_PARAMS`.
+    pub fn open() -> Result<(Channel, Params), WorkerError> {
+        let stdin = std::io::stdin();
+        let interactive = stdin.is_terminal();
+        let mut lock = (!interactive).then(|| stdin.lock());
+        let mut first = String::new();
+        if let Some(l) = lock.as_mut() {
+            let _ = l.read_line(&mut first);
+        }
+        let params = if !first.trim().is_empty() {
+            serde_json::from_str::<Hello>(&first)
+                .map(|h| h.params)
+                .map_err(|e| WorkerError::BadParams(format!("stdin: {e}")))?
+        } else {
+            let env = std::env::var("SWEEP_PARAMS").map_err(|_| WorkerError::NoParams)?;
+            serde_json::from_str(&env)
+                .map_err(|e| WorkerError::BadParams(format!("SWEEP_PARAMS: {e}")))?
+        };
+        let reads_replies = lock.is_some() && !first.trim().is_empty();
+        Ok((
+            Channel {
+                stdin: lock.filter(|_| reads_replies),
+            },
+            params,
+        ))
+    }
+
+    /// Prints one report and waits for the coordinator's decision (continue when there is no
+    /// coordinator on stdin).
+    pub fn report(&mut self, line: &serde_json::Value) -> Decision {
+        println!("{line}");
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Decision::Continue;
+        };
+        let mut reply = String::new();
+        match stdin.read_line(&mut reply) {
+            Ok(0) | Err(_) => {
+                self.stdin = None;
+                Decision::Continue
+            }
+            Ok(_) => serde_json::from_str::<Reply>(&reply)
+                .map(|r| r.decision)
+                .unwrap_or(Decision::Continue),
+        }
+    }
+
+    pub fn finish(&self, line: &serde_json::Value) {
+        println!("{line}");
+    }
+}
