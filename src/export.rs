@@ -25,11 +25,7 @@ fn reports_by_trial(reports: &[Report]) -> BTreeMap<i64, BTreeMap<i64, Map<Strin
     let mut out: BTreeMap<i64, BTreeMap<i64, Map<String, Value>>> = BTreeMap::new();
     for r in reports {
         let value = r.value.map_or(Value::Null, Value::from);
-        out.entry(r.trial_id)
-            .or_default()
-            .entry(r.step)
-            .or_default()
-            .insert(r.metric.clone(), value);
+        out.entry(r.trial_id).or_default().entry(r.step).or_default().insert(r.metric.clone(), value);
     }
     out
 }
@@ -62,19 +58,11 @@ fn trial_json(t: &Trial, reports: Option<&BTreeMap<i64, Map<String, Value>>>) ->
     })
 }
 
-pub fn write(
-    out: &mut dyn Write,
-    format: Format,
-    trials: &[Trial],
-    reports: &[Report],
-) -> Result<(), ExportError> {
+pub fn write(out: &mut dyn Write, format: Format, trials: &[Trial], reports: &[Report]) -> Result<(), ExportError> {
     let by_trial = reports_by_trial(reports);
     match format {
         Format::Json => {
-            let all: Vec<Value> = trials
-                .iter()
-                .map(|t| trial_json(t, by_trial.get(&t.id)))
-                .collect();
+            let all: Vec<Value> = trials.iter().map(|t| trial_json(t, by_trial.get(&t.id))).collect();
             serde_json::to_writer_pretty(&mut *out, &all).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
@@ -91,10 +79,7 @@ fn write_csv(
     by_trial: &BTreeMap<i64, BTreeMap<i64, Map<String, Value>>>,
 ) -> Result<(), ExportError> {
     let params: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
-    let metrics: BTreeSet<&String> = trials
-        .iter()
-        .flat_map(|t| t.metrics.iter().flat_map(|m| m.keys()))
-        .collect();
+    let metrics: BTreeSet<&String> = trials.iter().flat_map(|t| t.metrics.iter().flat_map(|m| m.keys())).collect();
     let mut w = csv::Writer::from_writer(out);
     let mut header: Vec<String> = [
         "number",
@@ -134,13 +119,7 @@ fn write_csv(
             Some(v) => v.to_string(),
             None => String::new(),
         }));
-        row.extend(metrics.iter().map(|m| {
-            opt(t
-                .metrics
-                .as_ref()
-                .and_then(|x| x.get(*m))
-                .map(|v| v.to_string()))
-        }));
+        row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(|v| v.to_string()))));
         let reports = trial_json(t, by_trial.get(&t.id))["reports"].to_string();
         row.push(reports);
         w.write_record(&row)?;

@@ -8,15 +8,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error(
-        "the database {db} is in use by another sweep coordinator (pid {holder}); stop it first"
-    )]
+    #[error("the database {db} is in use by another sweep coordinator (pid {holder}); stop it first")]
     Busy { db: PathBuf, holder: String },
     #[error("cannot create lock file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// Held while the coordinator runs.
@@ -26,30 +21,14 @@ pub struct DbLock {
 
 pub fn lock_database(db: &Path) -> Result<DbLock, LockError> {
     let path = PathBuf::from(format!("{}.lock", db.display()));
-    let io = |source| LockError::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let io = |source| LockError::Io { path: path.clone(), source };
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
-        let holder = if holder.trim().is_empty() {
-            "unknown".into()
-        } else {
-            holder.trim().to_string()
-        };
-        return Err(LockError::Busy {
-            db: db.to_path_buf(),
-            holder,
-        });
+        let holder = if holder.trim().is_empty() { "unknown".into() } else { holder.trim().to_string() };
+        return Err(LockError::Busy { db: db.to_path_buf(), holder });
     }
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;

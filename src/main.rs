@@ -15,11 +15,7 @@ use sweep::worker::testfn::{self, TestFnArgs};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    name = "sweep",
-    version,
-    about = "Hyperparameter optimization for training runs"
-)]
+#[command(name = "sweep", version, about = "Hyperparameter optimization for training runs")]
 struct Cli {
     /// The SQLite database holding the studies.
     #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweep.db")]
@@ -76,17 +72,14 @@ const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWEEP_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SWEEP_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Worker(Worker::Testfn(args)) => testfn::run(&args)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(anyhow::Error::from),
+        Command::Worker(Worker::Testfn(args)) => {
+            testfn::run(&args).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
         command => runtime().and_then(|rt| rt.block_on(dispatch(command, &cli.db))),
     };
     match result {
@@ -94,10 +87,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let bad_input = e.downcast_ref::<StudyFileError>().is_some()
-                || matches!(
-                    e.downcast_ref::<CoordinatorError>(),
-                    Some(CoordinatorError::Incompatible { .. })
-                );
+                || matches!(e.downcast_ref::<CoordinatorError>(), Some(CoordinatorError::Incompatible { .. }));
             ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
         }
     }
@@ -106,25 +96,16 @@ fn main() -> ExitCode {
 /// One thread: worker processes are tied to the thread that spawned them (PR_SET_PDEATHSIG),
 /// and the coordinator is I/O bound.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
     match command {
-        Command::Run { study, no_progress } => {
-            run(&study, db, !no_progress && std::io::stderr().is_terminal()).await
-        }
+        Command::Run { study, no_progress } => run(&study, db, !no_progress && std::io::stderr().is_terminal()).await,
         Command::Status => status(db).await,
         Command::Trials { name } => trials(db, &name).await,
         Command::Best { name, json } => best(db, &name, json).await,
-        Command::Export {
-            name,
-            format,
-            output,
-        } => export(db, &name, format, output.as_deref()).await,
+        Command::Export { name, format, output } => export(db, &name, format, output.as_deref()).await,
         Command::Worker(_) => unreachable!("workers run without the runtime"),
     }
 }
@@ -139,10 +120,7 @@ async fn run(path: &Path, db: &Path, progress: bool) -> Result<ExitCode> {
     let options = RunOptions { progress, shutdown };
     let summary = coordinator::run(&config, &mut store, &mut LocalExecutor, options).await?;
     let verb = if summary.resumed { "resumed" } else { "ran" };
-    println!(
-        "study `{}` ({verb}): {}/{} trials finished",
-        config.name, summary.finished, summary.budget
-    );
+    println!("study `{}` ({verb}): {}/{} trials finished", config.name, summary.finished, summary.budget);
     match &summary.best {
         Some(t) => println!(
             "best: trial {} {} = {} with {}",
@@ -170,10 +148,7 @@ async fn run(path: &Path, db: &Path, progress: bool) -> Result<ExitCode> {
 /// the next run records them as interrupted).
 async fn forward_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return;
     };
     for round in 0.. {
@@ -196,11 +171,7 @@ async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
             anyhow::bail!(
                 "no study named `{name}` in {} (studies: {})",
                 db.display(),
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
+                if names.is_empty() { "none".into() } else { names.join(", ") }
             );
         }
     };
@@ -222,16 +193,10 @@ async fn status(db: &Path) -> Result<ExitCode> {
     if studies.is_empty() {
         println!("no studies in {}", db.display());
     }
-    println!(
-        "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}",
-        "study", "state", "finished", "running", "failed", "best"
-    );
+    println!("{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}", "study", "state", "finished", "running", "failed", "best");
     for study in &studies {
         let h = history_of(&mut store, study).await?;
-        let best = h
-            .best()
-            .map(|t| fmt_value(t.value))
-            .unwrap_or_else(|| "-".into());
+        let best = h.best().map(|t| fmt_value(t.value)).unwrap_or_else(|| "-".into());
         let finished = format!("{}/{}", h.counted(), study.budget);
         println!(
             "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}",
@@ -277,12 +242,7 @@ async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&best_json(t))?);
     } else {
-        println!(
-            "trial {}: {} = {}",
-            t.number,
-            study.metric,
-            fmt_value(t.value)
-        );
+        println!("trial {}: {} = {}", t.number, study.metric, fmt_value(t.value));
         for (k, v) in &t.params {
             println!("  {k} = {v}");
         }
@@ -302,13 +262,11 @@ async fn export(db: &Path, name: &str, format: Format, output: Option<&Path>) ->
         Some(path) => {
             let tmp = path.with_extension("partial");
             let mut file = std::io::BufWriter::new(
-                std::fs::File::create(&tmp)
-                    .with_context(|| format!("cannot create {}", tmp.display()))?,
+                std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
             );
             export::write(&mut file, format, &trials, &reports)?;
             file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         }
         None => export::write(&mut std::io::stdout().lock(), format, &trials, &reports)?,
     }

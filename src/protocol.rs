@@ -60,17 +60,11 @@ pub fn parse_line(line: &str) -> WorkerLine {
             Err(_) => return WorkerLine::Log,
         },
     };
-    if let Some(Value::Object(fin)) = object.get("final") {
-        let metrics = numeric_fields(fin);
-        return if metrics.is_empty() {
-            WorkerLine::Log
-        } else {
-            WorkerLine::Final(metrics)
-        };
+    if let Some(fin) = object.get("final") {
+        let metrics = fin.as_object().map(numeric_fields).unwrap_or_default();
+        return if metrics.is_empty() { WorkerLine::Log } else { WorkerLine::Final(metrics) };
     }
-    let step = object
-        .get("step")
-        .and_then(|s| s.as_i64().or_else(|| s.as_f64().map(|f| f as i64)));
+    let step = object.get("step").and_then(|s| s.as_i64().or_else(|| s.as_f64().map(|f| f as i64)));
     let mut metrics = numeric_fields(&object);
     metrics.remove("step");
     if metrics.is_empty() {
@@ -78,6 +72,23 @@ pub fn parse_line(line: &str) -> WorkerLine {
     } else {
         WorkerLine::Report { step, metrics }
     }
+}
+
+/// Metrics as JSON, with NaN and infinities as strings (JSON has no such numbers).
+pub fn metrics_to_json(metrics: &Metrics) -> Value {
+    let object = metrics
+        .iter()
+        .map(|(k, v)| {
+            let v = if v.is_finite() { Value::from(*v) } else { Value::from(v.to_string()) };
+            (k.clone(), v)
+        })
+        .collect();
+    Value::Object(object)
+}
+
+/// Reads what `metrics_to_json` wrote.
+pub fn metrics_from_json(value: &Value) -> Option<Metrics> {
+    value.as_object().map(numeric_fields)
 }
 
 fn numeric_fields(object: &Map<String, Value>) -> Metrics {
@@ -94,7 +105,7 @@ fn numeric_fields(object: &Map<String, Value>) -> Metrics {
         .collect()
 }
 
-fn parse_non_finite(s: &str) -> Option<f64> {
+pub fn parse_non_finite(s: &str) -> Option<f64> {
     match s.to_ascii_lowercase().as_str() {
         "nan" => Some(f64::NAN),
         "inf" | "infinity" | "+inf" | "+infinity" => Some(f64::INFINITY),
@@ -121,9 +132,7 @@ fn quote_non_finite(line: &str) -> String {
             rest = &rest[c.len_utf8()..];
             continue;
         }
-        let token = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t));
+        let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
         if let Some(t) = token {
             out.push('"');
             out.push_str(t);
@@ -150,18 +159,13 @@ mod tests {
     fn reports_finals_and_logs() {
         assert_eq!(
             parse_line(r#"{"step": 3, "val_loss": 0.41, "note": "x"}"#),
-            WorkerLine::Report {
-                step: Some(3),
-                metrics: metrics(&[("val_loss", 0.41)])
-            }
+            WorkerLine::Report { step: Some(3), metrics: metrics(&[("val_loss", 0.41)]) }
         );
-        assert_eq!(
-            parse_line(r#"{"final": {"val_loss": 0.39}}"#),
-            WorkerLine::Final(metrics(&[("val_loss", 0.39)]))
-        );
+        assert_eq!(parse_line(r#"{"final": {"val_loss": 0.39}}"#), WorkerLine::Final(metrics(&[("val_loss", 0.39)])));
         assert_eq!(parse_line("epoch 3 done"), WorkerLine::Log);
         assert_eq!(parse_line("{not json"), WorkerLine::Log);
         assert_eq!(parse_line(r#"{"msg": "hello"}"#), WorkerLine::Log);
+        assert_eq!(parse_line(r#"{"final": 3}"#), WorkerLine::Log, "final must hold metrics");
         assert_eq!(parse_line(""), WorkerLine::Log);
     }
 
@@ -171,10 +175,7 @@ mod tests {
             WorkerLine::Report { metrics, .. } => {
                 assert!(metrics["loss"].is_nan());
                 assert_eq!(metrics["x"], f64::NEG_INFINITY);
-                assert!(
-                    !metrics.contains_key("s"),
-                    "a string that is not a number is not a metric"
-                );
+                assert!(!metrics.contains_key("s"), "a string that is not a number is not a metric");
             }
             other => panic!("{other:?}"),
         }

@@ -13,24 +13,10 @@ pub type Params = Map<String, Value>;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Distribution {
-    Float {
-        low: f64,
-        high: f64,
-        log: bool,
-        step: Option<f64>,
-    },
-    Int {
-        low: i64,
-        high: i64,
-        log: bool,
-        step: i64,
-    },
-    Categorical {
-        choices: Vec<Value>,
-    },
-    Fixed {
-        value: Value,
-    },
+    Float { low: f64, high: f64, log: bool, step: Option<f64> },
+    Int { low: i64, high: i64, log: bool, step: i64 },
+    Categorical { choices: Vec<Value> },
+    Fixed { value: Value },
 }
 
 /// A parameter exists only when every named parent has one of the listed values.
@@ -58,11 +44,9 @@ pub struct Space {
 impl Param {
     /// Whether this parameter is active given the values chosen so far.
     pub fn is_active(&self, chosen: &Params) -> bool {
-        self.conditions.iter().all(|c| {
-            chosen
-                .get(&c.parent)
-                .is_some_and(|v| c.values.iter().any(|w| values_equal(v, w)))
-        })
+        self.conditions
+            .iter()
+            .all(|c| chosen.get(&c.parent).is_some_and(|v| c.values.iter().any(|w| values_equal(v, w))))
     }
 }
 
@@ -70,9 +54,7 @@ impl Distribution {
     /// Draws a value uniformly (log-uniformly where `log`).
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Value {
         match self {
-            Distribution::Categorical { choices } => {
-                choices[rng.random_range(0..choices.len())].clone()
-            }
+            Distribution::Categorical { choices } => choices[rng.random_range(0..choices.len())].clone(),
             Distribution::Fixed { value } => value.clone(),
             _ => self.from_unit(rng.random::<f64>()),
         }
@@ -82,23 +64,12 @@ impl Distribution {
     /// to their index over the number of choices; fixed values to 0.
     pub fn to_unit(&self, value: &Value) -> Option<f64> {
         let unit = match self {
-            Distribution::Float {
-                low,
-                high,
-                log,
-                step,
-            } => {
+            Distribution::Float { low, high, log, step } => {
                 let (lo, hi) = self.padded_range(*low, *high, *log, *step);
                 scale(warp(value.as_f64()?, *log), lo, hi)
             }
-            Distribution::Int {
-                low,
-                high,
-                log,
-                step,
-            } => {
-                let (lo, hi) =
-                    self.padded_range(*low as f64, *high as f64, *log, Some(*step as f64));
+            Distribution::Int { low, high, log, step } => {
+                let (lo, hi) = self.padded_range(*low as f64, *high as f64, *log, Some(*step as f64));
                 scale(warp(value.as_f64()?, *log), lo, hi)
             }
             Distribution::Categorical { choices } => {
@@ -115,12 +86,7 @@ impl Distribution {
     pub fn from_unit(&self, u: f64) -> Value {
         let u = u.clamp(0.0, 1.0);
         match self {
-            Distribution::Float {
-                low,
-                high,
-                log,
-                step,
-            } => {
+            Distribution::Float { low, high, log, step } => {
                 let (lo, hi) = self.padded_range(*low, *high, *log, *step);
                 let x = unwarp(lo + u * (hi - lo), *log);
                 let x = match step {
@@ -129,14 +95,8 @@ impl Distribution {
                 };
                 Value::from(x.clamp(*low, *high))
             }
-            Distribution::Int {
-                low,
-                high,
-                log,
-                step,
-            } => {
-                let (lo, hi) =
-                    self.padded_range(*low as f64, *high as f64, *log, Some(*step as f64));
+            Distribution::Int { low, high, log, step } => {
+                let (lo, hi) = self.padded_range(*low as f64, *high as f64, *log, Some(*step as f64));
                 let x = unwarp(lo + u * (hi - lo), *log);
                 let k = ((x - *low as f64) / *step as f64).round() as i64;
                 Value::from((low + k * step).clamp(*low, *high))
@@ -155,10 +115,7 @@ impl Distribution {
     fn padded_range(&self, low: f64, high: f64, log: bool, step: Option<f64>) -> (f64, f64) {
         match step {
             Some(s) if !log => (low - s / 2.0, high + s / 2.0),
-            Some(_) => (
-                warp((low - 0.5).max(low / 2.0), true),
-                warp(high + 0.5, true),
-            ),
+            Some(_) => (warp((low - 0.5).max(low / 2.0), true), warp(high + 0.5, true)),
             None => (warp(low, log), warp(high, log)),
         }
     }
@@ -166,16 +123,12 @@ impl Distribution {
     /// Whether `value` is a legal value of this distribution.
     pub fn contains(&self, value: &Value) -> bool {
         match self {
-            Distribution::Float {
-                low, high, step, ..
-            } => value.as_f64().is_some_and(|x| {
-                x >= *low && x <= *high && step.is_none_or(|s| on_grid(x - low, s))
-            }),
-            Distribution::Int {
-                low, high, step, ..
-            } => value
-                .as_i64()
-                .is_some_and(|x| x >= *low && x <= *high && (x - low) % step == 0),
+            Distribution::Float { low, high, step, .. } => {
+                value.as_f64().is_some_and(|x| x >= *low && x <= *high && step.is_none_or(|s| on_grid(x - low, s)))
+            }
+            Distribution::Int { low, high, step, .. } => {
+                value.as_i64().is_some_and(|x| x >= *low && x <= *high && (x - low) % step == 0)
+            }
             Distribution::Categorical { choices } => choices.iter().any(|c| values_equal(c, value)),
             Distribution::Fixed { value: v } => values_equal(v, value),
         }
@@ -210,12 +163,7 @@ impl Space {
         for p in &self.params {
             let active = p.is_active(&chosen);
             match (given.get(&p.name), active, &p.distribution) {
-                (Some(_), false, _) => {
-                    return Err(format!(
-                        "parameter `{}` is inactive under its condition",
-                        p.name
-                    ))
-                }
+                (Some(_), false, _) => return Err(format!("parameter `{}` is inactive under its condition", p.name)),
                 (None, true, Distribution::Fixed { value }) => {
                     chosen.insert(p.name.clone(), value.clone());
                 }
@@ -223,11 +171,7 @@ impl Space {
                 (Some(v), true, d) => {
                     let v = normalize_number(d, v);
                     if !d.contains(&v) {
-                        return Err(format!(
-                            "`{}` = {v} is outside its distribution {}",
-                            p.name,
-                            describe(d)
-                        ));
+                        return Err(format!("`{}` = {v} is outside its distribution {}", p.name, describe(d)));
                     }
                     chosen.insert(p.name.clone(), v);
                 }
@@ -253,9 +197,7 @@ pub fn describe(d: &Distribution) -> String {
 /// integers so they compare and store the same.
 fn normalize_number(d: &Distribution, v: &Value) -> Value {
     match (d, v.as_f64()) {
-        (Distribution::Int { .. }, Some(x)) if x.fract() == 0.0 && v.as_i64().is_none() => {
-            Value::from(x as i64)
-        }
+        (Distribution::Int { .. }, Some(x)) if x.fract() == 0.0 && v.as_i64().is_none() => Value::from(x as i64),
         _ => v.clone(),
     }
 }
@@ -304,12 +246,7 @@ mod tests {
     use serde_json::json;
 
     fn float(low: f64, high: f64, log: bool, step: Option<f64>) -> Distribution {
-        Distribution::Float {
-            low,
-            high,
-            log,
-            step,
-        }
+        Distribution::Float { low, high, log, step }
     }
 
     #[test]
@@ -317,21 +254,9 @@ mod tests {
         let dists = [
             float(1e-5, 1e-1, true, None),
             float(0.0, 1.0, false, Some(0.25)),
-            Distribution::Int {
-                low: 1,
-                high: 9,
-                log: false,
-                step: 2,
-            },
-            Distribution::Int {
-                low: 16,
-                high: 1024,
-                log: true,
-                step: 1,
-            },
-            Distribution::Categorical {
-                choices: vec![json!("a"), json!(2), json!(true)],
-            },
+            Distribution::Int { low: 1, high: 9, log: false, step: 2 },
+            Distribution::Int { low: 16, high: 1024, log: true, step: 1 },
+            Distribution::Categorical { choices: vec![json!("a"), json!(2), json!(true)] },
         ];
         for d in &dists {
             for i in 0..=100 {
@@ -345,12 +270,7 @@ mod tests {
 
     #[test]
     fn stepped_ints_are_drawn_evenly() {
-        let d = Distribution::Int {
-            low: 0,
-            high: 2,
-            log: false,
-            step: 1,
-        };
+        let d = Distribution::Int { low: 0, high: 2, log: false, step: 1 };
         let mut rng = StdRng::seed_from_u64(1);
         let mut counts = [0; 3];
         for _ in 0..3000 {
@@ -365,18 +285,13 @@ mod tests {
             params: vec![
                 Param {
                     name: "opt".into(),
-                    distribution: Distribution::Categorical {
-                        choices: vec![json!("sgd"), json!("adam")],
-                    },
+                    distribution: Distribution::Categorical { choices: vec![json!("sgd"), json!("adam")] },
                     conditions: vec![],
                 },
                 Param {
                     name: "momentum".into(),
                     distribution: float(0.0, 0.99, false, None),
-                    conditions: vec![Condition {
-                        parent: "opt".into(),
-                        values: vec![json!("sgd")],
-                    }],
+                    conditions: vec![Condition { parent: "opt".into(), values: vec![json!("sgd")] }],
                 },
             ],
         };

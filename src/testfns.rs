@@ -30,15 +30,9 @@ impl TestFn {
 /// Looks a function up by name: `branin`, `hartmann6`, `ackley5`, `rosenbrock4`, `levy10`,
 /// or `ackley`/`rosenbrock`/`levy` followed by any dimension.
 pub fn by_name(name: &str) -> Option<TestFn> {
-    let split = name
-        .find(|c: char| c.is_ascii_digit())
-        .unwrap_or(name.len());
+    let split = name.find(|c: char| c.is_ascii_digit()).unwrap_or(name.len());
     let (base, digits) = name.split_at(split);
-    let dims: Option<usize> = if digits.is_empty() {
-        None
-    } else {
-        digits.parse().ok()
-    };
+    let dims: Option<usize> = if digits.is_empty() { None } else { digits.parse().ok() };
     let f = match base {
         "branin" if dims.is_none() || dims == Some(2) => TestFn {
             name: "branin",
@@ -75,15 +69,7 @@ pub fn benchmark_suite() -> Vec<TestFn> {
 }
 
 fn cube(name: &'static str, dims: usize, low: f64, high: f64, eval: fn(&[f64]) -> f64) -> TestFn {
-    TestFn {
-        name,
-        dims,
-        low,
-        high,
-        bounds_2d: None,
-        minimum: 0.0,
-        eval,
-    }
+    TestFn { name, dims, low, high, bounds_2d: None, minimum: 0.0, eval }
 }
 
 pub fn branin(x: &[f64]) -> f64 {
@@ -124,19 +110,15 @@ pub fn ackley(x: &[f64]) -> f64 {
 }
 
 pub fn rosenbrock(x: &[f64]) -> f64 {
-    x.windows(2)
-        .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
-        .sum()
+    x.windows(2).map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2)).sum()
 }
 
 pub fn levy(x: &[f64]) -> f64 {
     let w: Vec<f64> = x.iter().map(|v| 1.0 + (v - 1.0) / 4.0).collect();
     let d = w.len();
     let head = (PI * w[0]).sin().powi(2);
-    let middle: f64 = w[..d - 1]
-        .iter()
-        .map(|wi| (wi - 1.0).powi(2) * (1.0 + 10.0 * (PI * wi + 1.0).sin().powi(2)))
-        .sum();
+    let middle: f64 =
+        w[..d - 1].iter().map(|wi| (wi - 1.0).powi(2) * (1.0 + 10.0 * (PI * wi + 1.0).sin().powi(2))).sum();
     let last = (w[d - 1] - 1.0).powi(2) * (1.0 + (2.0 * PI * w[d - 1]).sin().powi(2));
     head + middle + last
 }
@@ -149,10 +131,7 @@ mod tests {
     fn known_minima_are_reached_at_known_points() {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-4;
         assert!(close(branin(&[PI, 2.275]), 0.397887));
-        assert!(close(
-            hartmann6(&[0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]),
-            -3.32237
-        ));
+        assert!(close(hartmann6(&[0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573]), -3.32237));
         assert!(close(ackley(&[0.0; 5]), 0.0));
         assert!(close(rosenbrock(&[1.0; 4]), 0.0));
         assert!(close(levy(&[1.0; 10]), 0.0));

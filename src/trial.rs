@@ -47,13 +47,7 @@ impl TrialState {
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            TrialState::Complete
-                | TrialState::Pruned
-                | TrialState::Failed
-                | TrialState::Interrupted
-        )
+        matches!(self, TrialState::Complete | TrialState::Pruned | TrialState::Failed | TrialState::Interrupted)
     }
 }
 
@@ -96,11 +90,7 @@ pub struct History {
 impl History {
     pub fn new(objective: Objective, trials: Vec<Trial>) -> History {
         let retried = trials.iter().filter_map(|t| t.rerun_of).collect();
-        History {
-            objective,
-            trials,
-            retried,
-        }
+        History { objective, trials, retried }
     }
 
     /// Finished trials that use up the budget: complete, pruned, and failures that were not
@@ -119,17 +109,12 @@ impl History {
 
     /// Completed trials with their objective value.
     pub fn completed(&self) -> impl Iterator<Item = (&Trial, f64)> {
-        self.trials
-            .iter()
-            .filter(|t| t.state == TrialState::Complete)
-            .filter_map(|t| t.value.map(|v| (t, v)))
+        self.trials.iter().filter(|t| t.state == TrialState::Complete).filter_map(|t| t.value.map(|v| (t, v)))
     }
 
     /// Configurations being evaluated now.
     pub fn running(&self) -> impl Iterator<Item = &Trial> {
-        self.trials
-            .iter()
-            .filter(|t| t.state == TrialState::Running)
+        self.trials.iter().filter(|t| t.state == TrialState::Running)
     }
 
     pub fn count(&self, state: TrialState) -> usize {
@@ -138,15 +123,7 @@ impl History {
 
     /// The best completed trial in the objective's direction.
     pub fn best(&self) -> Option<&Trial> {
-        self.completed()
-            .reduce(|a, b| {
-                if self.objective.better(b.1, a.1) {
-                    b
-                } else {
-                    a
-                }
-            })
-            .map(|(t, _)| t)
+        self.completed().reduce(|a, b| if self.objective.better(b.1, a.1) { b } else { a }).map(|(t, _)| t)
     }
 
     pub fn next_number(&self) -> u64 {

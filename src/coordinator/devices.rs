@@ -11,10 +11,7 @@ pub struct DevicePool {
 
 impl DevicePool {
     pub fn new(devices: &Devices) -> DevicePool {
-        DevicePool {
-            slots: devices.gpus.iter().map(|g| (g.clone(), 0)).collect(),
-            per_gpu: devices.per_gpu,
-        }
+        DevicePool { slots: devices.gpus.iter().map(|g| (g.clone(), 0)).collect(), per_gpu: devices.per_gpu }
     }
 
     /// How many trials can run at once with `parallel` asked for.
@@ -31,11 +28,8 @@ impl DevicePool {
         if self.slots.is_empty() {
             return Some(None);
         }
-        let (id, load) = self
-            .slots
-            .iter_mut()
-            .filter(|(_, load)| *load < self.per_gpu)
-            .min_by_key(|(_, load)| *load)?;
+        let (id, load) =
+            self.slots.iter_mut().filter(|(_, load)| *load < self.per_gpu).min_by_key(|(_, load)| *load)?;
         *load += 1;
         Some(Some(id.clone()))
     }
@@ -53,10 +47,7 @@ mod tests {
 
     #[test]
     fn spreads_trials_over_gpus_up_to_per_gpu() {
-        let mut pool = DevicePool::new(&Devices {
-            gpus: vec!["0".into(), "1".into()],
-            per_gpu: 2,
-        });
+        let mut pool = DevicePool::new(&Devices { gpus: vec!["0".into(), "1".into()], per_gpu: 2 });
         assert_eq!(pool.capacity(8), 4);
         let got: Vec<_> = (0..4).map(|_| pool.acquire().unwrap().unwrap()).collect();
         assert_eq!(got, ["0", "1", "0", "1"]);
@@ -67,10 +58,7 @@ mod tests {
 
     #[test]
     fn cpu_only_is_bounded_by_parallel() {
-        let mut pool = DevicePool::new(&Devices {
-            gpus: vec![],
-            per_gpu: 1,
-        });
+        let mut pool = DevicePool::new(&Devices { gpus: vec![], per_gpu: 1 });
         assert_eq!(pool.capacity(3), 3);
         assert_eq!(pool.acquire(), Some(None));
     }

@@ -113,19 +113,14 @@ pub async fn run(
         accepting: true,
     };
     c.interrupt_leftovers().await?;
-    let deadline = config
-        .budget
-        .timeout
-        .map(|t| tokio::time::Instant::now() + t);
+    let deadline = config.budget.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut end = RunEnd::Complete;
     loop {
         if c.accepting {
             c.dispatch().await?;
         }
         c.show();
-        if c.active.is_empty()
-            && (!c.accepting || c.history.counted() >= c.config.budget.trials as usize)
-        {
+        if c.active.is_empty() && (!c.accepting || c.history.counted() >= c.config.budget.trials as usize) {
             break;
         }
         tokio::select! {
@@ -189,12 +184,7 @@ impl Coordinator<'_> {
             let Some(device) = self.devices.acquire() else {
                 break;
             };
-            let waiting = self
-                .history
-                .trials
-                .iter()
-                .find(|t| t.state == TrialState::Waiting)
-                .map(|t| t.id);
+            let waiting = self.history.trials.iter().find(|t| t.state == TrialState::Waiting).map(|t| t.id);
             let id = match waiting {
                 Some(id) => {
                     self.store.mark_running(id, device.as_deref()).await?;
@@ -228,13 +218,7 @@ impl Coordinator<'_> {
             let launch = self.launch_for(trial, device.clone());
             self.active.insert(
                 id,
-                Active {
-                    cancel: launch.cancel.clone(),
-                    device,
-                    stop: None,
-                    last_report: None,
-                    last_step: None,
-                },
+                Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None },
             );
             self.executor.launch(launch, &self.events);
         }
@@ -243,19 +227,12 @@ impl Coordinator<'_> {
 
     fn launch_for(&self, trial: Trial, device: Option<String>) -> Launch {
         let spec = &self.config.trial;
-        let argv = spec
-            .argv
-            .iter()
-            .filter_map(|a| a.render(&trial.params, trial.number))
-            .collect();
+        let argv = spec.argv.iter().filter_map(|a| a.render(&trial.params, trial.number)).collect();
         let mut env: BTreeMap<String, String> = spec.env.clone();
         env.insert("SWEEP_STUDY".into(), self.config.name.clone());
         env.insert("SWEEP_TRIAL_ID".into(), trial.number.to_string());
         env.insert("SWEEP_ATTEMPT".into(), trial.attempt.to_string());
-        env.insert(
-            "SWEEP_PARAMS".into(),
-            serde_json::Value::Object(trial.params.clone()).to_string(),
-        );
+        env.insert("SWEEP_PARAMS".into(), serde_json::Value::Object(trial.params.clone()).to_string());
         Launch {
             trial_id: trial.id,
             hello: Hello {
@@ -277,12 +254,7 @@ impl Coordinator<'_> {
 
     async fn handle(&mut self, event: WorkerEvent) -> Result<(), CoordinatorError> {
         match event {
-            WorkerEvent::Report {
-                trial_id,
-                step,
-                metrics,
-                reply,
-            } => {
+            WorkerEvent::Report { trial_id, step, metrics, reply } => {
                 let decision = self.report(trial_id, step, metrics).await?;
                 let _ = reply.send(decision);
             }
@@ -322,10 +294,7 @@ impl Coordinator<'_> {
         if active.stop.is_some() {
             return Ok(Decision::Stop);
         }
-        let trial = self
-            .history
-            .by_id_mut(trial_id)
-            .expect("active trial in history");
+        let trial = self.history.by_id_mut(trial_id).expect("active trial in history");
         trial.last_step = Some(step);
         if let Some(v) = objective {
             trial.curve.retain(|(s, _)| *s != step);
@@ -345,17 +314,8 @@ impl Coordinator<'_> {
 
     /// Records a trial's end and, in the same transaction, the trial that takes its slot: a
     /// retry after a failure with attempts left, or a re-run of an interrupted trial.
-    async fn finish(
-        &mut self,
-        trial_id: i64,
-        state: TrialState,
-        end: Finish,
-    ) -> Result<(), CoordinatorError> {
-        let trial = self
-            .history
-            .by_id_mut(trial_id)
-            .expect("finished trial in history")
-            .clone();
+    async fn finish(&mut self, trial_id: i64, state: TrialState, end: Finish) -> Result<(), CoordinatorError> {
+        let trial = self.history.by_id_mut(trial_id).expect("finished trial in history").clone();
         let retry = state == TrialState::Failed && trial.attempt <= self.config.budget.retries;
         let rerun = (retry || state == TrialState::Interrupted).then(|| NewTrial {
             number: self.history.next_number(),
@@ -365,18 +325,14 @@ impl Coordinator<'_> {
             rerun_of: Some(trial.number),
             device: None,
         });
-        let new_id = self
-            .store
-            .finish(self.study.id, trial_id, state, &end, rerun.as_ref())
-            .await?;
+        let new_id = self.store.finish(self.study.id, trial_id, state, &end, rerun.as_ref()).await?;
         if state == TrialState::Failed {
             let then = match &rerun {
                 Some(r) => format!("; retrying as trial {}", r.number),
                 None => String::new(),
             };
             let reason = end.reason.as_deref().unwrap_or("failed");
-            self.progress
-                .println(format!("trial {} failed: {reason}{then}", trial.number));
+            self.progress.println(format!("trial {} failed: {reason}{then}", trial.number));
         }
         let t = self.history.by_id_mut(trial_id).expect("trial in history");
         t.state = state;
@@ -403,8 +359,7 @@ impl Coordinator<'_> {
 
     fn show(&self) {
         let best = self.history.best().and_then(|t| t.value);
-        self.progress
-            .update(self.history.counted(), self.active.len(), best);
+        self.progress.update(self.history.counted(), self.active.len(), best);
     }
 }
 

@@ -24,24 +24,16 @@ fn hash(value: &Value) -> String {
 
 /// Opens the study named in `config`: creates it (with its enqueued trials), or checks that a
 /// stored one is compatible and records the new budget.
-pub async fn open_study(
-    store: &mut Store,
-    config: &StudyConfig,
-) -> Result<(StudyRecord, bool), CoordinatorError> {
+pub async fn open_study(store: &mut Store, config: &StudyConfig) -> Result<(StudyRecord, bool), CoordinatorError> {
     let print = fingerprint(config);
     match store.find_study(&config.name).await? {
         Some(existing) => {
             let stored: Value = serde_json::from_str(&existing.fingerprint).unwrap_or(Value::Null);
             let changes = differences(&stored, &print);
             if !changes.is_empty() {
-                return Err(CoordinatorError::Incompatible {
-                    study: config.name.clone(),
-                    changes,
-                });
+                return Err(CoordinatorError::Incompatible { study: config.name.clone(), changes });
             }
-            store
-                .update_study(existing.id, &config.source, config.budget.trials)
-                .await?;
+            store.update_study(existing.id, &config.source, config.budget.trials).await?;
             let record = store.find_study(&config.name).await?.expect("study exists");
             Ok((record, true))
         }
@@ -59,8 +51,7 @@ pub async fn open_study(
                     device: None,
                 })
                 .collect();
-            let direction =
-                serde_json::to_value(config.objective.direction).expect("direction serializes");
+            let direction = serde_json::to_value(config.objective.direction).expect("direction serializes");
             let record = store
                 .create_study(
                     &NewStudy {
@@ -91,11 +82,7 @@ fn differences(old: &Value, new: &Value) -> Vec<String> {
     let params = |v: &Value| -> Vec<(String, Value)> {
         v["space"]["params"]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|p| (p["name"].as_str().unwrap_or("?").to_string(), p.clone()))
-                    .collect()
-            })
+            .map(|a| a.iter().map(|p| (p["name"].as_str().unwrap_or("?").to_string(), p.clone())).collect())
             .unwrap_or_default()
     };
     let (before, after) = (params(old), params(new));

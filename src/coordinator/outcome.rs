@@ -23,13 +23,8 @@ pub fn classify(
     stop: Option<&StopCause>,
     objective: &Objective,
 ) -> (TrialState, Finish) {
-    let metrics = outcome
-        .final_metrics
-        .clone()
-        .or_else(|| last_report.cloned());
-    let value = metrics
-        .as_ref()
-        .and_then(|m| m.get(&objective.metric).copied());
+    let metrics = outcome.final_metrics.clone().or_else(|| last_report.cloned());
+    let value = metrics.as_ref().and_then(|m| m.get(&objective.metric).copied());
     let mut finish = Finish {
         value,
         metrics: metrics.clone(),
@@ -51,40 +46,21 @@ pub fn classify(
             (TrialState::Pruned, finish)
         }
         (None, Exit::SpawnFailed(why)) => failed(why.clone(), finish),
-        (None, Exit::TimedOut(t)) => failed(
-            format!("timed out after {}", humantime::format_duration(*t)),
-            finish,
-        ),
+        (None, Exit::TimedOut(t)) => failed(format!("timed out after {}", humantime::format_duration(*t)), finish),
         (None, Exit::Stopped) => failed("stopped".into(), finish),
         (None, Exit::Code(c)) => failed(format!("worker exited with code {c}"), finish),
-        (None, Exit::Signal(s)) => failed(
-            format!("worker killed by signal {s} ({})", signal_name(*s)),
-            finish,
-        ),
+        (None, Exit::Signal(s)) => failed(format!("worker killed by signal {s} ({})", signal_name(*s)), finish),
         (None, Exit::Success) => match value {
             None => {
-                let reported: Vec<&str> = metrics
-                    .iter()
-                    .flat_map(|m| m.keys())
-                    .map(String::as_str)
-                    .collect();
+                let reported: Vec<&str> = metrics.iter().flat_map(|m| m.keys()).map(String::as_str).collect();
                 let reason = if reported.is_empty() {
-                    format!(
-                        "worker reported no metrics (expected `{}`)",
-                        objective.metric
-                    )
+                    format!("worker reported no metrics (expected `{}`)", objective.metric)
                 } else {
-                    format!(
-                        "worker did not report `{}` (it reported: {})",
-                        objective.metric,
-                        reported.join(", ")
-                    )
+                    format!("worker did not report `{}` (it reported: {})", objective.metric, reported.join(", "))
                 };
                 failed(reason, finish)
             }
-            Some(v) if !v.is_finite() => {
-                failed(format!("objective `{}` is {v}", objective.metric), finish)
-            }
+            Some(v) if !v.is_finite() => failed(format!("objective `{}` is {v}", objective.metric), finish),
             Some(_) => (TrialState::Complete, finish),
         },
     }
@@ -109,10 +85,7 @@ mod tests {
     use crate::study::Direction;
 
     fn objective() -> Objective {
-        Objective {
-            metric: "loss".into(),
-            direction: Direction::Minimize,
-        }
+        Objective { metric: "loss".into(), direction: Direction::Minimize }
     }
 
     fn metrics(v: f64) -> Metrics {
@@ -121,48 +94,25 @@ mod tests {
 
     #[test]
     fn failures_carry_their_reason() {
-        let o = |exit| Outcome {
-            exit,
-            final_metrics: None,
-            stderr_tail: "boom".into(),
-        };
+        let o = |exit| Outcome { exit, final_metrics: None, stderr_tail: "boom".into() };
         let (s, f) = classify(&o(Exit::Code(3)), None, None, None, &objective());
         assert_eq!(
             (s, f.reason.as_deref(), f.stderr_tail.as_deref()),
-            (
-                TrialState::Failed,
-                Some("worker exited with code 3"),
-                Some("boom")
-            )
+            (TrialState::Failed, Some("worker exited with code 3"), Some("boom"))
         );
         let (s, f) = classify(&o(Exit::Signal(11)), None, None, None, &objective());
-        assert_eq!(
-            (s, f.reason.unwrap().contains("SIGSEGV")),
-            (TrialState::Failed, true)
-        );
+        assert_eq!((s, f.reason.unwrap().contains("SIGSEGV")), (TrialState::Failed, true));
         let (s, f) = classify(&o(Exit::Success), None, None, None, &objective());
-        assert_eq!(
-            (s, f.reason.unwrap().contains("no metrics")),
-            (TrialState::Failed, true)
-        );
+        assert_eq!((s, f.reason.unwrap().contains("no metrics")), (TrialState::Failed, true));
     }
 
     #[test]
     fn the_last_report_stands_in_for_a_final_line() {
         let ok = Outcome::default();
         let (s, f) = classify(&ok, Some(&metrics(0.5)), Some(4), None, &objective());
-        assert_eq!(
-            (s, f.value, f.last_step),
-            (TrialState::Complete, Some(0.5), Some(4))
-        );
-        let nan = Outcome {
-            final_metrics: Some(metrics(f64::NAN)),
-            ..Outcome::default()
-        };
+        assert_eq!((s, f.value, f.last_step), (TrialState::Complete, Some(0.5), Some(4)));
+        let nan = Outcome { final_metrics: Some(metrics(f64::NAN)), ..Outcome::default() };
         let (s, f) = classify(&nan, None, None, None, &objective());
-        assert_eq!(
-            (s, f.reason.unwrap()),
-            (TrialState::Failed, "objective `loss` is NaN".to_string())
-        );
+        assert_eq!((s, f.reason.unwrap()), (TrialState::Failed, "objective `loss` is NaN".to_string()));
     }
 }

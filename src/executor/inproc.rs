@@ -14,25 +14,15 @@ pub struct InProcessExecutor {
 }
 
 impl InProcessExecutor {
-    pub fn new(
-        objective: impl Fn(&Params) -> Metrics + Send + Sync + 'static,
-    ) -> InProcessExecutor {
-        InProcessExecutor {
-            objective: Arc::new(objective),
-        }
+    pub fn new(objective: impl Fn(&Params) -> Metrics + Send + Sync + 'static) -> InProcessExecutor {
+        InProcessExecutor { objective: Arc::new(objective) }
     }
 }
 
 impl Executor for InProcessExecutor {
     fn launch(&mut self, launch: Launch, events: &mpsc::UnboundedSender<WorkerEvent>) {
         let metrics = (self.objective)(&launch.hello.params);
-        let outcome = Outcome {
-            final_metrics: Some(metrics),
-            ..Outcome::default()
-        };
-        let _ = events.send(WorkerEvent::Done {
-            trial_id: launch.trial_id,
-            outcome,
-        });
+        let outcome = Outcome { final_metrics: Some(metrics), ..Outcome::default() };
+        let _ = events.send(WorkerEvent::Done { trial_id: launch.trial_id, outcome });
     }
 }

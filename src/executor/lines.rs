@@ -47,10 +47,7 @@ impl Tail {
     const MAX_BYTES: usize = 8 * 1024;
 
     pub fn new() -> Tail {
-        Tail {
-            lines: VecDeque::new(),
-            bytes: 0,
-        }
+        Tail { lines: VecDeque::new(), bytes: 0 }
     }
 
     pub fn push(&mut self, line: String) {
@@ -64,11 +61,7 @@ impl Tail {
     }
 
     pub fn text(&self) -> String {
-        self.lines
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -81,14 +74,8 @@ mod tests {
         let mut input: Vec<u8> = vec![b'a'; MAX_LINE + 10];
         input.extend_from_slice(b"\n\xff\xfeok\r\nlast");
         let mut reader = tokio::io::BufReader::new(&input[..]);
-        assert_eq!(
-            next_line(&mut reader).await.unwrap().unwrap().len(),
-            MAX_LINE
-        );
-        assert_eq!(
-            next_line(&mut reader).await.unwrap().unwrap(),
-            "\u{fffd}\u{fffd}ok"
-        );
+        assert_eq!(next_line(&mut reader).await.unwrap().unwrap().len(), MAX_LINE);
+        assert_eq!(next_line(&mut reader).await.unwrap().unwrap(), "\u{fffd}\u{fffd}ok");
         assert_eq!(next_line(&mut reader).await.unwrap().unwrap(), "last");
         assert_eq!(next_line(&mut reader).await.unwrap(), None);
     }

@@ -40,10 +40,7 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
     cmd.args(&launch.argv[1..])
         .current_dir(&launch.workdir)
         .envs(&launch.env)
-        .env(
-            "CUDA_VISIBLE_DEVICES",
-            launch.device.as_deref().unwrap_or(""),
-        )
+        .env("CUDA_VISIBLE_DEVICES", launch.device.as_deref().unwrap_or(""))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,11 +62,7 @@ fn spawn(launch: &Launch) -> std::io::Result<Child> {
 }
 
 /// Feeds the worker its params and decisions, reads its reports, enforces timeout and stop.
-async fn supervise(
-    mut child: Child,
-    launch: &Launch,
-    events: &mpsc::UnboundedSender<WorkerEvent>,
-) -> Outcome {
+async fn supervise(mut child: Child, launch: &Launch, events: &mpsc::UnboundedSender<WorkerEvent>) -> Outcome {
     let pgid = child.id().unwrap_or(0) as libc::pid_t;
     let exited = Arc::new(AtomicBool::new(false));
     let stdin = stdin_writer(child.stdin.take().expect("piped stdin"));
@@ -125,11 +118,7 @@ async fn supervise(
         (None, Some(Err(e))) => Exit::SpawnFailed(format!("lost track of the worker: {e}")),
         (None, None) => unreachable!("loop ends only once the worker exited"),
     };
-    Outcome {
-        exit,
-        final_metrics,
-        stderr_tail: stderr_tail.await.unwrap_or_default(),
-    }
+    Outcome { exit, final_metrics, stderr_tail: stderr_tail.await.unwrap_or_default() }
 }
 
 fn exit_of(status: std::process::ExitStatus) -> Exit {

@@ -39,12 +39,7 @@ pub struct Launch {
 #[derive(Debug)]
 pub enum WorkerEvent {
     /// An intermediate report; the worker waits for the decision.
-    Report {
-        trial_id: i64,
-        step: Option<i64>,
-        metrics: Metrics,
-        reply: oneshot::Sender<Decision>,
-    },
+    Report { trial_id: i64, step: Option<i64>, metrics: Metrics, reply: oneshot::Sender<Decision> },
     /// The worker is gone; no more events for this trial.
     Done { trial_id: i64, outcome: Outcome },
 }

@@ -81,10 +81,7 @@ pub struct Store {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Store {
@@ -106,26 +103,18 @@ impl Store {
     }
 
     pub async fn find_study(&mut self, name: &str) -> Result<Option<StudyRecord>> {
-        let row: Option<StudyRow> = sqlx::query_as("SELECT * FROM studies WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut self.conn)
-            .await?;
+        let row: Option<StudyRow> =
+            sqlx::query_as("SELECT * FROM studies WHERE name = ?").bind(name).fetch_optional(&mut self.conn).await?;
         row.map(StudyRecord::try_from).transpose()
     }
 
     pub async fn studies(&mut self) -> Result<Vec<StudyRecord>> {
-        let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id")
-            .fetch_all(&mut self.conn)
-            .await?;
+        let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id").fetch_all(&mut self.conn).await?;
         rows.into_iter().map(StudyRecord::try_from).collect()
     }
 
     /// Creates a study with its enqueued trials, all or nothing.
-    pub async fn create_study(
-        &mut self,
-        study: &NewStudy<'_>,
-        enqueued: &[NewTrial],
-    ) -> Result<StudyRecord> {
+    pub async fn create_study(&mut self, study: &NewStudy<'_>, enqueued: &[NewTrial]) -> Result<StudyRecord> {
         let now = now_ms();
         let mut tx = self.conn.begin().await?;
         let id: i64 = sqlx::query_scalar(
@@ -147,10 +136,7 @@ impl Store {
             insert_trial(&mut tx, id, t, now).await?;
         }
         tx.commit().await?;
-        Ok(self
-            .find_study(study.name)
-            .await?
-            .expect("study just inserted"))
+        Ok(self.find_study(study.name).await?.expect("study just inserted"))
     }
 
     /// Records the study file used by this run (only budget-level changes get here).
@@ -178,10 +164,7 @@ impl Store {
     /// Every trial of a study in number order, each with its objective curve.
     pub async fn trials(&mut self, study_id: i64, metric: &str) -> Result<Vec<Trial>> {
         let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number");
-        let rows: Vec<TrialRow> = sqlx::query_as(&sql)
-            .bind(study_id)
-            .fetch_all(&mut self.conn)
-            .await?;
+        let rows: Vec<TrialRow> = sqlx::query_as(&sql).bind(study_id).fetch_all(&mut self.conn).await?;
         let points: Vec<(i64, i64, Option<f64>)> = sqlx::query_as(
             "SELECT r.trial_id, r.step, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
              WHERE t.study_id = ? AND r.metric = ? ORDER BY r.trial_id, r.step",
@@ -192,10 +175,7 @@ impl Store {
         .await?;
         let mut curves: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
         for (trial_id, step, value) in points {
-            curves
-                .entry(trial_id)
-                .or_default()
-                .push((step, value.unwrap_or(f64::NAN)));
+            curves.entry(trial_id).or_default().push((step, value.unwrap_or(f64::NAN)));
         }
         rows.into_iter()
             .map(|r| {
@@ -226,12 +206,14 @@ impl Store {
 
     /// A waiting trial starts.
     pub async fn mark_running(&mut self, trial_id: i64, device: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE trials SET state = 'running', device = ?, started_at = ? WHERE id = ? AND state = 'waiting'")
-            .bind(device)
-            .bind(now_ms())
-            .bind(trial_id)
-            .execute(&mut self.conn)
-            .await?;
+        sqlx::query(
+            "UPDATE trials SET state = 'running', device = ?, started_at = ? WHERE id = ? AND state = 'waiting'",
+        )
+        .bind(device)
+        .bind(now_ms())
+        .bind(trial_id)
+        .execute(&mut self.conn)
+        .await?;
         Ok(())
     }
 
@@ -240,14 +222,16 @@ impl Store {
         let now = now_ms();
         let mut tx = self.conn.begin().await?;
         for (metric, value) in metrics {
-            sqlx::query("INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(trial_id)
-                .bind(step)
-                .bind(metric)
-                .bind((!value.is_nan()).then_some(*value)) // SQLite has no NaN: NULL stands for it
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(trial_id)
+            .bind(step)
+            .bind(metric)
+            .bind((!value.is_nan()).then_some(*value)) // SQLite has no NaN: NULL stands for it
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -264,10 +248,7 @@ impl Store {
         rerun: Option<&NewTrial>,
     ) -> Result<Option<i64>> {
         let now = now_ms();
-        let metrics = end
-            .metrics
-            .as_ref()
-            .map(|m| serde_json::to_string(m).expect("metrics serialize"));
+        let metrics = end.metrics.as_ref().map(|m| crate::protocol::metrics_to_json(m).to_string());
         let mut tx = self.conn.begin().await?;
         sqlx::query(
             "UPDATE trials SET state = ?, value = ?, metrics = ?, last_step = ?, reason = ?, stderr_tail = ?, finished_at = ?
@@ -303,18 +284,10 @@ fn base_options(path: &Path) -> SqliteConnectOptions {
 }
 
 async fn connect(path: &Path, options: SqliteConnectOptions) -> Result<SqliteConnection> {
-    options.connect().await.map_err(|source| StoreError::Open {
-        path: path.to_path_buf(),
-        source,
-    })
+    options.connect().await.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
 }
 
-async fn insert_trial(
-    conn: &mut SqliteConnection,
-    study_id: i64,
-    t: &NewTrial,
-    now: i64,
-) -> Result<i64> {
+async fn insert_trial(conn: &mut SqliteConnection, study_id: i64, t: &NewTrial, now: i64) -> Result<i64> {
     let started = (t.state == TrialState::Running).then_some(now);
     let id = sqlx::query_scalar(
         "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, created_at, started_at)

@@ -47,8 +47,7 @@ impl TryFrom<StudyRow> for StudyRecord {
             space_hash: r.space_hash,
             metric: r.metric,
             direction: r.direction,
-            budget: u32::try_from(r.budget)
-                .map_err(|_| corrupt("study", format!("budget {}", r.budget)))?,
+            budget: u32::try_from(r.budget).map_err(|_| corrupt("study", format!("budget {}", r.budget)))?,
             state: r.state,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -80,17 +79,18 @@ pub(super) struct TrialRow {
 
 impl TrialRow {
     pub(super) fn into_trial(self, curve: Vec<(i64, f64)>) -> Result<Trial, StoreError> {
-        let state = TrialState::parse(&self.state)
-            .ok_or_else(|| corrupt("trial", format!("state `{}`", self.state)))?;
+        let state =
+            TrialState::parse(&self.state).ok_or_else(|| corrupt("trial", format!("state `{}`", self.state)))?;
         let params = serde_json::from_str(&self.params)
             .map_err(|e| corrupt("trial", format!("params of trial {}: {e}", self.number)))?;
-        let metrics: Option<Metrics> =
-            match &self.metrics {
-                Some(m) => Some(serde_json::from_str(m).map_err(|e| {
-                    corrupt("trial", format!("metrics of trial {}: {e}", self.number))
-                })?),
-                None => None,
-            };
+        let bad_metrics = |e: String| corrupt("trial", format!("metrics of trial {}: {e}", self.number));
+        let metrics: Option<Metrics> = match &self.metrics {
+            Some(m) => {
+                let value = serde_json::from_str(m).map_err(|e| bad_metrics(e.to_string()))?;
+                Some(crate::protocol::metrics_from_json(&value).ok_or_else(|| bad_metrics("not an object".into()))?)
+            }
+            None => None,
+        };
         Ok(Trial {
             id: self.id,
             number: self.number as u64,
@@ -121,12 +121,7 @@ pub(super) struct ReportRow {
 
 impl ReportRow {
     pub(super) fn into_report(self) -> Report {
-        Report {
-            trial_id: self.trial_id,
-            step: self.step,
-            metric: self.metric,
-            value: self.value,
-        }
+        Report { trial_id: self.trial_id, step: self.step, metric: self.metric, value: self.value }
     }
 }
 

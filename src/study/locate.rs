@@ -51,17 +51,13 @@ impl<'a> Node<'a> {
     /// The child named `seg` (a key, or an index into an array) and the span of its key.
     fn child(&self, seg: &str) -> Option<(Option<std::ops::Range<usize>>, Node<'a>)> {
         match *self {
-            Node::Item(Item::Table(t)) | Node::Table(t) => {
-                t.get_key_value(seg).map(|(k, v)| (k.span(), Node::Item(v)))
-            }
+            Node::Item(Item::Table(t)) | Node::Table(t) => t.get_key_value(seg).map(|(k, v)| (k.span(), Node::Item(v))),
             Node::Item(Item::ArrayOfTables(a)) => {
                 let t = a.get(seg.parse().ok()?)?;
                 Some((t.span(), Node::Table(t)))
             }
             Node::Item(Item::Value(v)) | Node::Value(v) => match v {
-                Value::InlineTable(t) => {
-                    t.get_key_value(seg).map(|(k, v)| (k.span(), Node::Item(v)))
-                }
+                Value::InlineTable(t) => t.get_key_value(seg).map(|(k, v)| (k.span(), Node::Item(v))),
                 Value::Array(a) => a.get(seg.parse().ok()?).map(|v| (v.span(), Node::Value(v))),
                 _ => None,
             },

@@ -111,15 +111,9 @@ pub struct Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum StudyFileError {
     #[error("cannot read study file {file}: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{}", render(file, problems))]
-    Invalid {
-        file: String,
-        problems: Vec<Problem>,
-    },
+    Invalid { file: String, problems: Vec<Problem> },
 }
 
 fn render(file: &str, problems: &[Problem]) -> String {
@@ -132,11 +126,7 @@ impl fmt::Display for Problem {
         if self.key.is_empty() {
             write!(f, "{}:{}: {}", self.line, self.column, self.message)
         } else {
-            write!(
-                f,
-                "{}:{}: `{}`: {}",
-                self.line, self.column, self.key, self.message
-            )
+            write!(f, "{}:{}: `{}`: {}", self.line, self.column, self.key, self.message)
         }
     }
 }
@@ -144,21 +134,14 @@ impl fmt::Display for Problem {
 /// Reads and validates a study file.
 pub fn load(path: &Path) -> Result<StudyConfig, StudyFileError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| StudyFileError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(path).map_err(|source| StudyFileError::Read { file: file.clone(), source })?;
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parse(&text, base).map_err(|problems| StudyFileError::Invalid { file, problems })
 }
 
 /// Validates study text; relative paths resolve against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<StudyConfig, Vec<Problem>> {
-    let raw: file::StudyFile = match serde_path_to_error::deserialize(toml::Deserializer::new(text))
-    {
+    let raw: file::StudyFile = match serde_path_to_error::deserialize(toml::Deserializer::new(text)) {
         Ok(raw) => raw,
         Err(e) => return Err(vec![serde_problem(text, e)]),
     };
@@ -166,49 +149,24 @@ pub fn parse(text: &str, base: &Path) -> Result<StudyConfig, Vec<Problem>> {
         errs.into_iter()
             .map(|(path, message)| {
                 let (line, column) = locate::line_col(text, locate::offset_of(text, &path));
-                Problem {
-                    line,
-                    column,
-                    key: path.join("."),
-                    message,
-                }
+                Problem { line, column, key: path.join("."), message }
             })
             .collect()
     })
 }
 
 fn serde_problem(text: &str, e: serde_path_to_error::Error<toml::de::Error>) -> Problem {
-    let path: Vec<String> = e
-        .path()
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|s| s != "?")
-        .collect();
+    let path: Vec<String> = e.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
     let inner = e.inner();
-    let offset = inner
-        .span()
-        .map(|s| s.start)
-        .unwrap_or_else(|| locate::offset_of(text, &path));
+    let offset = inner.span().map(|s| s.start).unwrap_or_else(|| locate::offset_of(text, &path));
     let (line, column) = locate::line_col(text, offset);
     let mut key = path.join(".");
     // A missing-key error points at the table that lacks it; name the key itself.
     let message = inner.message().trim().to_string();
-    if let Some(field) = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.strip_suffix('`'))
-    {
-        key = if key.is_empty() {
-            field.to_string()
-        } else {
-            format!("{key}.{field}")
-        };
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        key = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
     }
-    Problem {
-        line,
-        column,
-        key,
-        message,
-    }
+    Problem { line, column, key, message }
 }
 
 #[cfg(test)]

@@ -85,41 +85,13 @@ fn a_good_file_validates_fully() {
     let names: Vec<&str> = c.space.params.iter().map(|p| p.name.as_str()).collect();
     let pos = |n| names.iter().position(|x| *x == n).unwrap();
     assert!(pos("optimizer") < pos("momentum"));
-    assert_eq!(
-        c.enqueue[0]["epochs"],
-        json!(3),
-        "fixed params are filled into enqueued configs"
-    );
-    let params: crate::space::Params =
-        serde_json::from_value(json!({"lr": 0.01, "momentum": 0.9})).unwrap();
-    let argv: Vec<String> = c
-        .trial
-        .argv
-        .iter()
-        .filter_map(|a| a.render(&params, 4))
-        .collect();
-    assert_eq!(
-        argv,
-        [
-            "python3",
-            "train.py",
-            "--lr=0.01",
-            "--momentum=0.9",
-            "--trial=4"
-        ]
-    );
+    assert_eq!(c.enqueue[0]["epochs"], json!(3), "fixed params are filled into enqueued configs");
+    let params: crate::space::Params = serde_json::from_value(json!({"lr": 0.01, "momentum": 0.9})).unwrap();
+    let argv: Vec<String> = c.trial.argv.iter().filter_map(|a| a.render(&params, 4)).collect();
+    assert_eq!(argv, ["python3", "train.py", "--lr=0.01", "--momentum=0.9", "--trial=4"]);
     let inactive: crate::space::Params = serde_json::from_value(json!({"lr": 0.01})).unwrap();
-    let argv: Vec<String> = c
-        .trial
-        .argv
-        .iter()
-        .filter_map(|a| a.render(&inactive, 4))
-        .collect();
-    assert_eq!(
-        argv.len(),
-        4,
-        "an argument naming an inactive parameter is left out"
-    );
+    let argv: Vec<String> = c.trial.argv.iter().filter_map(|a| a.render(&inactive, 4)).collect();
+    assert_eq!(argv.len(), 4, "an argument naming an inactive parameter is left out");
 }
 
 #[test]
@@ -131,10 +103,7 @@ fn malformed_toml_points_at_the_spot() {
 #[test]
 fn unknown_key_is_named_with_its_path() {
     let p = one(&edit("log = true", "log = true\nhihg = 3"));
-    assert_eq!(
-        (p.key.as_str(), p.line, p.column),
-        ("params.lr.hihg", 19, 1)
-    );
+    assert_eq!((p.key.as_str(), p.line, p.column), ("params.lr.hihg", 19, 1));
     assert!(p.message.contains("unknown field `hihg`"), "{}", p.message);
 }
 
@@ -154,10 +123,7 @@ fn missing_key_is_named() {
 #[test]
 fn low_above_high() {
     let p = one(&edit("low = 1\nhigh = 8", "low = 9\nhigh = 8"));
-    assert_eq!(
-        (p.key.as_str(), p.line, p.column),
-        ("params.layers.low", 22, 1)
-    );
+    assert_eq!((p.key.as_str(), p.line, p.column), ("params.layers.low", 22, 1));
     assert!(p.message.contains("greater than high"));
 }
 
@@ -170,32 +136,20 @@ fn log_needs_a_positive_low() {
 
 #[test]
 fn empty_choices() {
-    let p = one(&edit(
-        "choices = [\"adam\", \"sgd\"]",
-        "choices = []\ntype = \"categorical\"",
-    ));
+    let p = one(&edit("choices = [\"adam\", \"sgd\"]", "choices = []\ntype = \"categorical\""));
     assert_eq!(p.key, "params.optimizer.choices");
 }
 
 #[test]
 fn condition_on_an_unknown_parameter() {
-    let p = one(&edit(
-        "when = { optimizer = \"sgd\" }",
-        "when = { optimiser = \"sgd\" }",
-    ));
-    assert_eq!(
-        (p.key.as_str(), p.line, p.column),
-        ("params.momentum.when.optimiser", 33, 10)
-    );
+    let p = one(&edit("when = { optimizer = \"sgd\" }", "when = { optimiser = \"sgd\" }"));
+    assert_eq!((p.key.as_str(), p.line, p.column), ("params.momentum.when.optimiser", 33, 10));
     assert!(p.message.contains("unknown parameter `optimiser`"));
 }
 
 #[test]
 fn condition_on_an_impossible_value() {
-    let p = one(&edit(
-        "when = { optimizer = \"sgd\" }",
-        "when = { optimizer = \"rmsprop\" }",
-    ));
+    let p = one(&edit("when = { optimizer = \"sgd\" }", "when = { optimizer = \"rmsprop\" }"));
     assert!(p.message.contains("never a value"), "{}", p.message);
 }
 
@@ -227,7 +181,10 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn cycles_in_conditions_are_refused() {
-    let text = edit("[params.epochs]", "[params.a]\nchoices = [1]\nwhen = { b = 1 }\n[params.b]\nchoices = [1]\nwhen = { a = 1 }\n[params.epochs]");
+    let text = edit(
+        "[params.epochs]",
+        "[params.a]\nchoices = [1]\nwhen = { b = 1 }\n[params.b]\nchoices = [1]\nwhen = { a = 1 }\n[params.epochs]",
+    );
     let p = one(&text);
     assert!(p.message.contains("cycle"));
 }
@@ -238,8 +195,5 @@ fn load_names_the_file() {
     let path = dir.path().join("s.toml");
     std::fs::write(&path, edit("low = 1e-5", "low = -1.0")).unwrap();
     let message = load(&path).unwrap_err().to_string();
-    assert!(
-        message.starts_with(&format!("{}:16:1: `params.lr.low`", path.display())),
-        "{message}"
-    );
+    assert!(message.starts_with(&format!("{}:16:1: `params.lr.low`", path.display())), "{message}");
 }

@@ -1,10 +1,7 @@
 //! Turns a raw `StudyFile` into a `StudyConfig`, collecting every problem with its key path.
 
 use super::file::{DurationText, ParamFile, ParamKind, StudyFile, TrialFile};
-use super::{
-    ArgTemplate, Budget, Devices, Objective, Piece, SamplerConfig, StudyConfig, TrialSpec,
-    TRIAL_PLACEHOLDER,
-};
+use super::{ArgTemplate, Budget, Devices, Objective, Piece, SamplerConfig, StudyConfig, TrialSpec, TRIAL_PLACEHOLDER};
 use crate::space::{values_equal, Condition, Distribution, Param, Params, Space};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -24,8 +21,7 @@ struct Check {
 
 impl Check {
     fn fail(&mut self, path: &[&str], message: impl Into<String>) {
-        self.errors
-            .push((path.iter().map(|s| s.to_string()).collect(), message.into()));
+        self.errors.push((path.iter().map(|s| s.to_string()).collect(), message.into()));
     }
 
     fn fail_owned(&mut self, path: Vec<String>, message: impl Into<String>) {
@@ -43,21 +39,11 @@ impl Check {
 
     fn duration(&mut self, path: &[&str], value: &Option<DurationText>) -> Option<Duration> {
         let parsed = match value.as_ref()? {
-            DurationText::Seconds(s) if *s > 0.0 && s.is_finite() => {
-                Ok(Duration::from_secs_f64(*s))
-            }
-            DurationText::Seconds(s) => {
-                Err(format!("must be a positive number of seconds, got {s}"))
-            }
+            DurationText::Seconds(s) if *s > 0.0 && s.is_finite() => Ok(Duration::from_secs_f64(*s)),
+            DurationText::Seconds(s) => Err(format!("must be a positive number of seconds, got {s}")),
             DurationText::Text(t) => humantime::parse_duration(t)
                 .map_err(|e| format!("`{t}` is not a duration like \"90s\" or \"1h 30m\": {e}"))
-                .and_then(|d| {
-                    if d.is_zero() {
-                        Err("must be positive".into())
-                    } else {
-                        Ok(d)
-                    }
-                }),
+                .and_then(|d| if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }),
         };
         parsed.map_err(|m| self.fail(path, m)).ok()
     }
@@ -88,10 +74,7 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         .enumerate()
         .filter(|_| space_ok)
         .filter_map(|(i, given)| {
-            space
-                .complete(given)
-                .map_err(|m| check.fail_owned(vec!["enqueue".into(), i.to_string()], m))
-                .ok()
+            space.complete(given).map_err(|m| check.fail_owned(vec!["enqueue".into(), i.to_string()], m)).ok()
         })
         .collect();
     let devices = Devices {
@@ -100,22 +83,14 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     };
     let sampler = SamplerConfig {
         kind: raw.sampler.kind,
-        startup_trials: check.count(
-            &["sampler", "startup_trials"],
-            raw.sampler.startup_trials,
-            10,
-            0,
-        ),
+        startup_trials: check.count(&["sampler", "startup_trials"], raw.sampler.startup_trials, 10, 0),
     };
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
     Ok(StudyConfig {
         name: raw.name.trim().to_string(),
-        objective: Objective {
-            metric: raw.metric.trim().to_string(),
-            direction: raw.direction,
-        },
+        objective: Objective { metric: raw.metric.trim().to_string(), direction: raw.direction },
         seed: raw.seed,
         budget,
         space,
@@ -143,10 +118,7 @@ fn gpus(check: &mut Check, raw: &[Value]) -> Vec<String> {
             }
         };
         if out.contains(&id) {
-            check.fail_owned(
-                vec!["devices".into(), "gpus".into(), i.to_string()],
-                format!("GPU {id} is listed twice"),
-            );
+            check.fail_owned(vec!["devices".into(), "gpus".into(), i.to_string()], format!("GPU {id} is listed twice"));
         }
         out.push(id);
     }
@@ -158,25 +130,16 @@ fn space(check: &mut Check, raw: &BTreeMap<String, ParamFile>) -> Space {
     for (name, p) in raw {
         let path = ["params", name.as_str()];
         if name == TRIAL_PLACEHOLDER || name.is_empty() || name.contains(['{', '}', '.']) {
-            check.fail(
-                &path,
-                format!("`{name}` cannot be a parameter name (reserved or contains {{ }} .)"),
-            );
+            check.fail(&path, format!("`{name}` cannot be a parameter name (reserved or contains {{ }} .)"));
             continue;
         }
         if let Some(distribution) = distribution(check, name, p) {
-            params.push(Param {
-                name: name.clone(),
-                distribution,
-                conditions: Vec::new(),
-            });
+            params.push(Param { name: name.clone(), distribution, conditions: Vec::new() });
         }
     }
     // Conditions need every parent's distribution, so they come second.
-    let dists: BTreeMap<String, Distribution> = params
-        .iter()
-        .map(|p| (p.name.clone(), p.distribution.clone()))
-        .collect();
+    let dists: BTreeMap<String, Distribution> =
+        params.iter().map(|p| (p.name.clone(), p.distribution.clone())).collect();
     for param in &mut params {
         let Some(when) = raw[&param.name].when.as_ref() else {
             continue;
@@ -186,10 +149,7 @@ fn space(check: &mut Check, raw: &BTreeMap<String, ParamFile>) -> Space {
             let Some(parent_dist) = dists.get(parent) else {
                 // A declared but invalid parent has its own message already.
                 if !raw.contains_key(parent) {
-                    check.fail(
-                        &path,
-                        format!("condition names unknown parameter `{parent}`"),
-                    );
+                    check.fail(&path, format!("condition names unknown parameter `{parent}`"));
                 }
                 continue;
             };
@@ -209,19 +169,13 @@ fn space(check: &mut Check, raw: &BTreeMap<String, ParamFile>) -> Space {
                     check.fail(&path, format!("{v} is never a value of `{parent}`"));
                 }
             }
-            param.conditions.push(Condition {
-                parent: parent.clone(),
-                values,
-            });
+            param.conditions.push(Condition { parent: parent.clone(), values });
         }
     }
     match order_parents_first(params) {
         Ok(params) => Space { params },
         Err((cycle, params)) => {
-            check.fail(
-                &["params", cycle.as_str(), "when"],
-                "conditions form a cycle",
-            );
+            check.fail(&["params", cycle.as_str(), "when"], "conditions form a cycle");
             Space { params }
         }
     }
@@ -232,11 +186,8 @@ fn space(check: &mut Check, raw: &BTreeMap<String, ParamFile>) -> Space {
 fn order_parents_first(mut pending: Vec<Param>) -> Result<Vec<Param>, (String, Vec<Param>)> {
     let mut ordered: Vec<Param> = Vec::with_capacity(pending.len());
     while !pending.is_empty() {
-        let ready = pending.iter().position(|p| {
-            p.conditions
-                .iter()
-                .all(|c| ordered.iter().any(|o| o.name == c.parent))
-        });
+        let ready =
+            pending.iter().position(|p| p.conditions.iter().all(|c| ordered.iter().any(|o| o.name == c.parent)));
         match ready {
             Some(i) => ordered.push(pending.remove(i)),
             None => {
@@ -256,10 +207,7 @@ fn distribution(check: &mut Check, name: &str, p: &ParamFile) -> Option<Distribu
         (None, Some(_), _) => ParamKind::Categorical,
         (None, None, Some(_)) => ParamKind::Fixed,
         (None, None, None) => {
-            check.fail(
-                &["params", name],
-                "needs `type` (float, int, categorical, fixed), `choices` or `value`",
-            );
+            check.fail(&["params", name], "needs `type` (float, int, categorical, fixed), `choices` or `value`");
             return None;
         }
     };
@@ -280,10 +228,7 @@ fn distribution(check: &mut Check, name: &str, p: &ParamFile) -> Option<Distribu
     let before = check.errors.len();
     for (key, is_set) in present {
         if is_set && !allowed.contains(&key) {
-            check.fail_owned(
-                at(key).to_vec(),
-                format!("not allowed for a {kind:?} parameter").to_lowercase(),
-            );
+            check.fail_owned(at(key).to_vec(), format!("not allowed for a {kind:?} parameter").to_lowercase());
         }
     }
     let dist = match kind {
@@ -294,12 +239,7 @@ fn distribution(check: &mut Check, name: &str, p: &ParamFile) -> Option<Distribu
                 check.fail_owned(at("choices").to_vec(), "must list at least one choice");
             }
             for (i, c) in choices.iter().enumerate() {
-                let path = vec![
-                    "params".into(),
-                    name.into(),
-                    "choices".into(),
-                    i.to_string(),
-                ];
+                let path = vec!["params".into(), name.into(), "choices".into(), i.to_string()];
                 if !is_scalar(c) {
                     check.fail_owned(path, format!("{c} is not a string, number or boolean"));
                 } else if choices[..i].iter().any(|d| values_equal(c, d)) {
@@ -311,10 +251,7 @@ fn distribution(check: &mut Check, name: &str, p: &ParamFile) -> Option<Distribu
         ParamKind::Fixed => match &p.value {
             Some(v) if is_scalar(v) => Some(Distribution::Fixed { value: v.clone() }),
             Some(v) => {
-                check.fail_owned(
-                    at("value").to_vec(),
-                    format!("{v} is not a string, number or boolean"),
-                );
+                check.fail_owned(at("value").to_vec(), format!("{v} is not a string, number or boolean"));
                 None
             }
             None => {
@@ -339,17 +276,11 @@ fn numeric(check: &mut Check, name: &str, p: &ParamFile, int: bool) -> Option<Di
         if !v.is_finite() {
             check.fail_owned(at(key), "must be finite");
         } else if int && v.fract() != 0.0 {
-            check.fail_owned(
-                at(key),
-                format!("must be a whole number for an int parameter, got {v}"),
-            );
+            check.fail_owned(at(key), format!("must be a whole number for an int parameter, got {v}"));
         }
     }
     if low > high {
-        check.fail_owned(
-            at("low"),
-            format!("low ({low}) is greater than high ({high})"),
-        );
+        check.fail_owned(at("low"), format!("low ({low}) is greater than high ({high})"));
     }
     if log && low <= 0.0 {
         check.fail_owned(at("low"), format!("must be > 0 when log = true, got {low}"));
@@ -358,25 +289,13 @@ fn numeric(check: &mut Check, name: &str, p: &ParamFile, int: bool) -> Option<Di
         if !(step > 0.0 && step.is_finite()) {
             check.fail_owned(at("step"), format!("must be positive, got {step}"));
         } else if int && step.fract() != 0.0 {
-            check.fail_owned(
-                at("step"),
-                format!("must be a whole number for an int parameter, got {step}"),
-            );
+            check.fail_owned(at("step"), format!("must be a whole number for an int parameter, got {step}"));
         } else if log && (!int || step != 1.0) {
-            check.fail_owned(
-                at("step"),
-                "cannot be combined with log = true (except step = 1 for ints)",
-            );
+            check.fail_owned(at("step"), "cannot be combined with log = true (except step = 1 for ints)");
         } else if low <= high {
             let k = (high - low) / step;
             if (k - k.round()).abs() > 1e-9 * k.max(1.0) {
-                check.fail_owned(
-                    at("step"),
-                    format!(
-                        "high - low ({}) is not a multiple of step {step}",
-                        high - low
-                    ),
-                );
+                check.fail_owned(at("step"), format!("high - low ({}) is not a multiple of step {step}", high - low));
             }
         }
     }
@@ -384,19 +303,9 @@ fn numeric(check: &mut Check, name: &str, p: &ParamFile, int: bool) -> Option<Di
         return None;
     }
     Some(if int {
-        Distribution::Int {
-            low: low as i64,
-            high: high as i64,
-            log,
-            step: p.step.unwrap_or(1.0) as i64,
-        }
+        Distribution::Int { low: low as i64, high: high as i64, log, step: p.step.unwrap_or(1.0) as i64 }
     } else {
-        Distribution::Float {
-            low,
-            high,
-            log,
-            step: p.step,
-        }
+        Distribution::Float { low, high, log, step: p.step }
     })
 }
 
@@ -404,32 +313,20 @@ fn is_scalar(v: &Value) -> bool {
     matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
 }
 
-fn trial(
-    check: &mut Check,
-    raw: &TrialFile,
-    declared: &BTreeMap<String, ParamFile>,
-    base: &Path,
-) -> TrialSpec {
+fn trial(check: &mut Check, raw: &TrialFile, declared: &BTreeMap<String, ParamFile>, base: &Path) -> TrialSpec {
     let mut argv: Vec<(Vec<String>, &str)> = Vec::new();
     let mut program: Vec<ArgTemplate> = Vec::new();
     match (&raw.command, &raw.worker) {
-        (Some(_), Some(_)) => check.fail(
-            &["trial", "worker"],
-            "give either `command` or `worker`, not both",
-        ),
-        (None, None) => check.fail(
-            &["trial"],
-            "needs `command = [\"program\", \"--flag\", \"{param}\"]` or `worker = \"testfn\"`",
-        ),
+        (Some(_), Some(_)) => check.fail(&["trial", "worker"], "give either `command` or `worker`, not both"),
+        (None, None) => {
+            check.fail(&["trial"], "needs `command = [\"program\", \"--flag\", \"{param}\"]` or `worker = \"testfn\"`")
+        }
         (Some(cmd), None) => {
             if cmd.is_empty() || cmd[0].trim().is_empty() {
                 check.fail(&["trial", "command"], "must name a program");
             }
             if !raw.args.is_empty() {
-                check.fail(
-                    &["trial", "args"],
-                    "only goes with `worker`; put arguments in `command`",
-                );
+                check.fail(&["trial", "args"], "only goes with `worker`; put arguments in `command`");
             }
             for (i, a) in cmd.iter().enumerate() {
                 argv.push((vec!["trial".into(), "command".into(), i.to_string()], a));
@@ -439,15 +336,10 @@ fn trial(
             if !BUILTIN_WORKERS.contains(&worker.as_str()) {
                 check.fail(
                     &["trial", "worker"],
-                    format!(
-                        "unknown built-in worker `{worker}` (known: {})",
-                        BUILTIN_WORKERS.join(", ")
-                    ),
+                    format!("unknown built-in worker `{worker}` (known: {})", BUILTIN_WORKERS.join(", ")),
                 );
             }
-            let exe = std::env::current_exe()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "sweep".into());
+            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "sweep".into());
             program = vec![literal(&exe), literal("worker"), literal(worker)];
             for (i, a) in raw.args.iter().enumerate() {
                 argv.push((vec!["trial".into(), "args".into(), i.to_string()], a));
@@ -460,10 +352,7 @@ fn trial(
                 for piece in &t.0 {
                     if let Piece::Param(p) = piece {
                         if !declared.contains_key(p) {
-                            check.fail_owned(
-                                path.clone(),
-                                format!("placeholder `{{{p}}}` names no parameter"),
-                            );
+                            check.fail_owned(path.clone(), format!("placeholder `{{{p}}}` names no parameter"));
                         }
                     }
                 }
@@ -474,28 +363,15 @@ fn trial(
     }
     let workdir = base.join(raw.workdir.as_deref().unwrap_or("."));
     if !workdir.is_dir() {
-        check.fail(
-            &["trial", "workdir"],
-            format!("{} is not a directory", workdir.display()),
-        );
+        check.fail(&["trial", "workdir"], format!("{} is not a directory", workdir.display()));
     }
     for key in raw.env.keys() {
         if key.is_empty() || key.contains('=') || key.starts_with("SWEEP_") {
-            check.fail(
-                &["trial", "env", key.as_str()],
-                "not a usable variable name (SWEEP_ is reserved)",
-            );
+            check.fail(&["trial", "env", key.as_str()], "not a usable variable name (SWEEP_ is reserved)");
         }
     }
-    let grace = check
-        .duration(&["trial", "grace"], &raw.grace)
-        .unwrap_or(Duration::from_secs(5));
-    TrialSpec {
-        argv: program,
-        workdir,
-        env: raw.env.clone(),
-        grace,
-    }
+    let grace = check.duration(&["trial", "grace"], &raw.grace).unwrap_or(Duration::from_secs(5));
+    TrialSpec { argv: program, workdir, env: raw.env.clone(), grace }
 }
 
 fn literal(s: &str) -> ArgTemplate {
@@ -528,24 +404,14 @@ pub fn parse_template(text: &str) -> Result<ArgTemplate, String> {
                     name.push(c);
                 }
                 if !closed || name.is_empty() || name.contains('{') {
-                    return Err(format!(
-                        "malformed placeholder in `{text}` (use {{{{ for a literal brace)"
-                    ));
+                    return Err(format!("malformed placeholder in `{text}` (use {{{{ for a literal brace)"));
                 }
                 if !lit.is_empty() {
                     pieces.push(Piece::Text(std::mem::take(&mut lit)));
                 }
-                pieces.push(if name == TRIAL_PLACEHOLDER {
-                    Piece::Trial
-                } else {
-                    Piece::Param(name)
-                });
+                pieces.push(if name == TRIAL_PLACEHOLDER { Piece::Trial } else { Piece::Param(name) });
             }
-            '}' => {
-                return Err(format!(
-                    "unmatched `}}` in `{text}` (use }}}} for a literal brace)"
-                ))
-            }
+            '}' => return Err(format!("unmatched `}}` in `{text}` (use }}}} for a literal brace)")),
             c => lit.push(c),
         }
     }

@@ -36,16 +36,10 @@ impl Channel {
                 .map_err(|e| WorkerError::BadParams(format!("stdin: {e}")))?
         } else {
             let env = std::env::var("SWEEP_PARAMS").map_err(|_| WorkerError::NoParams)?;
-            serde_json::from_str(&env)
-                .map_err(|e| WorkerError::BadParams(format!("SWEEP_PARAMS: {e}")))?
+            serde_json::from_str(&env).map_err(|e| WorkerError::BadParams(format!("SWEEP_PARAMS: {e}")))?
         };
         let reads_replies = lock.is_some() && !first.trim().is_empty();
-        Ok((
-            Channel {
-                stdin: lock.filter(|_| reads_replies),
-            },
-            params,
-        ))
+        Ok((Channel { stdin: lock.filter(|_| reads_replies) }, params))
     }
 
     /// Prints one report and waits for the coordinator's decision (continue when there is no
@@ -61,9 +55,7 @@ impl Channel {
                 self.stdin = None;
                 Decision::Continue
             }
-            Ok(_) => serde_json::from_str::<Reply>(&reply)
-                .map(|r| r.decision)
-                .unwrap_or(Decision::Continue),
+            Ok(_) => serde_json::from_str::<Reply>(&reply).map(|r| r.decision).unwrap_or(Decision::Continue),
         }
     }
 

@@ -28,24 +28,16 @@ pub enum TestFnError {
     #[error("unknown test function `{0}` (known: branin, hartmann6, ackleyN, rosenbrockN, levyN)")]
     UnknownFunction(String),
     #[error("{function} needs numeric params {expected}; got {got}")]
-    MissingParam {
-        function: String,
-        expected: String,
-        got: String,
-    },
+    MissingParam { function: String, expected: String, got: String },
     #[error(transparent)]
     Channel(#[from] super::WorkerError),
 }
 
 pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
-    let f = testfns::by_name(&args.function)
-        .ok_or_else(|| TestFnError::UnknownFunction(args.function.clone()))?;
+    let f = testfns::by_name(&args.function).ok_or_else(|| TestFnError::UnknownFunction(args.function.clone()))?;
     let (mut channel, params) = Channel::open()?;
     let names: Vec<String> = (0..f.dims).map(|i| format!("x{i}")).collect();
-    let x: Option<Vec<f64>> = names
-        .iter()
-        .map(|n| params.get(n).and_then(|v| v.as_f64()))
-        .collect();
+    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(|v| v.as_f64())).collect();
     let x = x.ok_or_else(|| TestFnError::MissingParam {
         function: f.name.to_string(),
         expected: names.join(", "),
