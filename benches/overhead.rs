@@ -1,1 +1,99 @@
-fn main() {}
+//! Coordinator overhead: 1000 trials of an in-process no-op objective through the full
+//! ask / record / tell path with the SQLite store and durable (fsynced) commits.
+//!
+//! Run: `cargo bench --bench overhead` (prints ms per trial, median of several runs).
+//! For comparison, Optuna 5.0 with its SQLite storage and random search measured 8.6 ms per
+//! trial on this kind of machine.
+
+use std::path::Path;
+use std::time::Instant;
+use sweep::coordinator::{run, RunOptions};
+use sweep::executor::InProcessExecutor;
+use sweep::trial::Metrics;
+use tokio_util::sync::CancellationToken;
+
+const TRIALS: u32 = 1000;
+const RUNS: usize = 7;
+
+fn study_text(trials: u32) -> String {
+    format!(
+        r#"name = "overhead"
+metric = "loss"
+direction = "minimize"
+[budget]
+trials = {trials}
+[params.lr]
+type = "float"
+low = 1e-5
+high = 1e-1
+log = true
+[params.layers]
+type = "int"
+low = 1
+high = 8
+[params.opt]
+choices = ["adam", "sgd"]
+[trial]
+command = ["true"]
+"#
+    )
+}
+
+fn main() {
+    let config = sweep::study::parse(&study_text(TRIALS), Path::new(".")).expect("valid study");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut per_trial_ms = Vec::new();
+    let mut cpu_ms = Vec::new();
+    for _ in 0..RUNS {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("bench.db");
+        let cpu_before = cpu_seconds();
+        let ms = rt.block_on(async {
+            let mut store = sweep::store::Store::open(&db).await.unwrap();
+            let mut executor = InProcessExecutor::new(|p| {
+                let lr = p["lr"].as_f64().unwrap_or(0.0);
+                Metrics::from([("loss".to_string(), lr)])
+            });
+            let options = RunOptions { progress: false, shutdown: CancellationToken::new() };
+            let start = Instant::now();
+            let summary = run(&config, &mut store, &mut executor, options).await.unwrap();
+            let elapsed = start.elapsed();
+            assert_eq!(summary.finished, TRIALS as usize);
+            // Nothing lost: every trial is in the file, complete.
+            let trials = store.trials(summary.study.id, "loss").await.unwrap();
+            assert_eq!(trials.iter().filter(|t| t.value.is_some()).count(), TRIALS as usize);
+            elapsed.as_secs_f64() * 1000.0 / TRIALS as f64
+        });
+        per_trial_ms.push(ms);
+        cpu_ms.push((cpu_seconds() - cpu_before) * 1000.0 / TRIALS as f64);
+    }
+    per_trial_ms.sort_by(f64::total_cmp);
+    cpu_ms.sort_by(f64::total_cmp);
+    let median = per_trial_ms[RUNS / 2];
+    println!(
+        "overhead: {TRIALS} trials, random sampler, SQLite synchronous=FULL (WAL): median {median:.3} ms/trial \
+         (min {:.3}, max {:.3}, {RUNS} runs); Optuna 5.0 SQLite baseline 8.6 ms/trial -> {:.1}x faster",
+        per_trial_ms[0],
+        per_trial_ms[RUNS - 1],
+        8.6 / median
+    );
+    println!(
+        "overhead: CPU time (user+sys, all threads) median {:.3} ms/trial (min {:.3}, max {:.3}); the rest of the wall \
+         time is waiting for fsync",
+        cpu_ms[RUNS / 2],
+        cpu_ms[0],
+        cpu_ms[RUNS - 1]
+    );
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let usage = unsafe {
+        let mut u = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}

@@ -6,6 +6,8 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
+type ByTrial = BTreeMap<u64, BTreeMap<i64, Map<String, Value>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Csv,
@@ -20,12 +22,12 @@ pub enum ExportError {
     Csv(#[from] csv::Error),
 }
 
-/// Reports of each trial as `{step: {metric: value}}`, keyed by trial id.
-fn reports_by_trial(reports: &[Report]) -> BTreeMap<i64, BTreeMap<i64, Map<String, Value>>> {
-    let mut out: BTreeMap<i64, BTreeMap<i64, Map<String, Value>>> = BTreeMap::new();
+/// Reports of each trial as `{step: {metric: value}}`, keyed by trial number.
+fn reports_by_trial(reports: &[Report]) -> ByTrial {
+    let mut out = ByTrial::new();
     for r in reports {
         let value = r.value.map_or(Value::Null, Value::from);
-        out.entry(r.trial_id).or_default().entry(r.step).or_default().insert(r.metric.clone(), value);
+        out.entry(r.number).or_default().entry(r.step).or_default().insert(r.metric.clone(), value);
     }
     out
 }
@@ -62,7 +64,7 @@ pub fn write(out: &mut dyn Write, format: Format, trials: &[Trial], reports: &[R
     let by_trial = reports_by_trial(reports);
     match format {
         Format::Json => {
-            let all: Vec<Value> = trials.iter().map(|t| trial_json(t, by_trial.get(&t.id))).collect();
+            let all: Vec<Value> = trials.iter().map(|t| trial_json(t, by_trial.get(&t.number))).collect();
             serde_json::to_writer_pretty(&mut *out, &all).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
@@ -73,11 +75,7 @@ pub fn write(out: &mut dyn Write, format: Format, trials: &[Trial], reports: &[R
 
 /// One row per trial: fixed columns, `param_<name>` and `metric_<name>` columns, and the
 /// intermediate reports as one JSON column.
-fn write_csv(
-    out: &mut dyn Write,
-    trials: &[Trial],
-    by_trial: &BTreeMap<i64, BTreeMap<i64, Map<String, Value>>>,
-) -> Result<(), ExportError> {
+fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial) -> Result<(), ExportError> {
     let params: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
     let metrics: BTreeSet<&String> = trials.iter().flat_map(|t| t.metrics.iter().flat_map(|m| m.keys())).collect();
     let mut w = csv::Writer::from_writer(out);
@@ -120,7 +118,7 @@ fn write_csv(
             None => String::new(),
         }));
         row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(|v| v.to_string()))));
-        let reports = trial_json(t, by_trial.get(&t.id))["reports"].to_string();
+        let reports = trial_json(t, by_trial.get(&t.number))["reports"].to_string();
         row.push(reports);
         w.write_record(&row)?;
     }

@@ -54,8 +54,6 @@ impl TrialState {
 /// A snapshot of one trial.
 #[derive(Debug, Clone, Serialize)]
 pub struct Trial {
-    /// Database id; unique across studies.
-    pub id: i64,
     /// Number within the study, unique, in order of creation.
     pub number: u64,
     pub state: TrialState,
@@ -130,7 +128,7 @@ impl History {
         self.trials.iter().map(|t| t.number + 1).max().unwrap_or(0)
     }
 
-    pub fn by_id_mut(&mut self, id: i64) -> Option<&mut Trial> {
-        self.trials.iter_mut().find(|t| t.id == id)
+    pub fn get_mut(&mut self, number: u64) -> Option<&mut Trial> {
+        self.trials.iter_mut().find(|t| t.number == number)
     }
 }

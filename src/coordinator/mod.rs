@@ -1,6 +1,10 @@
 //! The coordinator: the one place that changes trial state. It asks the sampler, records each
 //! trial RUNNING before its worker starts, stores reports, consults the pruner, stores results,
 //! retries failures and resumes after a crash.
+//!
+//! Each turn of its loop handles every event that has arrived, plans new trials, then commits
+//! all of the turn's writes in one transaction, and only then answers workers and starts new
+//! ones. So nothing a worker is told and no worker that starts is ahead of the database.
 
 mod devices;
 mod open;
@@ -14,13 +18,13 @@ use crate::executor::{Executor, Launch, WorkerEvent};
 use crate::protocol::{Decision, Hello, VERSION};
 use crate::pruner::{Pruner, Verdict};
 use crate::sampler::{trial_rng, Sampler};
-use crate::store::{now_ms, Finish, NewTrial, Store, StoreError, StudyRecord};
+use crate::store::{now_ms, Finish, NewTrial, Store, StoreError, StudyRecord, Write};
 use crate::study::StudyConfig;
 use crate::trial::{History, Metrics, Trial, TrialState};
 use devices::DevicePool;
 use progress::Progress;
 use std::collections::{BTreeMap, HashMap};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +84,15 @@ struct Coordinator<'a> {
     pruner: Box<dyn Pruner>,
     study: StudyRecord,
     history: History,
-    active: HashMap<i64, Active>,
+    active: HashMap<u64, Active>,
     devices: DevicePool,
     events: mpsc::UnboundedSender<WorkerEvent>,
     progress: Progress,
     accepting: bool,
+    /// This turn's writes, replies and launches, released together by `commit`.
+    writes: Vec<Write>,
+    replies: Vec<(oneshot::Sender<Decision>, Decision)>,
+    launches: Vec<Launch>,
 }
 
 /// Runs (or resumes) a study until its budget is spent, its timeout passes, or shutdown.
@@ -111,22 +119,28 @@ pub async fn run(
         executor,
         events,
         accepting: true,
+        writes: Vec::new(),
+        replies: Vec::new(),
+        launches: Vec::new(),
     };
-    c.interrupt_leftovers().await?;
+    c.interrupt_leftovers();
     let deadline = config.budget.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut end = RunEnd::Complete;
     loop {
         if c.accepting {
-            c.dispatch().await?;
+            c.plan();
         }
+        c.commit().await?;
         c.show();
         if c.active.is_empty() && (!c.accepting || c.history.counted() >= c.config.budget.trials as usize) {
             break;
         }
         tokio::select! {
-            event = inbox.recv() => match event {
-                Some(event) => c.handle(event).await?,
-                None => unreachable!("the coordinator holds a sender"),
+            event = inbox.recv() => {
+                c.handle(event.expect("the coordinator holds a sender"));
+                while let Ok(event) = inbox.try_recv() {
+                    c.handle(event);
+                }
             },
             _ = options.shutdown.cancelled(), if end != RunEnd::Interrupted => {
                 end = RunEnd::Interrupted;
@@ -163,63 +177,69 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 impl Coordinator<'_> {
     /// Trials left RUNNING by a coordinator that died: interrupted, and re-queued.
-    async fn interrupt_leftovers(&mut self) -> Result<(), CoordinatorError> {
-        let leftovers: Vec<i64> = self.history.running().map(|t| t.id).collect();
-        for id in leftovers {
+    fn interrupt_leftovers(&mut self) {
+        let leftovers: Vec<u64> = self.history.running().map(|t| t.number).collect();
+        for number in leftovers {
             let end = Finish {
                 reason: Some("interrupted: the coordinator stopped while it ran".into()),
                 ..Finish::default()
             };
-            self.finish(id, TrialState::Interrupted, end).await?;
+            self.finish(number, TrialState::Interrupted, end);
         }
-        Ok(())
     }
 
-    /// Starts trials while there are free slots and budget left: queued ones first.
-    async fn dispatch(&mut self) -> Result<(), CoordinatorError> {
+    /// Plans trials for the free slots while budget is left: queued ones first, then the
+    /// sampler's proposals. They start once `commit` has recorded them RUNNING.
+    fn plan(&mut self) {
         let capacity = self.devices.capacity(self.config.budget.parallel) as usize;
         while self.active.len() < capacity
             && self.history.counted() + self.active.len() < self.config.budget.trials as usize
         {
-            let Some(device) = self.devices.acquire() else {
-                break;
-            };
-            let waiting = self.history.trials.iter().find(|t| t.state == TrialState::Waiting).map(|t| t.id);
-            let id = match waiting {
-                Some(id) => {
-                    self.store.mark_running(id, device.as_deref()).await?;
-                    id
+            let Some(device) = self.devices.acquire() else { break };
+            let waiting = self.history.trials.iter().find(|t| t.state == TrialState::Waiting).map(|t| t.number);
+            let number = match waiting {
+                Some(number) => {
+                    self.writes.push(Write::Start { number, device: device.clone() });
+                    number
                 }
                 None => {
                     let number = self.history.next_number();
-                    let params = self.sampler.propose(
-                        &self.config.space,
-                        &self.history,
-                        &mut trial_rng(self.config.seed, number),
-                    );
+                    let mut rng = trial_rng(self.config.seed, number);
+                    let params = self.sampler.propose(&self.config.space, &self.history, &mut rng);
                     let new = NewTrial {
                         number,
                         state: TrialState::Running,
                         params,
                         attempt: 1,
                         rerun_of: None,
-                        device: device.clone(),
+                        device: None,
                     };
-                    let id = self.store.insert_trial(self.study.id, &new).await?;
-                    self.history.trials.push(new_trial(id, &new));
-                    id
+                    self.history.trials.push(new_trial(&new));
+                    self.writes.push(Write::Insert(NewTrial { device: device.clone(), ..new }));
+                    number
                 }
             };
-            let trial = self.history.by_id_mut(id).expect("trial in history");
+            let trial = self.history.get_mut(number).expect("trial in history");
             trial.state = TrialState::Running;
             trial.device = device.clone();
             trial.started_at = Some(now_ms());
             let trial = trial.clone();
             let launch = self.launch_for(trial, device.clone());
-            self.active.insert(
-                id,
-                Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None },
-            );
+            let active =
+                Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None };
+            self.active.insert(number, active);
+            self.launches.push(launch);
+        }
+    }
+
+    /// Commits this turn's writes in one transaction, then answers workers and starts trials.
+    async fn commit(&mut self) -> Result<(), CoordinatorError> {
+        self.store.apply(self.study.id, &self.writes).await?;
+        self.writes.clear();
+        for (reply, decision) in self.replies.drain(..) {
+            let _ = reply.send(decision);
+        }
+        for launch in self.launches.drain(..) {
             self.executor.launch(launch, &self.events);
         }
         Ok(())
@@ -234,7 +254,7 @@ impl Coordinator<'_> {
         env.insert("SWEEP_ATTEMPT".into(), trial.attempt.to_string());
         env.insert("SWEEP_PARAMS".into(), serde_json::Value::Object(trial.params.clone()).to_string());
         Launch {
-            trial_id: trial.id,
+            trial: trial.number,
             hello: Hello {
                 protocol: VERSION,
                 study: self.config.name.clone(),
@@ -252,16 +272,14 @@ impl Coordinator<'_> {
         }
     }
 
-    async fn handle(&mut self, event: WorkerEvent) -> Result<(), CoordinatorError> {
+    fn handle(&mut self, event: WorkerEvent) {
         match event {
-            WorkerEvent::Report { trial_id, step, metrics, reply } => {
-                let decision = self.report(trial_id, step, metrics).await?;
-                let _ = reply.send(decision);
+            WorkerEvent::Report { trial, step, metrics, reply } => {
+                let decision = self.report(trial, step, metrics);
+                self.replies.push((reply, decision));
             }
-            WorkerEvent::Done { trial_id, outcome } => {
-                let Some(active) = self.active.remove(&trial_id) else {
-                    return Ok(());
-                };
+            WorkerEvent::Done { trial, outcome } => {
+                let Some(active) = self.active.remove(&trial) else { return };
                 self.devices.release(active.device.as_deref());
                 let (state, end) = outcome::classify(
                     &outcome,
@@ -270,31 +288,23 @@ impl Coordinator<'_> {
                     active.stop.as_ref(),
                     &self.config.objective,
                 );
-                self.finish(trial_id, state, end).await?;
+                self.finish(trial, state, end);
             }
         }
-        Ok(())
     }
 
-    /// Stores a report and asks the pruner whether the trial goes on.
-    async fn report(
-        &mut self,
-        trial_id: i64,
-        step: Option<i64>,
-        metrics: Metrics,
-    ) -> Result<Decision, CoordinatorError> {
-        let Some(active) = self.active.get_mut(&trial_id) else {
-            return Ok(Decision::Stop);
-        };
+    /// Records a report and asks the pruner whether the trial goes on.
+    fn report(&mut self, number: u64, step: Option<i64>, metrics: Metrics) -> Decision {
+        let Some(active) = self.active.get_mut(&number) else { return Decision::Stop };
         let step = step.unwrap_or_else(|| active.last_step.map_or(0, |s| s + 1));
-        self.store.add_report(trial_id, step, &metrics).await?;
+        self.writes.push(Write::Report { number, step, metrics: metrics.clone() });
         active.last_step = Some(step);
         let objective = metrics.get(&self.config.objective.metric).copied();
         active.last_report = Some(metrics);
         if active.stop.is_some() {
-            return Ok(Decision::Stop);
+            return Decision::Stop;
         }
-        let trial = self.history.by_id_mut(trial_id).expect("active trial in history");
+        let trial = self.history.get_mut(number).expect("active trial in history");
         trial.last_step = Some(step);
         if let Some(v) = objective {
             trial.curve.retain(|(s, _)| *s != step);
@@ -302,39 +312,36 @@ impl Coordinator<'_> {
         }
         let trial = trial.clone();
         match self.pruner.decide(&trial, &self.history) {
-            Verdict::Continue => Ok(Decision::Continue),
+            Verdict::Continue => Decision::Continue,
             Verdict::Stop(reason) => {
-                let active = self.active.get_mut(&trial_id).expect("active");
+                let active = self.active.get_mut(&number).expect("active");
                 active.stop = Some(StopCause::Pruned(reason));
                 active.cancel.cancel();
-                Ok(Decision::Stop)
+                Decision::Stop
             }
         }
     }
 
-    /// Records a trial's end and, in the same transaction, the trial that takes its slot: a
-    /// retry after a failure with attempts left, or a re-run of an interrupted trial.
-    async fn finish(&mut self, trial_id: i64, state: TrialState, end: Finish) -> Result<(), CoordinatorError> {
-        let trial = self.history.by_id_mut(trial_id).expect("finished trial in history").clone();
+    /// Records a trial's end and, in the same batch, the trial that takes its slot: a retry
+    /// after a failure with attempts left, or a re-run of an interrupted trial.
+    fn finish(&mut self, number: u64, state: TrialState, end: Finish) {
+        let trial = self.history.get_mut(number).expect("finished trial in history").clone();
         let retry = state == TrialState::Failed && trial.attempt <= self.config.budget.retries;
         let rerun = (retry || state == TrialState::Interrupted).then(|| NewTrial {
             number: self.history.next_number(),
             state: TrialState::Waiting,
             params: trial.params.clone(),
             attempt: trial.attempt + u32::from(retry),
-            rerun_of: Some(trial.number),
+            rerun_of: Some(number),
             device: None,
         });
-        let new_id = self.store.finish(self.study.id, trial_id, state, &end, rerun.as_ref()).await?;
         if state == TrialState::Failed {
-            let then = match &rerun {
-                Some(r) => format!("; retrying as trial {}", r.number),
-                None => String::new(),
-            };
+            let then = rerun.as_ref().map(|r| format!("; retrying as trial {}", r.number)).unwrap_or_default();
             let reason = end.reason.as_deref().unwrap_or("failed");
-            self.progress.println(format!("trial {} failed: {reason}{then}", trial.number));
+            self.progress.println(format!("trial {number} failed: {reason}{then}"));
         }
-        let t = self.history.by_id_mut(trial_id).expect("trial in history");
+        self.writes.push(Write::Finish { number, state, end: end.clone() });
+        let t = self.history.get_mut(number).expect("trial in history");
         t.state = state;
         t.value = end.value;
         t.metrics = end.metrics;
@@ -342,11 +349,11 @@ impl Coordinator<'_> {
         t.reason = end.reason;
         t.stderr_tail = end.stderr_tail;
         t.finished_at = Some(now_ms());
-        if let (Some(id), Some(r)) = (new_id, rerun) {
-            self.history.retried.insert(trial.number);
-            self.history.trials.push(new_trial(id, &r));
+        if let Some(r) = rerun {
+            self.history.retried.insert(number);
+            self.history.trials.push(new_trial(&r));
+            self.writes.push(Write::Insert(r));
         }
-        Ok(())
     }
 
     fn stop_all(&mut self, cause: StopCause) {
@@ -363,9 +370,8 @@ impl Coordinator<'_> {
     }
 }
 
-fn new_trial(id: i64, t: &NewTrial) -> Trial {
+fn new_trial(t: &NewTrial) -> Trial {
     Trial {
-        id,
         number: t.number,
         state: t.state,
         params: t.params.clone(),

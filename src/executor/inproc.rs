@@ -23,6 +23,6 @@ impl Executor for InProcessExecutor {
     fn launch(&mut self, launch: Launch, events: &mpsc::UnboundedSender<WorkerEvent>) {
         let metrics = (self.objective)(&launch.hello.params);
         let outcome = Outcome { final_metrics: Some(metrics), ..Outcome::default() };
-        let _ = events.send(WorkerEvent::Done { trial_id: launch.trial_id, outcome });
+        let _ = events.send(WorkerEvent::Done { trial: launch.trial, outcome });
     }
 }

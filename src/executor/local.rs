@@ -22,7 +22,7 @@ impl Executor for LocalExecutor {
     fn launch(&mut self, launch: Launch, events: &mpsc::UnboundedSender<WorkerEvent>) {
         let events = events.clone();
         tokio::spawn(async move {
-            let trial_id = launch.trial_id;
+            let trial = launch.trial;
             let outcome = match spawn(&launch) {
                 Ok(child) => supervise(child, &launch, &events).await,
                 Err(e) => Outcome {
@@ -30,7 +30,7 @@ impl Executor for LocalExecutor {
                     ..Outcome::default()
                 },
             };
-            let _ = events.send(WorkerEvent::Done { trial_id, outcome });
+            let _ = events.send(WorkerEvent::Done { trial, outcome });
         });
     }
 }
@@ -82,7 +82,7 @@ async fn supervise(mut child: Child, launch: &Launch, events: &mpsc::UnboundedSe
                 Ok(Some(line)) => match parse_line(&line) {
                     WorkerLine::Report { step, metrics } => {
                         let (reply, decision) = oneshot::channel();
-                        let event = WorkerEvent::Report { trial_id: launch.trial_id, step, metrics, reply };
+                        let event = WorkerEvent::Report { trial: launch.trial, step, metrics, reply };
                         let decision = match events.send(event) {
                             Ok(()) => decision.await.unwrap_or(Decision::Continue),
                             Err(_) => Decision::Continue,

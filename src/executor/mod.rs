@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// Everything needed to start one trial's worker.
 #[derive(Debug, Clone)]
 pub struct Launch {
-    pub trial_id: i64,
+    /// The trial's number in its study.
+    pub trial: u64,
     pub hello: Hello,
     /// Rendered argv; element 0 is the program.
     pub argv: Vec<String>,
@@ -39,9 +40,9 @@ pub struct Launch {
 #[derive(Debug)]
 pub enum WorkerEvent {
     /// An intermediate report; the worker waits for the decision.
-    Report { trial_id: i64, step: Option<i64>, metrics: Metrics, reply: oneshot::Sender<Decision> },
+    Report { trial: u64, step: Option<i64>, metrics: Metrics, reply: oneshot::Sender<Decision> },
     /// The worker is gone; no more events for this trial.
-    Done { trial_id: i64, outcome: Outcome },
+    Done { trial: u64, outcome: Outcome },
 }
 
 #[derive(Debug, Clone, Default)]

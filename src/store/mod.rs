@@ -1,17 +1,17 @@
 //! The SQLite store: the only module that speaks SQL.
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so every commit is fsynced before it
-//! returns; a finished trial survives a killed process and a power loss. A trial is recorded
-//! RUNNING before its worker starts, and finished (with any retry it causes) in one
-//! transaction. One coordinator writes; readers (`sweep status`, the web page) may read at
-//! the same time.
+//! returns; what `apply` committed survives a killed process and a power loss. The coordinator
+//! hands over all the writes of one turn of its loop as one batch (group commit): one
+//! transaction and one fsync however many trials changed. One coordinator writes; readers
+//! (`sweep status`, the web page) may read at the same time.
 
 mod rows;
 
 use crate::trial::{Metrics, Trial, TrialState};
 use rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Arguments, ConnectOptions, Connection, SqliteConnection};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,10 +67,23 @@ pub struct NewStudy<'a> {
     pub budget: u32,
 }
 
+/// One change of trial state, addressed by trial number within the study.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A new trial, waiting or already running.
+    Insert(NewTrial),
+    /// A waiting trial starts on `device`.
+    Start { number: u64, device: Option<String> },
+    /// An intermediate report; a repeated (trial, step, metric) replaces the earlier value.
+    Report { number: u64, step: i64, metrics: Metrics },
+    /// The trial ends in `state`.
+    Finish { number: u64, state: TrialState, end: Finish },
+}
+
 /// One reported value of one trial.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
-    pub trial_id: i64,
+    pub number: u64,
     pub step: i64,
     pub metric: String,
     pub value: Option<f64>,
@@ -132,8 +145,12 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        for t in enqueued {
-            insert_trial(&mut tx, id, t, now).await?;
+        if !enqueued.is_empty() {
+            let mut batch = Batch::default();
+            for t in enqueued {
+                batch.push(id, &Write::Insert(t.clone()), now);
+            }
+            sqlx::query_with(&batch.sql, batch.args).persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(self.find_study(study.name).await?.expect("study just inserted"))
@@ -188,7 +205,7 @@ impl Store {
     /// Every report of every trial of a study.
     pub async fn reports(&mut self, study_id: i64) -> Result<Vec<Report>> {
         let rows: Vec<ReportRow> = sqlx::query_as(
-            "SELECT r.trial_id, r.step, r.metric, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
+            "SELECT t.number, r.step, r.metric, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
              WHERE t.study_id = ? ORDER BY r.trial_id, r.step, r.metric",
         )
         .bind(study_id)
@@ -197,79 +214,27 @@ impl Store {
         Ok(rows.into_iter().map(ReportRow::into_report).collect())
     }
 
-    pub async fn insert_trial(&mut self, study_id: i64, trial: &NewTrial) -> Result<i64> {
-        let mut tx = self.conn.begin().await?;
-        let id = insert_trial(&mut tx, study_id, trial, now_ms()).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    /// A waiting trial starts.
-    pub async fn mark_running(&mut self, trial_id: i64, device: Option<&str>) -> Result<()> {
-        sqlx::query(
-            "UPDATE trials SET state = 'running', device = ?, started_at = ? WHERE id = ? AND state = 'waiting'",
-        )
-        .bind(device)
-        .bind(now_ms())
-        .bind(trial_id)
-        .execute(&mut self.conn)
-        .await?;
-        Ok(())
-    }
-
-    /// Stores one report; a repeated (trial, step, metric) replaces the earlier value.
-    pub async fn add_report(&mut self, trial_id: i64, step: i64, metrics: &Metrics) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.conn.begin().await?;
-        for (metric, value) in metrics {
-            sqlx::query(
-                "INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(trial_id)
-            .bind(step)
-            .bind(metric)
-            .bind((!value.is_nan()).then_some(*value)) // SQLite has no NaN: NULL stands for it
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+    /// Applies a batch of writes in one transaction: all of them or none. The batch goes to
+    /// SQLite as one multi-statement query, so a turn of the coordinator costs one round trip
+    /// to the database thread and one fsync.
+    pub async fn apply(&mut self, study_id: i64, writes: &[Write]) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Ends a trial in `state` and, in the same transaction, queues the trial that replaces it
-    /// (a retry, or the re-run of an interrupted trial). Returns the new trial's id.
-    pub async fn finish(
-        &mut self,
-        study_id: i64,
-        trial_id: i64,
-        state: TrialState,
-        end: &Finish,
-        rerun: Option<&NewTrial>,
-    ) -> Result<Option<i64>> {
+        let mut batch = Batch::default();
+        batch.sql.push_str("BEGIN IMMEDIATE;");
         let now = now_ms();
-        let metrics = end.metrics.as_ref().map(|m| crate::protocol::metrics_to_json(m).to_string());
-        let mut tx = self.conn.begin().await?;
-        sqlx::query(
-            "UPDATE trials SET state = ?, value = ?, metrics = ?, last_step = ?, reason = ?, stderr_tail = ?, finished_at = ?
-             WHERE id = ?",
-        )
-        .bind(state.as_str())
-        .bind(end.value.filter(|v| !v.is_nan()))
-        .bind(metrics)
-        .bind(end.last_step)
-        .bind(&end.reason)
-        .bind(&end.stderr_tail)
-        .bind(now)
-        .bind(trial_id)
-        .execute(&mut *tx)
-        .await?;
-        let new_id = match rerun {
-            Some(t) => Some(insert_trial(&mut tx, study_id, t, now).await?),
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(new_id)
+        for w in writes {
+            batch.push(study_id, w, now);
+        }
+        batch.sql.push_str("COMMIT;");
+        let result = sqlx::query_with(&batch.sql, batch.args).execute(&mut self.conn).await;
+        if let Err(e) = result {
+            // A statement failed after BEGIN: undo the rest so nothing half-written stays.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            return Err(e.into());
+        }
+        Ok(())
     }
 }
 
@@ -287,22 +252,86 @@ async fn connect(path: &Path, options: SqliteConnectOptions) -> Result<SqliteCon
     options.connect().await.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
 }
 
-async fn insert_trial(conn: &mut SqliteConnection, study_id: i64, t: &NewTrial, now: i64) -> Result<i64> {
-    let started = (t.state == TrialState::Running).then_some(now);
-    let id = sqlx::query_scalar(
-        "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, created_at, started_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(study_id)
-    .bind(t.number as i64)
-    .bind(t.state.as_str())
-    .bind(serde_json::to_string(&t.params).expect("params serialize"))
-    .bind(t.attempt as i64)
-    .bind(t.rerun_of.map(|n| n as i64))
-    .bind(&t.device)
-    .bind(now)
-    .bind(started)
-    .fetch_one(conn)
-    .await?;
-    Ok(id)
+/// SQL text and its arguments, built statement by statement.
+#[derive(Default)]
+struct Batch {
+    sql: String,
+    args: SqliteArguments<'static>,
+}
+
+impl Batch {
+    fn statement(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self.sql.push(';');
+        self
+    }
+
+    fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: sqlx::Encode<'static, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + 'static,
+    {
+        self.args.add(value).expect("plain values encode");
+        self
+    }
+
+    fn push(&mut self, study_id: i64, write: &Write, now: i64) {
+        match write {
+            Write::Insert(t) => {
+                let started = (t.state == TrialState::Running).then_some(now);
+                self.statement(
+                    "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, created_at, started_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(study_id)
+                .bind(t.number as i64)
+                .bind(t.state.as_str())
+                .bind(serde_json::to_string(&t.params).expect("params serialize"))
+                .bind(t.attempt as i64)
+                .bind(t.rerun_of.map(|n| n as i64))
+                .bind(t.device.clone())
+                .bind(now)
+                .bind(started);
+            }
+            Write::Start { number, device } => {
+                self.statement(
+                    "UPDATE trials SET state = 'running', device = ?, started_at = ?
+                     WHERE study_id = ? AND number = ? AND state = 'waiting'",
+                )
+                .bind(device.clone())
+                .bind(now)
+                .bind(study_id)
+                .bind(*number as i64);
+            }
+            Write::Report { number, step, metrics } => {
+                for (metric, value) in metrics {
+                    self.statement(
+                        "INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at)
+                         SELECT id, ?, ?, ?, ? FROM trials WHERE study_id = ? AND number = ?",
+                    )
+                    .bind(*step)
+                    .bind(metric.clone())
+                    .bind((!value.is_nan()).then_some(*value)) // SQLite has no NaN: NULL stands for it
+                    .bind(now)
+                    .bind(study_id)
+                    .bind(*number as i64);
+                }
+            }
+            Write::Finish { number, state, end } => {
+                let metrics = end.metrics.as_ref().map(|m| crate::protocol::metrics_to_json(m).to_string());
+                self.statement(
+                    "UPDATE trials SET state = ?, value = ?, metrics = ?, last_step = ?, reason = ?, stderr_tail = ?,
+                     finished_at = ? WHERE study_id = ? AND number = ?",
+                )
+                .bind(state.as_str())
+                .bind(end.value.filter(|v| !v.is_nan()))
+                .bind(metrics)
+                .bind(end.last_step)
+                .bind(end.reason.clone())
+                .bind(end.stderr_tail.clone())
+                .bind(now)
+                .bind(study_id)
+                .bind(*number as i64);
+            }
+        }
+    }
 }

@@ -92,7 +92,6 @@ impl TrialRow {
             None => None,
         };
         Ok(Trial {
-            id: self.id,
             number: self.number as u64,
             state,
             params,
@@ -113,7 +112,7 @@ impl TrialRow {
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ReportRow {
-    trial_id: i64,
+    number: i64,
     step: i64,
     metric: String,
     value: Option<f64>,
@@ -121,7 +120,7 @@ pub(super) struct ReportRow {
 
 impl ReportRow {
     pub(super) fn into_report(self) -> Report {
-        Report { trial_id: self.trial_id, step: self.step, metric: self.metric, value: self.value }
+        Report { number: self.number as u64, step: self.step, metric: self.metric, value: self.value }
     }
 }
 
