@@ -22,6 +22,8 @@ pub use rows::StudyRecord;
 pub enum StoreError {
     #[error("no database at {0} (run a study first, or pass --db)")]
     Missing(PathBuf),
+    #[error("{0} is not a sweep database (or a coordinator is creating it right now)")]
+    NotSweep(PathBuf),
     #[error("cannot open database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot apply database migrations: {0}")]
@@ -111,7 +113,14 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_path_buf()));
         }
-        let conn = connect(path, base_options(path).read_only(true)).await?;
+        let mut conn = connect(path, base_options(path).read_only(true)).await?;
+        let tables: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'studies'")
+                .fetch_one(&mut conn)
+                .await?;
+        if tables == 0 {
+            return Err(StoreError::NotSweep(path.to_path_buf()));
+        }
         Ok(Store { conn })
     }
 

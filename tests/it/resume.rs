@@ -14,7 +14,7 @@ fn kill9(child: &mut std::process::Child) {
 /// Kills the coordinator once `finished` trials are done (plus `delay`), then resumes.
 fn kill_then_resume(s: &Study, finished: usize, delay: Duration) {
     let mut child = s.spawn();
-    wait_for("trials to finish", LIMIT, || s.db().exists() && counted(&s.trials()) >= finished);
+    wait_for("trials to finish", LIMIT, || s.try_trials().is_ok_and(|t| counted(&t) >= finished));
     std::thread::sleep(delay);
     kill9(&mut child);
     wait_for("workers to die with the coordinator", Duration::from_secs(5), || s.live_workers().is_empty());
@@ -58,7 +58,7 @@ fn kill_9_at_several_points_then_resume_ends_with_exactly_the_budget() {
 fn ctrl_c_stops_workers_records_them_interrupted_and_resume_finishes() {
     let s = Study::new("ctrlc", &testfn_study(6, 2, 50, 40));
     let mut child = s.spawn();
-    wait_for("two running trials", LIMIT, || s.db().exists() && s.in_state("running").len() == 2);
+    s.wait_for_state("running", 2);
     // SAFETY: plain syscall on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();

@@ -133,9 +133,7 @@ echo "{\"final\": {\"loss\": $lr, \"gpu\": $CUDA_VISIBLE_DEVICES}}"
 fn a_second_coordinator_on_the_same_database_is_refused() {
     let s = Study::new("locked", &testfn_study(4, 1, 20, 50));
     let mut first = s.spawn();
-    wait_for("the first coordinator to start a trial", std::time::Duration::from_secs(20), || {
-        s.db().exists() && !s.in_state("running").is_empty()
-    });
+    s.wait_for_state("running", 1);
     let out = s.run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("in use by another sweep coordinator"), "{}", text(&out));

@@ -54,9 +54,23 @@ impl Study {
 
     /// All trials, as `sweep export --format json` writes them.
     pub fn trials(&self) -> Vec<Value> {
+        self.try_trials().unwrap_or_else(|e| panic!("export failed: {e}"))
+    }
+
+    /// The trials, or the error while the study does not exist yet.
+    pub fn try_trials(&self) -> Result<Vec<Value>, String> {
         let out = self.command(&["export", &self.name, "--format", "json"]).output().expect("export");
-        assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("export is JSON")
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("export is JSON"))
+    }
+
+    /// Waits until the study has `n` trials in `state`.
+    pub fn wait_for_state(&self, state: &str, n: usize) {
+        wait_for(&format!("{n} {state} trials"), Duration::from_secs(60), || {
+            self.try_trials().is_ok_and(|t| t.iter().filter(|t| t["state"] == state).count() >= n)
+        });
     }
 
     pub fn in_state(&self, state: &str) -> Vec<Value> {
