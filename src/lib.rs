@@ -7,6 +7,7 @@
 pub mod coordinator;
 pub mod executor;
 pub mod export;
+pub mod gp;
 pub mod lock;
 pub mod protocol;
 pub mod pruner;

@@ -74,6 +74,9 @@ pub struct Trial {
     /// Unix milliseconds.
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// What the sampler learned when it proposed this trial (e.g. fitted kernel parameters).
+    #[serde(skip)]
+    pub sampler_state: Option<serde_json::Value>,
 }
 
 /// Every trial of a study as the coordinator knows it, in number order.

@@ -205,14 +205,15 @@ impl Coordinator<'_> {
                 None => {
                     let number = self.history.next_number();
                     let mut rng = trial_rng(self.config.seed, number);
-                    let params = self.sampler.propose(&self.config.space, &self.history, &mut rng);
+                    let proposal = self.sampler.propose(&self.config.space, &self.history, &mut rng);
                     let new = NewTrial {
                         number,
                         state: TrialState::Running,
-                        params,
+                        params: proposal.params,
                         attempt: 1,
                         rerun_of: None,
                         device: None,
+                        sampler_state: proposal.state,
                     };
                     self.history.trials.push(new_trial(&new));
                     self.writes.push(Write::Insert(NewTrial { device: device.clone(), ..new }));
@@ -334,6 +335,7 @@ impl Coordinator<'_> {
             attempt: trial.attempt + u32::from(retry),
             rerun_of: Some(number),
             device: None,
+            sampler_state: None,
         });
         if state == TrialState::Failed {
             let then = rerun.as_ref().map(|r| format!("; retrying as trial {}", r.number)).unwrap_or_default();
@@ -386,5 +388,6 @@ fn new_trial(t: &NewTrial) -> Trial {
         stderr_tail: None,
         started_at: (t.state == TrialState::Running).then(now_ms),
         finished_at: None,
+        sampler_state: t.sampler_state.clone(),
     }
 }

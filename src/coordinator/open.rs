@@ -49,6 +49,7 @@ pub async fn open_study(store: &mut Store, config: &StudyConfig) -> Result<(Stud
                     attempt: 1,
                     rerun_of: None,
                     device: None,
+                    sampler_state: None,
                 })
                 .collect();
             let direction = serde_json::to_value(config.objective.direction).expect("direction serializes");

@@ -1,8 +1,12 @@
-//! Samplers propose the next configuration. They are pure: `(space, history, rng) -> params`,
-//! with no I/O and no clock, so a study replays the same way and tests are simple.
+//! Samplers propose the next configuration. They are pure: `(space, history, rng) -> proposal`,
+//! with no I/O and no clock, so a study replays the same way and tests are simple. What a
+//! sampler wants to remember (a GP's fitted kernel) travels in the proposal's `state`, is stored
+//! with the trial, and comes back in the history.
 
+mod gp;
 mod random;
 
+pub use gp::GpSampler;
 pub use random::RandomSampler;
 
 use crate::space::{Params, Space};
@@ -11,15 +15,23 @@ use crate::trial::History;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+/// The next trial's params, and what the sampler learned while choosing them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub params: Params,
+    pub state: Option<serde_json::Value>,
+}
+
 pub trait Sampler: Send + Sync {
     /// Proposes the params of the next trial. `history` holds finished and running trials.
-    fn propose(&self, space: &Space, history: &History, rng: &mut StdRng) -> Params;
+    fn propose(&self, space: &Space, history: &History, rng: &mut StdRng) -> Proposal;
 }
 
 /// Builds the sampler a study asks for.
 pub fn from_config(config: &SamplerConfig) -> Box<dyn Sampler> {
     match config.kind {
         SamplerKind::Random => Box::new(RandomSampler),
+        SamplerKind::Gp => Box::new(GpSampler { startup_trials: config.startup_trials as usize }),
     }
 }
 

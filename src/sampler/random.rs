@@ -1,5 +1,5 @@
-use super::Sampler;
-use crate::space::{Params, Space};
+use super::{Proposal, Sampler};
+use crate::space::Space;
 use crate::trial::History;
 use rand::rngs::StdRng;
 
@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 pub struct RandomSampler;
 
 impl Sampler for RandomSampler {
-    fn propose(&self, space: &Space, _history: &History, rng: &mut StdRng) -> Params {
-        space.sample(rng)
+    fn propose(&self, space: &Space, _history: &History, rng: &mut StdRng) -> Proposal {
+        Proposal { params: space.sample(rng), state: None }
     }
 }

@@ -45,6 +45,8 @@ pub struct NewTrial {
     pub attempt: u32,
     pub rerun_of: Option<u64>,
     pub device: Option<String>,
+    /// What the sampler learned when it proposed this trial.
+    pub sampler_state: Option<serde_json::Value>,
 }
 
 /// The end of a trial, written in one transaction.
@@ -288,8 +290,8 @@ impl Batch {
             Write::Insert(t) => {
                 let started = (t.state == TrialState::Running).then_some(now);
                 self.statement(
-                    "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, created_at, started_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, sampler_state,
+                     created_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(study_id)
                 .bind(t.number as i64)
@@ -298,6 +300,7 @@ impl Batch {
                 .bind(t.attempt as i64)
                 .bind(t.rerun_of.map(|n| n as i64))
                 .bind(t.device.clone())
+                .bind(t.sampler_state.as_ref().map(|s| s.to_string()))
                 .bind(now)
                 .bind(started);
             }

@@ -57,7 +57,8 @@ impl TryFrom<StudyRow> for StudyRecord {
 
 /// The columns `TrialRow` reads.
 pub(super) const TRIAL_COLUMNS: &str =
-    "id, number, state, params, attempt, rerun_of, device, value, metrics, last_step, reason, stderr_tail, started_at, finished_at";
+    "id, number, state, params, attempt, rerun_of, device, value, metrics, last_step, reason, stderr_tail, started_at, \
+     finished_at, sampler_state";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TrialRow {
@@ -75,6 +76,7 @@ pub(super) struct TrialRow {
     stderr_tail: Option<String>,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    sampler_state: Option<String>,
 }
 
 impl TrialRow {
@@ -106,6 +108,8 @@ impl TrialRow {
             stderr_tail: self.stderr_tail,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            // State is a hint for the sampler: unreadable state is dropped, not an error.
+            sampler_state: self.sampler_state.and_then(|s| serde_json::from_str(&s).ok()),
         })
     }
 }

@@ -98,6 +98,8 @@ pub struct SamplerFile {
 pub enum SamplerKind {
     #[default]
     Random,
+    /// Gaussian-process Bayesian optimization.
+    Gp,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,149 @@
+//! Sampler quality and speed on standard test functions.
+//!
+//! Run: `cargo bench --bench samplers` (single-threaded). For each function and sampler, 10
+//! seeds x 100 trials: median and quartiles of simple regret (best so far minus the known
+//! optimum) at trials 25, 50 and 100, and for gp the median ms per suggestion just after
+//! startup and at trial 100; then the suggestion time at 300 and 1000 observations.
+//! Under `cargo test --all-targets` it runs a small smoke version.
+
+use rand::SeedableRng;
+use std::time::Instant;
+use sweep::sampler::{trial_rng, GpSampler, RandomSampler, Sampler};
+use sweep::space::{Distribution, Param, Params, Space};
+use sweep::study::{Direction, Objective};
+use sweep::testfns::{self, TestFn};
+use sweep::trial::{History, Trial, TrialState};
+
+const CHECKPOINTS: [usize; 3] = [25, 50, 100];
+const STARTUP: usize = 10;
+
+fn space_of(f: &TestFn) -> Space {
+    let params = (0..f.dims)
+        .map(|i| {
+            let (low, high) = f.bounds(i);
+            Param {
+                name: format!("x{i}"),
+                distribution: Distribution::Float { low, high, log: false, step: None },
+                conditions: vec![],
+            }
+        })
+        .collect();
+    Space { params }
+}
+
+fn point(f: &TestFn, p: &Params) -> Vec<f64> {
+    (0..f.dims).map(|i| p[&format!("x{i}")].as_f64().unwrap()).collect()
+}
+
+fn trial(number: u64, params: Params, value: f64, state: Option<serde_json::Value>) -> Trial {
+    Trial {
+        number,
+        state: TrialState::Complete,
+        params,
+        attempt: 1,
+        rerun_of: None,
+        device: None,
+        value: Some(value),
+        metrics: None,
+        curve: vec![],
+        last_step: None,
+        reason: None,
+        stderr_tail: None,
+        started_at: None,
+        finished_at: None,
+        sampler_state: state,
+    }
+}
+
+/// One optimization run: best-so-far regret after each trial, and ms per suggestion.
+fn optimize(f: &TestFn, sampler: &dyn Sampler, seed: u64, trials: usize) -> (Vec<f64>, Vec<f64>) {
+    let space = space_of(f);
+    let objective = Objective { metric: "value".into(), direction: Direction::Minimize };
+    let mut history = History::new(objective, vec![]);
+    let (mut regret, mut millis) = (Vec::new(), Vec::new());
+    let mut best = f64::INFINITY;
+    for n in 0..trials as u64 {
+        let start = Instant::now();
+        let proposal = sampler.propose(&space, &history, &mut trial_rng(seed, n));
+        millis.push(start.elapsed().as_secs_f64() * 1000.0);
+        let value = (f.eval)(&point(f, &proposal.params));
+        best = best.min(value);
+        regret.push(best - f.minimum);
+        history.trials.push(trial(n, proposal.params, value, proposal.state));
+    }
+    (regret, millis)
+}
+
+fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.25), at(0.5), at(0.75))
+}
+
+/// Median ms of a suggestion with `n` random observations of hartmann6 in the history.
+fn time_at(n: usize, repeats: usize) -> f64 {
+    let f = testfns::by_name("hartmann6").unwrap();
+    let space = space_of(&f);
+    let gp = GpSampler { startup_trials: STARTUP };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+    let mut history = History::new(Objective { metric: "v".into(), direction: Direction::Minimize }, vec![]);
+    for i in 0..n as u64 {
+        let p = space.sample(&mut rng);
+        let v = (f.eval)(&point(&f, &p));
+        history.trials.push(trial(i, p, v, None));
+    }
+    // One cold fit first, as the study would have done on its way here; then warm suggestions.
+    let warm = gp.propose(&space, &history, &mut trial_rng(1, n as u64)).state;
+    history.trials.last_mut().unwrap().sampler_state = warm;
+    let mut ms: Vec<f64> = (0..repeats)
+        .map(|r| {
+            let start = Instant::now();
+            gp.propose(&space, &history, &mut trial_rng(2, r as u64));
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (functions, seeds, trials) =
+        if full { (testfns::benchmark_suite(), 10u64, 100usize) } else { (vec![testfns::by_name("branin").unwrap()], 1, 15) };
+    let random = RandomSampler;
+    let gp = GpSampler { startup_trials: STARTUP };
+    let samplers: [(&str, &dyn Sampler); 2] = [("random", &random), ("gp", &gp)];
+    println!("simple regret: median [q1, q3] over {seeds} seeds; gp ms/suggestion: median after startup | at trial {trials}");
+    println!("{:<12} {:<7} {:>28} {:>28} {:>28} {:>16}", "function", "sampler", "trial 25", "trial 50", "trial 100", "ms");
+    for f in &functions {
+        for (name, sampler) in samplers {
+            let runs: Vec<(Vec<f64>, Vec<f64>)> = (0..seeds).map(|s| optimize(f, sampler, s, trials)).collect();
+            let mut line = format!("{:<12} {:<7}", f.name.to_string() + &dims_suffix(f), name);
+            for c in CHECKPOINTS {
+                if c <= trials {
+                    let (q1, m, q3) = quartiles(runs.iter().map(|(r, _)| r[c - 1]).collect());
+                    line += &format!(" {:>9.3e} [{:>8.2e},{:>8.2e}]", m, q1, q3);
+                }
+            }
+            if name == "gp" {
+                let (_, first, _) = quartiles(runs.iter().map(|(_, t)| t[STARTUP]).collect());
+                let (_, last, _) = quartiles(runs.iter().map(|(_, t)| t[trials - 1]).collect());
+                line += &format!(" {first:>7.2} | {last:>6.2}");
+            }
+            println!("{line}");
+        }
+    }
+    if full {
+        for n in [100, 300, 1000] {
+            println!("gp suggestion with {n:>4} observations (hartmann6, warm-started): median {:.1} ms", time_at(n, 7));
+        }
+    }
+}
+
+fn dims_suffix(f: &TestFn) -> String {
+    if matches!(f.name, "branin" | "hartmann6") {
+        String::new()
+    } else {
+        f.dims.to_string()
+    }
+}

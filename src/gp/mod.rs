@@ -1,0 +1,39 @@
+//! Gaussian-process Bayesian optimization on the unit cube.
+//!
+//! Everything here works on encoded points: vectors whose columns lie in `[0, 1]`,
+//! laid out by a list of [`Dim`]s. The caller maps its own search space in and out.
+//! The objective is always minimized.
+
+mod acquisition;
+mod fit;
+mod kernel;
+mod lbfgs;
+mod linalg;
+mod optimize;
+mod posterior;
+mod space;
+mod suggest;
+
+pub use kernel::KernelParams;
+pub use space::{encoded_width, snap, Dim};
+pub use suggest::{suggest, Observations, Suggestion};
+
+/// Why a suggestion could not be made.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum GpError {
+    #[error("no observations to fit")]
+    NoObservations,
+    #[error("{what} has {got} columns, expected {expected}")]
+    WidthMismatch { what: &'static str, expected: usize, got: usize },
+    #[error("x has {x} rows but y has {y}")]
+    LengthMismatch { x: usize, y: usize },
+    #[error("non-finite value in {0}")]
+    NonFinite(&'static str),
+    #[error("kernel matrix is not positive definite even with jitter")]
+    NotPositiveDefinite,
+}
+
+/// TEMP experiment knob.
+pub(crate) fn knob(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}

@@ -1,0 +1,189 @@
+//! The public entry point: fit the GP to the observations, fantasize the pending
+//! points, and return the point that maximizes log EI.
+
+use super::fit::fit_params;
+use super::kernel::KernelParams;
+use super::optimize::{maximize, Acquisition};
+use super::posterior::Posterior;
+use super::space::{encoded_width, Dim};
+use super::GpError;
+use rand::rngs::StdRng;
+
+/// Best observed points whose neighbourhoods the acquisition search always explores.
+const INCUMBENTS: usize = 3;
+
+/// What is known so far, in encoded coordinates.
+pub struct Observations<'a> {
+    /// Evaluated points, each `encoded_width(dims)` long.
+    pub x: &'a [Vec<f64>],
+    /// Objective values to minimize, finite, one per point.
+    pub y: &'a [f64],
+    /// Points being evaluated now; the next suggestion should steer clear of them.
+    pub pending: &'a [Vec<f64>],
+}
+
+/// The next point to evaluate, and the kernel parameters fitted on the way
+/// (pass them back as `warm_start` next time).
+#[derive(Debug, Clone)]
+pub struct Suggestion {
+    pub x: Vec<f64>,
+    pub params: KernelParams,
+}
+
+/// Suggests the next point to evaluate.
+///
+/// Pending points are handled by the kriging believer: each is added as an
+/// observation whose value is the posterior mean there, which collapses the
+/// variance (and so the EI) around it without moving the model's beliefs.
+/// Deterministic for a given `rng` state.
+pub fn suggest(
+    dims: &[Dim],
+    obs: &Observations,
+    warm_start: Option<&KernelParams>,
+    rng: &mut StdRng,
+) -> Result<Suggestion, GpError> {
+    let d = encoded_width(dims);
+    validate(d, obs)?;
+    let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
+    let y = standardize(obs.y);
+    let params = fit_params(&x, d, &y, warm_start, rng);
+    let mut post = Posterior::new(x.clone(), d, &y, params.clone())?;
+    let mut y_all = y.clone();
+    if !obs.pending.is_empty() {
+        let pending: Vec<f64> = obs.pending.iter().flatten().copied().collect();
+        y_all.extend(post.predict_batch(&pending).into_iter().map(|(m, _)| m));
+        post = Posterior::new([x, pending].concat(), d, &y_all, params.clone())?;
+    }
+    let best = if super::knob("BESTMEAN", 0.0) > 0.0 {
+        let all: Vec<f64> = post_rows(&post);
+        post.predict_batch(&all).into_iter().map(|(m, _)| m).fold(f64::INFINITY, f64::min)
+    } else {
+        y_all.iter().copied().fold(f64::INFINITY, f64::min)
+    };
+    let incumbents = best_points(obs.x, &y, INCUMBENTS);
+    let x = maximize(&Acquisition { post: &post, best }, dims, &incumbents, rng);
+    Ok(Suggestion { x, params: post.params().clone() })
+}
+
+fn post_rows(p: &Posterior) -> Vec<f64> { p.x_rows().to_vec() }
+
+fn validate(d: usize, obs: &Observations) -> Result<(), GpError> {
+    if obs.y.is_empty() {
+        return Err(GpError::NoObservations);
+    }
+    if obs.x.len() != obs.y.len() {
+        return Err(GpError::LengthMismatch { x: obs.x.len(), y: obs.y.len() });
+    }
+    for (what, rows) in [("x", obs.x), ("pending", obs.pending)] {
+        if let Some(r) = rows.iter().find(|r| r.len() != d) {
+            return Err(GpError::WidthMismatch { what, expected: d, got: r.len() });
+        }
+        if rows.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(GpError::NonFinite(what));
+        }
+    }
+    if obs.y.iter().any(|v| !v.is_finite()) {
+        return Err(GpError::NonFinite("y"));
+    }
+    Ok(())
+}
+
+/// Shifts and scales y to mean 0, standard deviation 1 (only shifts a constant y).
+fn standardize(y: &[f64]) -> Vec<f64> {
+    let n = y.len() as f64;
+    let mean = y.iter().sum::<f64>() / n;
+    let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let sd = if sd > 1e-12 * (1.0 + mean.abs()) { sd } else { 1.0 };
+    y.iter().map(|v| (v - mean) / sd).collect()
+}
+
+/// The `k` points with the lowest y, best first.
+fn best_points<'a>(x: &'a [Vec<f64>], y: &[f64], k: usize) -> Vec<&'a [f64]> {
+    let mut order: Vec<usize> = (0..y.len()).collect();
+    order.sort_by(|&a, &b| y[a].total_cmp(&y[b]).then(a.cmp(&b)));
+    order.into_iter().take(k).map(|i| x[i].as_slice()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::space::{random_point, snap};
+    use super::*;
+    use rand::SeedableRng;
+
+    fn bowl(x: &[f64]) -> f64 {
+        x.iter().enumerate().map(|(i, v)| (v - 0.3 - 0.1 * i as f64).powi(2)).sum::<f64>() + (9.0 * x[0]).sin() * 0.1
+    }
+
+    fn random_obs(dims: &[Dim], n: usize, f: fn(&[f64]) -> f64, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x: Vec<Vec<f64>> = (0..n).map(|_| random_point(dims, &mut rng)).collect();
+        let y = x.iter().map(|p| f(p)).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn pending_points_give_distinct_suggestions() {
+        let dims = vec![Dim::Continuous; 3];
+        let (x, y) = random_obs(&dims, 15, bowl, 1);
+        let mut rng = StdRng::seed_from_u64(2);
+        let mut pending: Vec<Vec<f64>> = Vec::new();
+        for _ in 0..8 {
+            let obs = Observations { x: &x, y: &y, pending: &pending };
+            pending.push(suggest(&dims, &obs, None, &mut rng).unwrap().x);
+        }
+        for i in 0..8 {
+            for j in 0..i {
+                let dist: f64 = pending[i].iter().zip(&pending[j]).map(|(a, b)| (a - b).powi(2)).sum();
+                assert!(dist.sqrt() > 1e-3, "suggestions {i} and {j} coincide: {:?}", pending[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_suggestion() {
+        let dims = vec![Dim::Continuous; 4];
+        let (x, y) = random_obs(&dims, 20, bowl, 3);
+        let pending = vec![vec![0.5; 4]];
+        let obs = Observations { x: &x, y: &y, pending: &pending };
+        let run = || suggest(&dims, &obs, None, &mut StdRng::seed_from_u64(9)).unwrap();
+        let (a, b) = (run(), run());
+        assert_eq!(a.x, b.x);
+        assert_eq!(a.params, b.params);
+        let warm = suggest(&dims, &obs, Some(&a.params), &mut StdRng::seed_from_u64(9)).unwrap();
+        let again = suggest(&dims, &obs, Some(&a.params), &mut StdRng::seed_from_u64(9)).unwrap();
+        assert_eq!(warm.x, again.x);
+    }
+
+    #[test]
+    fn mixed_space_suggestions_are_valid_points() {
+        let levels = vec![0.0, 0.25, 0.5, 0.75, 1.0];
+        let dims = vec![Dim::Continuous, Dim::Discrete { levels: levels.clone() }, Dim::Categorical { choices: 3 }];
+        // The categorical costs 0.5, 0.0 or 1.0 by choice (columns 2..5).
+        let f: fn(&[f64]) -> f64 = |x| (x[0] - 0.6).powi(2) + (x[1] - 0.25).powi(2) + 0.5 * x[2] + x[4];
+        let (mut x, mut y) = random_obs(&dims, 10, f, 4);
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut params = None;
+        for _ in 0..6 {
+            let obs = Observations { x: &x, y: &y, pending: &[] };
+            let s = suggest(&dims, &obs, params.as_ref(), &mut rng).unwrap();
+            assert_eq!(s.x.len(), encoded_width(&dims));
+            assert_eq!(snap(&dims, &s.x), s.x, "not a valid point: {:?}", s.x);
+            assert!(levels.contains(&s.x[1]));
+            assert_eq!(s.x[2..].iter().filter(|v| **v == 1.0).count(), 1);
+            y.push(f(&s.x));
+            x.push(s.x);
+            params = Some(s.params);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let dims = vec![Dim::Continuous; 2];
+        let mut rng = StdRng::seed_from_u64(0);
+        let empty = Observations { x: &[], y: &[], pending: &[] };
+        assert_eq!(suggest(&dims, &empty, None, &mut rng).unwrap_err(), GpError::NoObservations);
+        let x = vec![vec![0.5; 3]];
+        let wide = Observations { x: &x, y: &[1.0], pending: &[] };
+        assert!(matches!(suggest(&dims, &wide, None, &mut rng), Err(GpError::WidthMismatch { .. })));
+    }
+}
