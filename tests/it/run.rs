@@ -140,3 +140,19 @@ fn a_second_coordinator_on_the_same_database_is_refused() {
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+#[test]
+fn a_gp_study_runs_in_parallel_and_resumes() {
+    let s = Study::new("gp", &(testfn_study(10, 2, 0, 0) + "\n[sampler]\nkind = \"gp\"\nstartup_trials = 6\n"));
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(s.path(), std::fs::read_to_string(s.path()).unwrap().replace("trials = 10", "trials = 16")).unwrap();
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(trials.len(), 16);
+    let distinct: std::collections::BTreeSet<String> = trials.iter().map(|t| t["params"].to_string()).collect();
+    assert_eq!(distinct.len(), 16, "no configuration proposed twice");
+    let best = trials.iter().map(|t| t["value"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert!(best < 5.0, "gp found nothing better than {best} on branin (optimum 0.398)");
+}
