@@ -108,13 +108,21 @@ fn time_at(n: usize, repeats: usize) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (functions, seeds, trials) =
-        if full { (testfns::benchmark_suite(), 10u64, 100usize) } else { (vec![testfns::by_name("branin").unwrap()], 1, 15) };
+    let (functions, seeds, trials) = if full {
+        (testfns::benchmark_suite(), 10u64, 100usize)
+    } else {
+        (vec![testfns::by_name("branin").unwrap()], 1, 15)
+    };
     let random = RandomSampler;
     let gp = GpSampler { startup_trials: STARTUP };
     let samplers: [(&str, &dyn Sampler); 2] = [("random", &random), ("gp", &gp)];
-    println!("simple regret: median [q1, q3] over {seeds} seeds; gp ms/suggestion: median after startup | at trial {trials}");
-    println!("{:<12} {:<7} {:>28} {:>28} {:>28} {:>16}", "function", "sampler", "trial 25", "trial 50", "trial 100", "ms");
+    println!(
+        "simple regret: median [q1, q3] over {seeds} seeds; gp ms/suggestion: median after startup | at trial {trials}"
+    );
+    println!(
+        "{:<12} {:<7} {:>28} {:>28} {:>28} {:>16}",
+        "function", "sampler", "trial 25", "trial 50", "trial 100", "ms"
+    );
     for f in &functions {
         for (name, sampler) in samplers {
             let runs: Vec<(Vec<f64>, Vec<f64>)> = (0..seeds).map(|s| optimize(f, sampler, s, trials)).collect();
@@ -135,7 +143,10 @@ fn main() {
     }
     if full {
         for n in [100, 300, 1000] {
-            println!("gp suggestion with {n:>4} observations (hartmann6, warm-started): median {:.1} ms", time_at(n, 7));
+            println!(
+                "gp suggestion with {n:>4} observations (hartmann6, warm-started): median {:.1} ms",
+                time_at(n, 7)
+            );
         }
     }
 }

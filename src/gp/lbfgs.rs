@@ -73,9 +73,8 @@ pub(crate) fn minimize_in_box<F>(f: F, x0: &[f64], lower: &[f64], upper: &[f64],
 where
     F: Fn(&[f64]) -> (f64, Vec<f64>),
 {
-    let clamp = |u: &[f64]| -> Vec<f64> {
-        u.iter().zip(lower).zip(upper).map(|((v, lo), hi)| v.clamp(*lo, *hi)).collect()
-    };
+    let clamp =
+        |u: &[f64]| -> Vec<f64> { u.iter().zip(lower).zip(upper).map(|((v, lo), hi)| v.clamp(*lo, *hi)).collect() };
     let penalized = |u: &[f64]| {
         let x = clamp(u);
         let (mut v, g) = f(&x);
@@ -86,7 +85,11 @@ where
             .map(|((ui, xi), gi)| {
                 let out = ui - xi;
                 v += BOX_PENALTY * out * out;
-                if out == 0.0 { gi } else { 2.0 * BOX_PENALTY * out }
+                if out == 0.0 {
+                    gi
+                } else {
+                    2.0 * BOX_PENALTY * out
+                }
             })
             .collect();
         (v, g)
@@ -108,10 +111,7 @@ where
             .and_then(|s| s.with_tolerance_cost(TOL_COST));
         if let Ok(solver) = solver {
             // Errors (e.g. a failed line search) only end the run early: the best point is kept.
-            let _ = Executor::new(problem, solver)
-                .configure(|s| s.param(x0).max_iters(max_iters))
-                .timer(false)
-                .run();
+            let _ = Executor::new(problem, solver).configure(|s| s.param(x0).max_iters(max_iters)).timer(false).run();
         }
     }
     best.into_inner().unwrap_or((vec![], f64::INFINITY))

@@ -73,7 +73,8 @@ pub(crate) fn maximize(acq: &Acquisition, dims: &[Dim], incumbents: &[&[f64]], r
 fn refine_starts(values: &[f64], n_sobol: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    let mut starts: Vec<usize> = order.iter().copied().take(super::knob("STARTS", REFINE_STARTS as f64) as usize).collect();
+    let mut starts: Vec<usize> =
+        order.iter().copied().take(super::knob("STARTS", REFINE_STARTS as f64) as usize).collect();
     for local in order.iter().copied().filter(|&i| i >= n_sobol).take(super::knob("K_LOCAL", 1.0) as usize) {
         if !starts.contains(&local) {
             starts.push(local);
@@ -85,7 +86,13 @@ fn refine_starts(values: &[f64], n_sobol: usize) -> Vec<usize> {
 /// L-BFGS on the continuous relaxation, then snapped to a valid point.
 fn refine(acq: &Acquisition, dims: &[Dim], x0: Vec<f64>) -> Vec<f64> {
     let (lo, hi) = (vec![0.0; x0.len()], vec![1.0; x0.len()]);
-    let (u, _) = super::lbfgs::minimize_in_box(|x| acq.cost(x), &x0, &lo, &hi, super::knob("RITERS", REFINE_ITERS as f64) as u64);
+    let (u, _) = super::lbfgs::minimize_in_box(
+        |x| acq.cost(x),
+        &x0,
+        &lo,
+        &hi,
+        super::knob("RITERS", REFINE_ITERS as f64) as u64,
+    );
     if u.is_empty() {
         return x0;
     }

@@ -99,11 +99,7 @@ pub(crate) fn random_point<R: Rng>(dims: &[Dim], rng: &mut R) -> Vec<f64> {
 }
 
 fn nearest_level(levels: &[f64], v: f64) -> f64 {
-    levels
-        .iter()
-        .copied()
-        .min_by(|a, b| (a - v).abs().total_cmp(&(b - v).abs()))
-        .unwrap_or(v.clamp(0.0, 1.0))
+    levels.iter().copied().min_by(|a, b| (a - v).abs().total_cmp(&(b - v).abs())).unwrap_or(v.clamp(0.0, 1.0))
 }
 
 fn argmax(cols: &[f64]) -> usize {
@@ -127,11 +123,7 @@ mod tests {
 
     #[test]
     fn snap_rounds_levels_and_one_hot() {
-        let dims = [
-            Dim::Continuous,
-            Dim::Discrete { levels: vec![0.0, 0.5, 1.0] },
-            Dim::Categorical { choices: 3 },
-        ];
+        let dims = [Dim::Continuous, Dim::Discrete { levels: vec![0.0, 0.5, 1.0] }, Dim::Categorical { choices: 3 }];
         assert_eq!(encoded_width(&dims), 5);
         let s = snap(&dims, &[1.3, 0.6, 0.2, 0.7, 0.1]);
         assert_eq!(s, vec![1.0, 0.5, 0.0, 1.0, 0.0]);

@@ -65,7 +65,9 @@ pub fn suggest(
     Ok(Suggestion { x, params: post.params().clone() })
 }
 
-fn post_rows(p: &Posterior) -> Vec<f64> { p.x_rows().to_vec() }
+fn post_rows(p: &Posterior) -> Vec<f64> {
+    p.x_rows().to_vec()
+}
 
 fn validate(d: usize, obs: &Observations) -> Result<(), GpError> {
     if obs.y.is_empty() {

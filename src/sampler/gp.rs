@@ -42,14 +42,16 @@ impl Sampler for GpSampler {
         if y.len() < self.startup_trials.max(1) || layout.dims.is_empty() {
             return random(rng);
         }
-        let pending: Vec<Vec<f64>> =
-            history.trials.iter().filter(|t| t.state == TrialState::Running).map(|t| layout.encode(space, &t.params)).collect();
-        let width = gp::encoded_width(&layout.dims);
-        let warm = history
+        let pending: Vec<Vec<f64>> = history
             .trials
             .iter()
-            .rev()
-            .find_map(|t| t.sampler_state.as_ref().and_then(kernel_from_json).filter(|k| k.lengthscales.len() == width));
+            .filter(|t| t.state == TrialState::Running)
+            .map(|t| layout.encode(space, &t.params))
+            .collect();
+        let width = gp::encoded_width(&layout.dims);
+        let warm = history.trials.iter().rev().find_map(|t| {
+            t.sampler_state.as_ref().and_then(kernel_from_json).filter(|k| k.lengthscales.len() == width)
+        });
         let observations = Observations { x: &x, y: &y, pending: &pending };
         match gp::suggest(&layout.dims, &observations, warm.as_ref(), rng) {
             Ok(s) => Proposal { params: layout.decode(space, &s.x), state: Some(kernel_to_json(&s.params)) },
@@ -173,7 +175,11 @@ mod tests {
             params: vec![
                 p("lr", Distribution::Float { low: 1e-5, high: 1.0, log: true, step: None }, vec![]),
                 p("layers", Distribution::Int { low: 1, high: 12, log: false, step: 1 }, vec![]),
-                p("act", Distribution::Categorical { choices: vec![json!("relu"), json!("gelu"), json!("tanh")] }, vec![]),
+                p(
+                    "act",
+                    Distribution::Categorical { choices: vec![json!("relu"), json!("gelu"), json!("tanh")] },
+                    vec![],
+                ),
                 p("opt", Distribution::Categorical { choices: vec![json!("sgd"), json!("adam")] }, vec![]),
                 p(
                     "momentum",

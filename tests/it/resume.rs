@@ -91,3 +91,17 @@ fn a_changed_space_is_refused_but_a_bigger_budget_resumes() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(counted(&s.trials()), 5);
 }
+
+#[test]
+fn the_study_timeout_stops_new_trials_and_a_rerun_continues() {
+    let s =
+        Study::new("timeout", &testfn_study(40, 1, 4, 100).replace("parallel = 1", "parallel = 1\ntimeout = \"1s\""));
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("study timeout reached"), "{}", text(&out));
+    let done = counted(&s.trials());
+    assert!(done >= 1 && done < 40, "{done} trials in about a second");
+    assert!(s.in_state("running").is_empty(), "running trials finish before the coordinator exits");
+    let status = text(&s.command(&["status"]).output().unwrap());
+    assert!(status.contains("running"), "the study is not complete: {status}");
+}
