@@ -1,6 +1,7 @@
 //! Integration tests: the real `sweep` binary, real worker processes, real SQLite files.
 
 mod bad_input;
+mod disk;
 mod failures;
 mod resume;
 mod run;
