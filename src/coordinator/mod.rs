@@ -109,7 +109,7 @@ pub async fn run(
     let mut c = Coordinator {
         config,
         sampler: crate::sampler::from_config(&config.sampler),
-        pruner: crate::pruner::from_config(config.pruner),
+        pruner: crate::pruner::from_config(&config.pruner),
         history: History::new(config.objective.clone(), trials),
         active: HashMap::new(),
         devices: DevicePool::new(&config.devices),

@@ -8,8 +8,10 @@
 //! - Categorical params are one-hot columns. Fixed params carry no information and are left out.
 //! - An inactive conditional param is encoded as 0.5 (numeric) or all zeros (one-hot), the same
 //!   for every trial where it is inactive.
-//! - Only complete trials with a finite objective are observations (negated when maximizing).
-//!   Failed trials are left out: a failure says nothing about the objective, and it is retried.
+//! - Complete trials with a finite objective are observations (negated when maximizing), and so
+//!   are pruned ones, with the last value they reported: their region looked bad when they were
+//!   stopped, and leaving them out would send the GP straight back there. Failed trials are
+//!   left out: a failure says nothing about the objective, and it is retried.
 //!   Running trials are pending points, so parallel proposals stay apart.
 //! - Until `startup_trials` observations exist (enqueued trials count), proposals are random.
 //! - The fitted kernel travels as the trial's sampler state; the next fit starts from the latest
@@ -35,9 +37,10 @@ impl Sampler for GpSampler {
         let layout = Layout::new(space);
         let sign = if history.objective.better(0.0, 1.0) { 1.0 } else { -1.0 };
         let (x, y): (Vec<Vec<f64>>, Vec<f64>) = history
-            .completed()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(t, v)| (layout.encode(space, &t.params), sign * v))
+            .trials
+            .iter()
+            .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+            .filter_map(|t| t.value.filter(|v| v.is_finite()).map(|v| (layout.encode(space, &t.params), sign * v)))
             .unzip();
         if y.len() < self.startup_trials.max(1) || layout.dims.is_empty() {
             return random(rng);

@@ -102,11 +102,30 @@ pub enum SamplerKind {
     Gp,
 }
 
+/// `[pruner]`: a rule (`kind`) and its options, plus the wrappers any rule takes (`patience`,
+/// `lower`/`upper`). Which options go with which kind is checked in `validate`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrunerFile {
     #[serde(default)]
     pub kind: PrunerKind,
+    /// percentile: stop a trial worse than this percentile (0-100) of the others at its step.
+    pub percentile: Option<f64>,
+    /// median/percentile: never stop before this step.
+    pub warmup_steps: Option<i64>,
+    /// median/percentile: completed trials needed at a step before it is judged.
+    pub min_trials: Option<i64>,
+    /// asha/hyperband: the first rung's step.
+    pub min_resource: Option<i64>,
+    /// asha/hyperband: the step a trial runs to; no decision at or past it.
+    pub max_resource: Option<i64>,
+    /// asha/hyperband: reduction factor; each rung keeps the top 1/eta.
+    pub eta: Option<i64>,
+    /// Any rule: stop only a trial whose best value has not improved for this many reports.
+    pub patience: Option<i64>,
+    /// Any rule: stop a trial whose latest value is below `lower` or above `upper`.
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -114,6 +133,10 @@ pub struct PrunerFile {
 pub enum PrunerKind {
     #[default]
     None,
+    Median,
+    Percentile,
+    Asha,
+    Hyperband,
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,7 +23,7 @@ pub struct StudyConfig {
     pub budget: Budget,
     pub space: Space,
     pub sampler: SamplerConfig,
-    pub pruner: PrunerKind,
+    pub pruner: PrunerConfig,
     pub trial: TrialSpec,
     pub enqueue: Vec<Params>,
     pub devices: Devices,
@@ -57,6 +57,50 @@ pub struct Budget {
     pub timeout: Option<Duration>,
     /// Extra attempts for a failed trial.
     pub retries: u32,
+}
+
+/// A validated `[pruner]`: the rule, then the wrappers around it. With `rule = None` and no
+/// bounds nothing is ever stopped; otherwise a trial whose latest value is NaN or infinite, or
+/// outside `lower`/`upper`, is stopped at once (patience does not delay that).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrunerConfig {
+    pub rule: PrunerRule,
+    /// The rule's stop only takes effect once the trial's best value has not improved for this
+    /// many reports.
+    pub patience: Option<u32>,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+}
+
+impl Default for PrunerConfig {
+    fn default() -> Self {
+        PrunerConfig { rule: PrunerRule::None, patience: None, lower: None, upper: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PrunerRule {
+    None,
+    /// Stop a trial whose best value so far is worse than this percentile of the completed
+    /// trials' best values at the same step (`median` is percentile 50).
+    Percentile {
+        percentile: f64,
+        warmup_steps: i64,
+        min_trials: u32,
+        median: bool,
+    },
+    /// Asynchronous successive halving.
+    Asha {
+        min_resource: i64,
+        max_resource: Option<i64>,
+        eta: u32,
+    },
+    /// Hyperband: trials spread over ASHA brackets with different first rungs.
+    Hyperband {
+        min_resource: i64,
+        max_resource: i64,
+        eta: u32,
+    },
 }
 
 #[derive(Debug, Clone)]

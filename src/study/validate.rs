@@ -1,7 +1,10 @@
 //! Turns a raw `StudyFile` into a `StudyConfig`, collecting every problem with its key path.
 
-use super::file::{DurationText, ParamFile, ParamKind, StudyFile, TrialFile};
-use super::{ArgTemplate, Budget, Devices, Objective, Piece, SamplerConfig, StudyConfig, TrialSpec, TRIAL_PLACEHOLDER};
+use super::file::{DurationText, ParamFile, ParamKind, PrunerFile, PrunerKind, StudyFile, TrialFile};
+use super::{
+    ArgTemplate, Budget, Devices, Objective, Piece, PrunerConfig, PrunerRule, SamplerConfig, StudyConfig, TrialSpec,
+    TRIAL_PLACEHOLDER,
+};
 use crate::space::{values_equal, Condition, Distribution, Param, Params, Space};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -85,6 +88,7 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         kind: raw.sampler.kind,
         startup_trials: check.count(&["sampler", "startup_trials"], raw.sampler.startup_trials, 10, 0),
     };
+    let pruner = pruner(&mut check, &raw.pruner);
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
@@ -95,12 +99,114 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         budget,
         space,
         sampler,
-        pruner: raw.pruner.kind,
+        pruner,
         trial,
         enqueue,
         devices,
         source: text.to_string(),
     })
+}
+
+/// `[pruner]`: options that do not go with the kind are errors, as are out-of-range values.
+fn pruner(check: &mut Check, raw: &PrunerFile) -> PrunerConfig {
+    let kind = raw.kind;
+    let name = format!("{kind:?}").to_lowercase();
+    let allowed: &[&str] = match kind {
+        PrunerKind::None => &[],
+        PrunerKind::Median => &["warmup_steps", "min_trials"],
+        PrunerKind::Percentile => &["percentile", "warmup_steps", "min_trials"],
+        PrunerKind::Asha | PrunerKind::Hyperband => &["min_resource", "max_resource", "eta"],
+    };
+    let present = [
+        ("percentile", raw.percentile.is_some()),
+        ("warmup_steps", raw.warmup_steps.is_some()),
+        ("min_trials", raw.min_trials.is_some()),
+        ("min_resource", raw.min_resource.is_some()),
+        ("max_resource", raw.max_resource.is_some()),
+        ("eta", raw.eta.is_some()),
+    ];
+    for (key, is_set) in present {
+        if is_set && !allowed.contains(&key) {
+            check.fail(&["pruner", key], format!("not an option of kind = \"{name}\""));
+        }
+    }
+    let rule = match kind {
+        PrunerKind::None => PrunerRule::None,
+        PrunerKind::Median | PrunerKind::Percentile => {
+            let percentile = match (kind, raw.percentile) {
+                (PrunerKind::Median, _) => 50.0,
+                (_, None) => {
+                    check.fail(&["pruner", "percentile"], "is required for kind = \"percentile\" (0 to 100)");
+                    50.0
+                }
+                (_, Some(p)) if (0.0..=100.0).contains(&p) => p,
+                (_, Some(p)) => {
+                    check.fail(&["pruner", "percentile"], format!("must be between 0 and 100, got {p}"));
+                    50.0
+                }
+            };
+            let warmup_steps = raw.warmup_steps.unwrap_or(0);
+            if warmup_steps < 0 {
+                check.fail(&["pruner", "warmup_steps"], format!("must be at least 0, got {warmup_steps}"));
+            }
+            PrunerRule::Percentile {
+                percentile,
+                warmup_steps,
+                min_trials: check.count(&["pruner", "min_trials"], raw.min_trials, 5, 1),
+                median: kind == PrunerKind::Median,
+            }
+        }
+        PrunerKind::Asha | PrunerKind::Hyperband => {
+            let min_resource = raw.min_resource.unwrap_or(1);
+            if min_resource < 1 {
+                check.fail(&["pruner", "min_resource"], format!("must be at least 1, got {min_resource}"));
+            }
+            let eta = check.count(&["pruner", "eta"], raw.eta, 3, 2);
+            match raw.max_resource {
+                Some(max) if max <= min_resource => check.fail(
+                    &["pruner", "max_resource"],
+                    format!("must be greater than min_resource ({min_resource}), got {max}"),
+                ),
+                None if kind == PrunerKind::Hyperband => check.fail(
+                    &["pruner", "max_resource"],
+                    "is required for kind = \"hyperband\" (the steps a full trial runs)",
+                ),
+                _ => {}
+            }
+            if kind == PrunerKind::Asha {
+                PrunerRule::Asha { min_resource, max_resource: raw.max_resource, eta }
+            } else {
+                let max_resource = raw.max_resource.unwrap_or(min_resource + 1);
+                if min_resource >= 1 && max_resource > min_resource {
+                    let total = crate::pruner::hyperband::total_budget(min_resource, max_resource, eta);
+                    if total > crate::pruner::hyperband::MAX_TOTAL_BUDGET {
+                        check.fail(
+                            &["pruner", "max_resource"],
+                            format!("gives too many brackets ({total} trials per cycle); raise min_resource or eta"),
+                        );
+                    }
+                }
+                PrunerRule::Hyperband { min_resource, max_resource, eta }
+            }
+        }
+    };
+    let patience = raw.patience.map(|p| {
+        if kind == PrunerKind::None {
+            check.fail(&["pruner", "patience"], "needs a rule to delay (kind = \"none\" never stops a trial)");
+        }
+        check.count(&["pruner", "patience"], Some(p), 1, 1)
+    });
+    for (key, bound) in [("lower", raw.lower), ("upper", raw.upper)] {
+        if bound.is_some_and(|b| !b.is_finite()) {
+            check.fail(&["pruner", key], "must be a finite number");
+        }
+    }
+    if let (Some(lo), Some(hi)) = (raw.lower, raw.upper) {
+        if lo >= hi {
+            check.fail(&["pruner", "lower"], format!("must be less than upper ({hi}), got {lo}"));
+        }
+    }
+    PrunerConfig { rule, patience, lower: raw.lower, upper: raw.upper }
 }
 
 fn gpus(check: &mut Check, raw: &[Value]) -> Vec<String> {

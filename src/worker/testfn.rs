@@ -48,6 +48,7 @@ pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
         std::thread::sleep(Duration::from_millis(args.sleep_ms));
         let line = json!({ "step": step, &args.metric: curve(value, step, args.steps) });
         if channel.report(&line) == Decision::Stop {
+            eprintln!("stopped at step {step} by the coordinator's decision");
             return Ok(());
         }
     }

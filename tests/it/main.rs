@@ -3,6 +3,7 @@
 mod bad_input;
 mod disk;
 mod failures;
+mod prune;
 mod resume;
 mod run;
 mod support;

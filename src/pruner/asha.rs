@@ -1,0 +1,176 @@
+//! Asynchronous successive halving (ASHA, Li et al. 2018).
+//!
+//! Rungs sit at steps `min_resource * eta^k` below `max_resource` (the last rung, where
+//! survivors finish, needs no decision). When a report takes a trial to or past a rung for the
+//! first time, its value there (its best value up to that report) is ranked against the values
+//! every other trial had at that rung, whatever their state now; it goes on only if it is in
+//! the top `max(1, n / eta)` of the `n` trials that reached the rung so far, itself included.
+//! It never waits for a rung to fill: early trials are judged against fewer.
+
+use super::{ahead, best_of, fresh_point, show, value_at, Pruner, Verdict};
+use crate::trial::{History, Trial, TrialState};
+
+pub struct Asha {
+    rungs: Rungs,
+}
+
+impl Asha {
+    pub fn new(min_resource: i64, max_resource: Option<i64>, eta: u32) -> Asha {
+        Asha { rungs: Rungs { min_resource, max_resource, eta } }
+    }
+}
+
+impl Pruner for Asha {
+    fn decide(&self, trial: &Trial, history: &History) -> Verdict {
+        halving(&self.rungs, "asha", trial, history, |_| true)
+    }
+}
+
+/// The rung steps of one successive-halving ladder.
+#[derive(Debug, Clone, Copy)]
+pub struct Rungs {
+    pub min_resource: i64,
+    pub max_resource: Option<i64>,
+    pub eta: u32,
+}
+
+impl Rungs {
+    /// Rung steps in order, those below `max_resource` (or all up to `through` if unbounded).
+    pub fn steps(&self, through: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        let mut r = self.min_resource.max(1);
+        while self.max_resource.map_or(r <= through, |m| r < m) {
+            out.push(r);
+            match r.checked_mul(self.eta as i64) {
+                Some(next) => r = next,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// Successive halving over the trials `competes` admits; `label` starts every reason.
+pub(crate) fn halving(
+    rungs: &Rungs,
+    label: &str,
+    trial: &Trial,
+    history: &History,
+    competes: impl Fn(&Trial) -> bool,
+) -> Verdict {
+    let Some((step, _)) = fresh_point(trial) else { return Verdict::Continue };
+    let before = trial.curve[..trial.curve.len() - 1].iter().map(|p| p.0).max().unwrap_or(i64::MIN);
+    let objective = &history.objective;
+    let own = best_of(objective, trial.curve.iter().map(|p| p.1));
+    for (k, rung) in rungs.steps(step).into_iter().enumerate() {
+        if rung <= before || rung > step {
+            continue; // decided at an earlier report, or not reached yet
+        }
+        let others: Vec<f64> = history
+            .trials
+            .iter()
+            .filter(|t| t.number != trial.number && t.state != TrialState::Waiting && competes(t))
+            .filter_map(|t| value_at(objective, &t.curve, rung))
+            .collect();
+        let n = others.len() + 1;
+        let rank = 1 + others.iter().filter(|&&v| ahead(objective, v, own)).count();
+        let keep = (n / rungs.eta as usize).max(1);
+        if rank > keep {
+            return Verdict::Stop(format!(
+                "{label}: rung {k} (step {rung}): rank {rank} of {n}, keeps top {keep} (value {})",
+                show(own)
+            ));
+        }
+    }
+    Verdict::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pruner::testing::{flat, history, trial};
+    use crate::study::Direction;
+    use crate::trial::TrialState::{Complete, Pruned, Running};
+
+    #[test]
+    fn rungs_lie_below_the_max_resource() {
+        assert_eq!(Rungs { min_resource: 1, max_resource: Some(27), eta: 3 }.steps(100), vec![1, 3, 9]);
+        assert_eq!(Rungs { min_resource: 2, max_resource: Some(20), eta: 2 }.steps(0), vec![2, 4, 8, 16]);
+        assert_eq!(Rungs { min_resource: 1, max_resource: None, eta: 3 }.steps(30), vec![1, 3, 9, 27]);
+    }
+
+    /// Nine trials reach rung 1 (step 3); each in turn is the last to arrive. Exactly the top
+    /// three (values 1, 2, 3) go on.
+    fn rung_of_nine(direction: Direction, values: [f64; 9]) -> Vec<bool> {
+        let asha = Asha::new(1, Some(27), 3);
+        let mut kept = Vec::new();
+        for me in 0..9 {
+            let trials: Vec<Trial> = (0..9)
+                .map(|i| {
+                    let mut curve = flat(values[i] + 10.0, 2);
+                    curve.push((3, values[i]));
+                    let state = if i == me {
+                        Running
+                    } else if i % 2 == 0 {
+                        Complete
+                    } else {
+                        Pruned
+                    };
+                    trial(i as u64, state, &curve)
+                })
+                .collect();
+            let h = history(direction, trials);
+            kept.push(asha.decide(&h.trials[me], &h) == Verdict::Continue);
+        }
+        kept
+    }
+
+    #[test]
+    fn a_rung_of_nine_with_eta_3_keeps_exactly_the_top_3() {
+        let values = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0];
+        let kept = rung_of_nine(Direction::Minimize, values);
+        let survivors: Vec<f64> = (0..9).filter(|&i| kept[i]).map(|i| values[i]).collect();
+        assert_eq!(survivors, vec![1.0, 3.0, 2.0]);
+        // Maximizing keeps the other end.
+        let kept = rung_of_nine(Direction::Maximize, values);
+        let survivors: Vec<f64> = (0..9).filter(|&i| kept[i]).map(|i| values[i]).collect();
+        assert_eq!(survivors, vec![9.0, 7.0, 8.0]);
+    }
+
+    #[test]
+    fn the_reason_names_rung_rank_and_kept() {
+        let mut trials: Vec<Trial> = (0..8).map(|i| trial(i, Complete, &flat(i as f64, 9))).collect();
+        trials.push(trial(8, Running, &flat(4.5, 9)));
+        let h = history(Direction::Minimize, trials);
+        let v = Asha::new(1, Some(27), 3).decide(&h.trials[8], &h);
+        // Step 9 is rung 2; at rungs 0 and 1 it was decided at earlier reports.
+        assert_eq!(v, Verdict::Stop("asha: rung 2 (step 9): rank 6 of 9, keeps top 3 (value 4.5)".into()));
+    }
+
+    #[test]
+    fn decides_only_when_a_rung_is_first_reached_and_never_waits() {
+        let asha = Asha::new(1, Some(27), 3);
+        // Alone at a rung: rank 1 of 1, goes on.
+        let h = history(Direction::Minimize, vec![trial(0, Running, &[(1, 10.0)])]);
+        assert_eq!(asha.decide(&h.trials[0], &h), Verdict::Continue);
+        // Worse than the one other trial at step 1: 2 trials keep top 1.
+        let h = history(Direction::Minimize, vec![trial(0, Complete, &flat(1.0, 27)), trial(1, Running, &[(1, 2.0)])]);
+        assert!(matches!(asha.decide(&h.trials[1], &h), Verdict::Stop(r) if r.contains("rank 2 of 2, keeps top 1")));
+        // Step 2 is no rung: nothing to decide.
+        let h = history(
+            Direction::Minimize,
+            vec![trial(0, Complete, &flat(1.0, 27)), trial(1, Running, &[(1, 2.0), (2, 2.0)])],
+        );
+        assert_eq!(asha.decide(&h.trials[1], &h), Verdict::Continue);
+        // Reports that skip a rung are judged at the first report past it, by their best so far.
+        let h = history(
+            Direction::Minimize,
+            vec![trial(0, Complete, &flat(1.0, 27)), trial(1, Running, &[(2, 0.5), (5, 3.0)])],
+        );
+        assert_eq!(asha.decide(&h.trials[1], &h), Verdict::Continue, "best 0.5 by step 5 beats 1.0 at rung 3");
+        // The max resource is no rung: a trial that got there finishes.
+        let h =
+            history(Direction::Minimize, vec![trial(0, Complete, &flat(1.0, 27)), trial(1, Running, &flat(2.0, 27))]);
+        assert_eq!(asha.decide(&h.trials[1], &h), Verdict::Continue);
+    }
+}

@@ -1,0 +1,183 @@
+//! Wrappers around any rule.
+//!
+//! - `Patience`: the rule's stop takes effect only once the trial has gone `patience` reports
+//!   without improving its best value (strictly better in the objective's direction). While it
+//!   still improves, the trial goes on. Counting: with reports v1..vn whose last new best was
+//!   report i, the trial has gone `n - i` reports without improvement (its first report is a
+//!   new best). A rule that decides only at rungs (ASHA) does not ask again later, so patience
+//!   may let a trial past a rung for good.
+//! - `Threshold`: on whenever a pruner is configured. A trial whose latest value is NaN or
+//!   infinite, or below `lower` or above `upper`, is stopped at once, before the rule is asked
+//!   and whatever patience says.
+
+use super::{fresh_point, show, Pruner, Verdict};
+use crate::study::Objective;
+use crate::trial::{History, Trial};
+
+pub struct Patience {
+    pub inner: Box<dyn Pruner>,
+    pub patience: u32,
+}
+
+/// Reports since the trial's best value last improved.
+pub fn reports_without_improvement(objective: &Objective, curve: &[(i64, f64)]) -> usize {
+    let mut best = f64::NAN;
+    let mut last = None;
+    for (i, &(_, v)) in curve.iter().enumerate() {
+        if !v.is_nan() && (best.is_nan() || objective.better(v, best)) {
+            best = v;
+            last = Some(i);
+        }
+    }
+    match last {
+        Some(i) => curve.len() - 1 - i,
+        None => curve.len(),
+    }
+}
+
+impl Pruner for Patience {
+    fn decide(&self, trial: &Trial, history: &History) -> Verdict {
+        match self.inner.decide(trial, history) {
+            Verdict::Continue => Verdict::Continue,
+            Verdict::Stop(reason) => {
+                let since = reports_without_improvement(&history.objective, &trial.curve);
+                if since >= self.patience as usize {
+                    Verdict::Stop(format!("{reason}; no improvement for {since} reports (patience {})", self.patience))
+                } else {
+                    Verdict::Continue
+                }
+            }
+        }
+    }
+}
+
+pub struct Threshold {
+    pub inner: Box<dyn Pruner>,
+    pub lower: Option<f64>,
+    pub upper: Option<f64>,
+}
+
+impl Pruner for Threshold {
+    fn decide(&self, trial: &Trial, history: &History) -> Verdict {
+        if let Some((step, v)) = fresh_point(trial) {
+            if !v.is_finite() {
+                return Verdict::Stop(format!("threshold: value {v} at step {step} is not a finite number"));
+            }
+            if let Some(lo) = self.lower.filter(|lo| v < *lo) {
+                return Verdict::Stop(format!(
+                    "threshold: value {} at step {step} is below lower = {}",
+                    show(v),
+                    show(lo)
+                ));
+            }
+            if let Some(hi) = self.upper.filter(|hi| v > *hi) {
+                return Verdict::Stop(format!(
+                    "threshold: value {} at step {step} is above upper = {}",
+                    show(v),
+                    show(hi)
+                ));
+            }
+        }
+        self.inner.decide(trial, history)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pruner::testing::{history, trial};
+    use crate::pruner::NoPruner;
+    use crate::study::Direction;
+    use crate::trial::TrialState::Running;
+
+    /// A rule that always says stop.
+    struct Always;
+    impl Pruner for Always {
+        fn decide(&self, _: &Trial, _: &History) -> Verdict {
+            Verdict::Stop("always".into())
+        }
+    }
+
+    fn curve(values: &[f64]) -> Vec<(i64, f64)> {
+        values.iter().enumerate().map(|(i, v)| (i as i64 + 1, *v)).collect()
+    }
+
+    #[test]
+    fn counts_reports_since_the_last_improvement() {
+        let min = Objective { metric: "loss".into(), direction: Direction::Minimize };
+        let max = Objective { direction: Direction::Maximize, ..min.clone() };
+        let c = curve(&[5.0, 4.0, 3.0, 3.1, 3.2, 3.3]);
+        assert_eq!(reports_without_improvement(&min, &c), 3);
+        assert_eq!(reports_without_improvement(&max, &c), 5, "5.0 stays the best when maximizing");
+        assert_eq!(reports_without_improvement(&min, &curve(&[5.0, 4.0, 4.0])), 1, "equal is no improvement");
+        assert_eq!(reports_without_improvement(&min, &curve(&[f64::NAN, f64::NAN])), 2);
+        assert_eq!(reports_without_improvement(&min, &curve(&[7.0])), 0);
+    }
+
+    #[test]
+    fn patience_delays_a_stop_until_the_trial_stalls() {
+        let p = Patience { inner: Box::new(Always), patience: 3 };
+        let decide = |values: &[f64]| {
+            let t = trial(0, Running, &curve(values));
+            let h = history(Direction::Minimize, vec![t.clone()]);
+            p.decide(&t, &h)
+        };
+        assert_eq!(decide(&[5.0, 4.0, 3.0]), Verdict::Continue);
+        assert_eq!(decide(&[5.0, 4.0, 3.0, 3.1, 3.2]), Verdict::Continue);
+        assert_eq!(
+            decide(&[5.0, 4.0, 3.0, 3.1, 3.2, 3.3]),
+            Verdict::Stop("always; no improvement for 3 reports (patience 3)".into())
+        );
+        // An improvement resets the count.
+        assert_eq!(decide(&[5.0, 4.0, 3.0, 3.1, 3.2, 2.9]), Verdict::Continue);
+        // The inner rule's continue stands whatever the curve.
+        let q = Patience { inner: Box::new(NoPruner), patience: 1 };
+        let t = trial(0, Running, &curve(&[1.0, 2.0, 3.0]));
+        assert_eq!(q.decide(&t, &history(Direction::Minimize, vec![t.clone()])), Verdict::Continue);
+    }
+
+    #[test]
+    fn nan_infinity_and_bounds_stop_at_once() {
+        let p = Threshold { inner: Box::new(NoPruner), lower: Some(0.0), upper: Some(10.0) };
+        let decide = |values: &[f64]| {
+            let t = trial(0, Running, &curve(values));
+            let h = history(Direction::Minimize, vec![t.clone()]);
+            p.decide(&t, &h)
+        };
+        assert_eq!(decide(&[5.0, 4.0]), Verdict::Continue);
+        assert_eq!(
+            decide(&[5.0, f64::NAN]),
+            Verdict::Stop("threshold: value NaN at step 2 is not a finite number".into())
+        );
+        assert_eq!(
+            decide(&[f64::INFINITY]),
+            Verdict::Stop("threshold: value inf at step 1 is not a finite number".into())
+        );
+        assert_eq!(decide(&[5.0, 12.5]), Verdict::Stop("threshold: value 12.5 at step 2 is above upper = 10".into()));
+        assert_eq!(decide(&[-0.5]), Verdict::Stop("threshold: value -0.5 at step 1 is below lower = 0".into()));
+        // Only the latest value counts: a bad old value was judged when it came.
+        assert_eq!(decide(&[12.5, 5.0]), Verdict::Continue);
+        // NaN stops even through patience (threshold is outermost in from_config).
+        let cfg = crate::study::PrunerConfig {
+            rule: crate::study::PrunerRule::Asha { min_resource: 1, max_resource: Some(9), eta: 3 },
+            patience: Some(100),
+            lower: None,
+            upper: None,
+        };
+        let t = trial(0, Running, &curve(&[1.0, f64::NAN]));
+        assert!(matches!(
+            crate::pruner::from_config(&cfg).decide(&t, &history(Direction::Minimize, vec![t.clone()])),
+            Verdict::Stop(r) if r.starts_with("threshold: value NaN")
+        ));
+    }
+
+    #[test]
+    fn a_report_without_the_objective_is_not_judged_again() {
+        let p = Threshold { inner: Box::new(Always), lower: None, upper: Some(1.0) };
+        let mut t = trial(0, Running, &curve(&[5.0]));
+        t.last_step = Some(2);
+        let h = history(Direction::Minimize, vec![t.clone()]);
+        // The threshold skips the stale point; the inner rule is still asked.
+        assert_eq!(p.decide(&t, &h), Verdict::Stop("always".into()));
+    }
+}

@@ -1,0 +1,129 @@
+//! Pruning with real workers: trials stopped early are recorded PRUNED with their reason, last
+//! values and step, whether the worker reads decisions (and exits on its own) or ignores them
+//! (and is stopped by signal); pruning goes on the same way after kill -9 and resume.
+
+use crate::support::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const ASHA: &str = "\n[pruner]\nkind = \"asha\"\nmin_resource = 1\nmax_resource = 9\neta = 3\n";
+
+fn pruned(trials: &[Value]) -> Vec<&Value> {
+    trials.iter().filter(|t| t["state"] == "pruned").collect()
+}
+
+/// `n` out of the ASHA reason "... rank r of n, keeps top k ...".
+fn rung_size(reason: &str) -> usize {
+    let after = reason.split(" of ").nth(1).expect("rank r of n");
+    after.split(',').next().unwrap().trim().parse().expect("a count")
+}
+
+#[test]
+fn asha_prunes_testfn_trials_which_stop_on_the_decision() {
+    let s = Study::new("asha", &(testfn_study(12, 2, 9, 10) + ASHA));
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 12);
+    let stopped = pruned(&trials);
+    assert!(!stopped.is_empty(), "some trials are pruned: {trials:#?}");
+    assert!(trials.iter().any(|t| t["state"] == "complete"));
+    for t in stopped {
+        let step = t["last_step"].as_i64().unwrap();
+        assert!(step < 9, "stopped before the end: {t:#}");
+        let reason = t["reason"].as_str().unwrap();
+        assert!(reason.starts_with("asha: rung ") && reason.contains("keeps top"), "{reason}");
+        // Its last report is its value, and no report came after the stop.
+        let reports = t["reports"].as_array().unwrap();
+        assert_eq!(reports.len() as i64, step, "{t:#}");
+        assert_eq!(reports.last().unwrap()["loss"], t["value"], "{t:#}");
+        assert!(t["value"].as_f64().is_some(), "{t:#}");
+        // The worker read the decision and said so before exiting on its own.
+        let stderr = t["stderr_tail"].as_str().unwrap_or("");
+        assert!(stderr.contains(&format!("stopped at step {step} by the coordinator")), "{t:#}");
+    }
+}
+
+#[test]
+fn a_worker_that_ignores_decisions_is_stopped_by_signal_and_recorded_pruned() {
+    let s = Study::new(
+        "deaf",
+        r#"metric = "loss"
+direction = "minimize"
+[budget]
+trials = 3
+parallel = 3
+[params.x]
+type = "float"
+low = 0.0
+high = 1.0
+[[enqueue]]
+x = 0.9
+[[enqueue]]
+x = 0.7
+[[enqueue]]
+x = 0.2
+[trial]
+command = ["/bin/sh", "worker.sh", "{x}"]
+grace = "200ms"
+[pruner]
+kind = "median"
+upper = 50
+"#,
+    );
+    // Never reads stdin: a diverging run hangs on after its bad report until it is killed.
+    s.write(
+        "worker.sh",
+        r#"echo '{"step": 1, "loss": 1.0}'
+trap 'echo "terminated by signal" >&2; exit 143' TERM
+if [ "$1" = "0.9" ]; then echo '{"step": 2, "loss": NaN}'; sleep 30 & wait; fi
+if [ "$1" = "0.7" ]; then echo '{"step": 2, "loss": 100}'; sleep 30 & wait; fi
+echo '{"step": 2, "loss": 0.5}'
+echo '{"final": {"loss": 0.4}}'
+"#,
+    );
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    let by_x = |x: f64| trials.iter().find(|t| t["params"]["x"] == x).unwrap_or_else(|| panic!("x = {x}: {trials:#?}"));
+    let nan = by_x(0.9);
+    assert_eq!(nan["state"], "pruned", "{nan:#}");
+    assert_eq!(nan["last_step"], 2);
+    assert_eq!(nan["reason"], "threshold: value NaN at step 2 is not a finite number");
+    let high = by_x(0.7);
+    assert_eq!(high["state"], "pruned", "{high:#}");
+    assert_eq!((high["last_step"].as_i64(), high["value"].as_f64()), (Some(2), Some(100.0)));
+    assert_eq!(high["reason"], "threshold: value 100 at step 2 is above upper = 50");
+    for t in [nan, high] {
+        assert!(t["stderr_tail"].as_str().unwrap_or("").contains("terminated by signal"), "{t:#}");
+    }
+    let fine = by_x(0.2);
+    assert_eq!((fine["state"].as_str(), fine["value"].as_f64()), (Some("complete"), Some(0.4)));
+    assert!(s.live_workers().is_empty(), "the hanging workers were killed");
+}
+
+#[test]
+fn pruning_carries_on_after_kill_9_and_resume() {
+    let s = Study::new("asha-resume", &(testfn_study(16, 2, 9, 20) + ASHA));
+    let mut child = s.spawn();
+    wait_for("trials to finish", Duration::from_secs(60), || s.try_trials().is_ok_and(|t| counted(&t) >= 6));
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    wait_for("workers to die with the coordinator", Duration::from_secs(5), || s.live_workers().is_empty());
+    let before = s.trials().len() as u64;
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 16);
+    assert!(numbers_are_unique(&trials));
+    // Trials started after the resume were ranked against those from before it too: their
+    // rungs hold more trials than were started since.
+    let later: Vec<&Value> = pruned(&trials).into_iter().filter(|t| t["number"].as_u64().unwrap() >= before).collect();
+    assert!(!later.is_empty(), "pruning goes on after resume: {trials:#?}");
+    let started_since = trials.len() as u64 - before;
+    assert!(
+        later.iter().any(|t| rung_size(t["reason"].as_str().unwrap()) as u64 > started_since),
+        "rungs after resume include earlier trials: {later:#?}"
+    );
+}
