@@ -32,8 +32,3 @@ pub enum GpError {
     #[error("kernel matrix is not positive definite even with jitter")]
     NotPositiveDefinite,
 }
-
-/// TEMP experiment knob.
-pub(crate) fn knob(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}

@@ -45,10 +45,6 @@ impl Posterior {
         Ok(Posterior { x, d, params, inv_l2, chol, alpha })
     }
 
-    pub(crate) fn x_rows(&self) -> &[f64] {
-        &self.x
-    }
-
     pub(crate) fn params(&self) -> &KernelParams {
         &self.params
     }
