@@ -16,7 +16,7 @@ mod suggest;
 
 pub use kernel::KernelParams;
 pub use space::{encoded_width, snap, Dim};
-pub use suggest::{suggest, Observations, Suggestion};
+pub use suggest::{suggest, suggest_reusing, Observations, Suggestion};
 
 /// Why a suggestion could not be made.
 #[derive(Debug, thiserror::Error, PartialEq)]

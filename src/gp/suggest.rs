@@ -47,6 +47,41 @@ pub fn suggest(
     let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
     let y = standardize(&warp(obs.y));
     let params = fit_params(&x, d, &y, warm_start, rng);
+    suggest_with(dims, obs, x, y, params, rng)
+}
+
+/// Like [`suggest`], but with given kernel parameters instead of a fit: a model-based caller
+/// can refit only every few observations, since the fit is most of a suggestion's cost and
+/// the hyperparameters move little from one observation to the next.
+pub fn suggest_reusing(
+    dims: &[Dim],
+    obs: &Observations,
+    params: &KernelParams,
+    rng: &mut StdRng,
+) -> Result<Suggestion, GpError> {
+    let d = encoded_width(dims);
+    validate(d, obs)?;
+    if params.lengthscales.len() != d {
+        return Err(GpError::WidthMismatch {
+            what: "kernel lengthscales",
+            expected: d,
+            got: params.lengthscales.len(),
+        });
+    }
+    let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
+    let y = standardize(&warp(obs.y));
+    suggest_with(dims, obs, x, y, params.clone(), rng)
+}
+
+fn suggest_with(
+    dims: &[Dim],
+    obs: &Observations,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    params: KernelParams,
+    rng: &mut StdRng,
+) -> Result<Suggestion, GpError> {
+    let d = encoded_width(dims);
     let mut post = Posterior::new(x.clone(), d, &y, params.clone())?;
     let mut y_all = y.clone();
     if !obs.pending.is_empty() {

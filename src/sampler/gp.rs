@@ -15,7 +15,8 @@
 //!   Running trials are pending points, so parallel proposals stay apart.
 //! - Until `startup_trials` observations exist (enqueued trials count), proposals are random.
 //! - The fitted kernel travels as the trial's sampler state; the next fit starts from the latest
-//!   one, so proposals are a function of the history, the seed and the trial number alone.
+//!   one (and between refits, every `REFIT_EVERY` observations, is reused as it is), so
+//!   proposals are a function of the history, the seed and the trial number alone.
 
 use super::{Proposal, Sampler};
 use crate::gp::{self, Dim, KernelParams, Observations};
@@ -23,6 +24,10 @@ use crate::space::{values_equal, Distribution, Params, Space};
 use crate::trial::{History, TrialState};
 use rand::rngs::StdRng;
 use serde_json::{json, Value};
+
+/// The kernel is refitted when the number of observations is a multiple of this, and reused
+/// from the latest trial's state in between: the fit is most of a suggestion's cost.
+const REFIT_EVERY: usize = 3;
 
 /// Largest grid encoded as a discrete column; finer grids are continuous and rounded.
 const MAX_LEVELS: usize = 256;
@@ -56,7 +61,11 @@ impl Sampler for GpSampler {
             t.sampler_state.as_ref().and_then(kernel_from_json).filter(|k| k.lengthscales.len() == width)
         });
         let observations = Observations { x: &x, y: &y, pending: &pending };
-        match gp::suggest(&layout.dims, &observations, warm.as_ref(), rng) {
+        let result = match &warm {
+            Some(k) if y.len() % REFIT_EVERY != 0 => gp::suggest_reusing(&layout.dims, &observations, k, rng),
+            _ => gp::suggest(&layout.dims, &observations, warm.as_ref(), rng),
+        };
+        match result {
             Ok(s) => Proposal { params: layout.decode(space, &s.x), state: Some(kernel_to_json(&s.params)) },
             Err(_) => random(rng),
         }
