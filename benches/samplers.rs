@@ -147,7 +147,7 @@ fn main() {
     if full {
         for n in [100, 300, 1000] {
             println!(
-                "gp suggestion with {n:>4} observations (hartmann6, warm-started): median {:.1} ms",
+                "gp suggestion, {n:>4} observations (hartmann6, warm, one refit cycle): median {:.1} ms",
                 time_at(n, 3)
             );
         }

@@ -12,6 +12,7 @@ pub mod lock;
 pub mod protocol;
 pub mod pruner;
 pub mod sampler;
+pub mod server;
 pub mod space;
 pub mod store;
 pub mod study;

@@ -3,12 +3,14 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use sweep::coordinator::{self, CoordinatorError, RunEnd, RunOptions};
 use sweep::executor::LocalExecutor;
 use sweep::export::{self, Format};
-use sweep::store::{Store, StudyRecord};
+use sweep::server::Server;
+use sweep::store::{Reader, Store, StudyRecord};
 use sweep::study::{self, StudyFileError};
 use sweep::trial::{History, Trial, TrialState};
 use sweep::worker::testfn::{self, TestFnArgs};
@@ -33,6 +35,20 @@ enum Command {
         /// Do not draw the progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Also serve the web API while the study runs (default address 127.0.0.1:8080).
+        #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_ADDR)]
+        serve: Option<SocketAddr>,
+        /// Token every web request must carry (required beyond loopback).
+        #[arg(long, env = "SWEEP_TOKEN")]
+        token: Option<String>,
+    },
+    /// Serve the web API over a database (also one a sweep is writing).
+    Serve {
+        #[arg(default_value = DEFAULT_ADDR)]
+        addr: SocketAddr,
+        /// Token every request must carry (required beyond loopback).
+        #[arg(long, env = "SWEEP_TOKEN")]
+        token: Option<String>,
     },
     /// List the studies in the database.
     Status,
@@ -64,6 +80,8 @@ enum Worker {
     /// Evaluate a standard test function at params x0, x1, ...
     Testfn(TestFnArgs),
 }
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
 /// Exit code for a bad study file or an incompatible resume.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -101,7 +119,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
     match command {
-        Command::Run { study, no_progress } => run(&study, db, !no_progress && std::io::stderr().is_terminal()).await,
+        Command::Run { study, no_progress, serve, token } => {
+            let web = serve.map(|addr| (addr, token));
+            run(&study, db, !no_progress && std::io::stderr().is_terminal(), web).await
+        }
+        Command::Serve { addr, token } => serve(db, addr, token).await,
         Command::Status => status(db).await,
         Command::Trials { name } => trials(db, &name).await,
         Command::Best { name, json } => best(db, &name, json).await,
@@ -110,11 +132,20 @@ async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
     }
 }
 
-async fn run(path: &Path, db: &Path, progress: bool) -> Result<ExitCode> {
+async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Option<String>)>) -> Result<ExitCode> {
     // Validate before touching the database.
     let config = study::load(path)?;
     let _lock = sweep::lock::lock_database(db)?;
     let mut store = Store::open(db).await?;
+    if let Some((addr, token)) = web {
+        let server = Server::bind(addr, token, Reader::open(db).await?).await?;
+        eprintln!("serving http://{}/", server.local_addr());
+        tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                eprintln!("web server stopped: {e}");
+            }
+        });
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
     let options = RunOptions { progress, shutdown };
@@ -159,6 +190,13 @@ async fn forward_signals(shutdown: CancellationToken) {
         eprintln!("stopping: workers are told to stop (press Ctrl-C again to quit at once)");
         shutdown.cancel();
     }
+}
+
+async fn serve(db: &Path, addr: SocketAddr, token: Option<String>) -> Result<ExitCode> {
+    let server = Server::bind(addr, token, Reader::open(db).await?).await?;
+    println!("serving {} on http://{}/", db.display(), server.local_addr());
+    server.run().await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {

@@ -6,6 +6,7 @@
 //! transaction and one fsync however many trials changed. One coordinator writes; readers
 //! (`sweep status`, the web page) may read at the same time.
 
+mod reader;
 mod rows;
 
 use crate::trial::{Metrics, Trial, TrialState};
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use reader::{Change, Counts, Reader, SortKey, TrialQuery};
 pub use rows::StudyRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +288,18 @@ impl Batch {
     }
 
     fn push(&mut self, study_id: i64, write: &Write, now: i64) {
+        let (number, kind, step) = match write {
+            Write::Insert(t) => (t.number, "insert", None),
+            Write::Start { number, .. } => (*number, "start", None),
+            Write::Report { number, step, .. } => (*number, "report", Some(*step)),
+            Write::Finish { number, .. } => (*number, "finish", None),
+        };
+        self.statement("INSERT INTO changes (study_id, number, kind, step, at) VALUES (?, ?, ?, ?, ?)")
+            .bind(study_id)
+            .bind(number as i64)
+            .bind(kind)
+            .bind(step)
+            .bind(now);
         match write {
             Write::Insert(t) => {
                 let started = (t.state == TrialState::Running).then_some(now);

@@ -1,5 +1,6 @@
 //! Integration tests: the real `sweep` binary, real worker processes, real SQLite files.
 
+mod api;
 mod bad_input;
 mod disk;
 mod failures;

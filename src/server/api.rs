@@ -1,0 +1,343 @@
+//! JSON API handlers. Every query parameter is checked; a bad one is a 400 that says which and
+//! why, never a 500.
+
+use super::{aggregate, ApiError, AppState};
+use crate::store::{SortKey, StudyRecord, TrialQuery};
+use crate::trial::{Trial, TrialState};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// Query parameters as given; each handler takes the ones it knows and refuses the rest.
+pub(crate) struct Params(pub(crate) BTreeMap<String, String>);
+
+impl Params {
+    pub(crate) fn parse(raw: Option<String>, allowed: &[&str]) -> Result<Params, ApiError> {
+        let mut map = BTreeMap::new();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let known = allowed.iter().any(|a| *a == k || (a.ends_with('.') && k.starts_with(a)));
+            if !known && k != "token" {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{k}` (known: {})",
+                    allowed.join(", ")
+                )));
+            }
+            if map.insert(k.to_string(), v.into_owned()).is_some() {
+                return Err(ApiError::bad_request(format!("query parameter `{k}` given twice")));
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ApiError> {
+        match self.0.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| ApiError::bad_request(format!("`{key}` must be a number, got `{v}`"))),
+        }
+    }
+
+    fn float(&self, key: &str) -> Result<Option<f64>, ApiError> {
+        self.0
+            .get(key)
+            .map(|v| match v.parse::<f64>() {
+                Ok(x) if x.is_finite() => Ok(x),
+                _ => Err(ApiError::bad_request(format!("`{key}` must be a finite number, got `{v}`"))),
+            })
+            .transpose()
+    }
+}
+
+async fn find(state: &AppState, name: &str) -> Result<StudyRecord, ApiError> {
+    state
+        .reader
+        .study(name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no study named `{name}`")))
+}
+
+/// Names of the study's params, from its stored fingerprint.
+fn param_names(study: &StudyRecord) -> Vec<String> {
+    let fingerprint: Value = serde_json::from_str(&study.fingerprint).unwrap_or(Value::Null);
+    fingerprint["space"]["params"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["name"].as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiError> {
+    let counts = state.reader.counts(study.id).await?;
+    let (finished, first_start, last_end) = state.reader.progress(study.id).await?;
+    let best = state.reader.best(study).await?;
+    let now = crate::store::now_ms();
+    let elapsed_ms = first_start.map(|s| if study.state == "complete" { last_end.unwrap_or(now) } else { now } - s);
+    let left = (study.budget as i64 - finished).max(0);
+    let eta_ms = match (elapsed_ms, finished) {
+        (Some(e), f) if f > 0 && left > 0 => Some(e * left / f),
+        _ => None,
+    };
+    Ok(json!({
+        "name": study.name,
+        "state": study.state,
+        "metric": study.metric,
+        "direction": study.direction,
+        "budget": study.budget,
+        "finished": finished,
+        "counts": counts,
+        "best": best.map(|t| json!({"number": t.number, "value": t.value, "params": t.params})),
+        "params": param_names(study),
+        "created_at_ms": study.created_at,
+        "elapsed_ms": elapsed_ms,
+        "eta_ms": eta_ms,
+    }))
+}
+
+pub(crate) async fn studies(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Answer {
+    Params::parse(q, &[])?;
+    let mut out = Vec::new();
+    for study in state.reader.studies().await? {
+        out.push(summary(&state, &study).await?);
+    }
+    Ok(Json(json!({ "studies": out })))
+}
+
+pub(crate) async fn study(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    Params::parse(q, &[])?;
+    let study = find(&state, &name).await?;
+    let mut s = summary(&state, &study).await?;
+    s["source"] = json!(study.source);
+    Ok(Json(s))
+}
+
+/// Fields a trial page may project.
+const TRIAL_FIELDS: &[&str] = &[
+    "number",
+    "state",
+    "params",
+    "attempt",
+    "rerun_of",
+    "device",
+    "value",
+    "metrics",
+    "last_step",
+    "reason",
+    "started_at",
+    "finished_at",
+];
+const PAGE_LIMIT_MAX: u32 = 1000;
+
+pub(crate) async fn trials(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    let p =
+        Params::parse(q, &["state", "sort", "order", "offset", "limit", "fields", "value_min", "value_max", "param."])?;
+    let study = find(&state, &name).await?;
+    let names = param_names(&study);
+    let query = trial_query(&p, &names)?;
+    let fields: Vec<String> = match p.0.get("fields") {
+        None => TRIAL_FIELDS.iter().map(|f| f.to_string()).collect(),
+        Some(list) => {
+            let fields: Vec<String> = list.split(',').map(|f| f.trim().to_string()).collect();
+            if let Some(bad) = fields.iter().find(|f| !TRIAL_FIELDS.contains(&f.as_str())) {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field `{bad}` (known: {})",
+                    TRIAL_FIELDS.join(", ")
+                )));
+            }
+            fields
+        }
+    };
+    let (total, page) = state.reader.trials(study.id, &query).await?;
+    let rows: Vec<Value> = page.iter().map(|t| project(t, &fields)).collect();
+    Ok(Json(json!({ "total": total, "offset": query.offset, "limit": query.limit, "trials": rows })))
+}
+
+fn trial_query(p: &Params, names: &[String]) -> Result<TrialQuery, ApiError> {
+    let states = match p.0.get("state") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|s| TrialState::parse(s.trim()).ok_or_else(|| ApiError::bad_request(format!("unknown state `{s}`"))))
+            .collect::<Result<_, _>>()?,
+    };
+    let sort = match p.0.get("sort").map(String::as_str) {
+        None | Some("number") => SortKey::Number,
+        Some("value") => SortKey::Value,
+        Some("state") => SortKey::State,
+        Some("started") => SortKey::Started,
+        Some("finished") => SortKey::Finished,
+        Some(other) => match other.strip_prefix("param:") {
+            Some(n) if names.iter().any(|x| x == n) => SortKey::Param(n.to_string()),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "cannot sort by `{other}` (number, value, state, started, finished, param:NAME)"
+                )))
+            }
+        },
+    };
+    let descending = match p.0.get("order").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => return Err(ApiError::bad_request(format!("`order` is asc or desc, got `{o}`"))),
+    };
+    let limit: u32 = p.number("limit", 50)?;
+    if limit == 0 || limit > PAGE_LIMIT_MAX {
+        return Err(ApiError::bad_request(format!("`limit` must be 1 to {PAGE_LIMIT_MAX}")));
+    }
+    let mut params = Vec::new();
+    for key in p.0.keys().filter(|k| k.starts_with("param.")) {
+        let rest = &key["param.".len()..];
+        let (name, bound) = rest
+            .rsplit_once('.')
+            .filter(|(_, b)| *b == "min" || *b == "max")
+            .ok_or_else(|| ApiError::bad_request(format!("`{key}`: use param.NAME.min or param.NAME.max")))?;
+        if !names.iter().any(|n| n == name) {
+            return Err(ApiError::bad_request(format!("`{key}`: the study has no parameter `{name}`")));
+        }
+        let v = p.float(key)?;
+        match params.iter_mut().find(|(n, _, _): &&mut (String, Option<f64>, Option<f64>)| n == name) {
+            Some(entry) if bound == "min" => entry.1 = v,
+            Some(entry) => entry.2 = v,
+            None if bound == "min" => params.push((name.to_string(), v, None)),
+            None => params.push((name.to_string(), None, v)),
+        }
+    }
+    Ok(TrialQuery {
+        states,
+        sort,
+        descending,
+        offset: p.number("offset", 0)?,
+        limit,
+        value: (p.float("value_min")?, p.float("value_max")?),
+        params,
+    })
+}
+
+fn project(t: &Trial, fields: &[String]) -> Value {
+    let full = serde_json::to_value(t).expect("trial serializes");
+    let mut out = Map::new();
+    for f in fields {
+        out.insert(f.clone(), full.get(f).cloned().unwrap_or(Value::Null));
+    }
+    Value::Object(out)
+}
+
+pub(crate) async fn trial(
+    State(state): State<Arc<AppState>>,
+    Path((name, number)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    Params::parse(q, &[])?;
+    let number: u64 =
+        number.parse().map_err(|_| ApiError::bad_request(format!("trial number `{number}` is not a number")))?;
+    let study = find(&state, &name).await?;
+    let (trial, reports) = state
+        .reader
+        .trial(study.id, number)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("study `{name}` has no trial {number}")))?;
+    let mut steps: BTreeMap<i64, Map<String, Value>> = BTreeMap::new();
+    for r in reports {
+        steps.entry(r.step).or_default().insert(r.metric, r.value.map_or(Value::Null, Value::from));
+    }
+    let reports: Vec<Value> = steps
+        .into_iter()
+        .map(|(step, mut m)| {
+            m.insert("step".into(), json!(step));
+            Value::Object(m)
+        })
+        .collect();
+    let mut t = serde_json::to_value(&trial).expect("trial serializes");
+    t["reports"] = json!(reports);
+    Ok(Json(t))
+}
+
+pub(crate) async fn history(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    Params::parse(q, &[])?;
+    let study = find(&state, &name).await?;
+    let outcomes = state.reader.outcomes(study.id).await?;
+    let points = aggregate::history(&outcomes, study.direction == "maximize");
+    Ok(Json(json!({ "metric": study.metric, "direction": study.direction, "points": points })))
+}
+
+/// Learning curves of the best and the latest trials, each thinned to `points`.
+pub(crate) async fn curves(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    let p = Params::parse(q, &["trials", "points"])?;
+    let (max_trials, max_points): (u32, usize) = (p.number("trials", 40)?, p.number("points", 200)?);
+    if !(1..=500).contains(&max_trials) || !(2..=10_000).contains(&max_points) {
+        return Err(ApiError::bad_request("`trials` must be 1 to 500 and `points` 2 to 10000"));
+    }
+    let study = find(&state, &name).await?;
+    let half = max_trials.div_ceil(2);
+    let best = TrialQuery {
+        sort: SortKey::Value,
+        descending: study.direction == "maximize",
+        limit: half,
+        ..Default::default()
+    };
+    let latest = TrialQuery { sort: SortKey::Number, descending: true, limit: max_trials, ..Default::default() };
+    let (_, mut chosen) = state.reader.trials(study.id, &best).await?;
+    let (_, recent) = state.reader.trials(study.id, &latest).await?;
+    for t in recent {
+        if chosen.len() >= max_trials as usize {
+            break;
+        }
+        if !chosen.iter().any(|c| c.number == t.number) {
+            chosen.push(t);
+        }
+    }
+    chosen.sort_by_key(|t| t.number);
+    let numbers: Vec<i64> = chosen.iter().map(|t| t.number as i64).collect();
+    let points = state.reader.curves(study.id, &study.metric, &numbers).await?;
+    let mut by_trial: BTreeMap<i64, Vec<(i64, Option<f64>)>> = BTreeMap::new();
+    for (n, step, v) in points {
+        by_trial.entry(n).or_default().push((step, v));
+    }
+    let curves: Vec<Value> = chosen
+        .iter()
+        .map(|t| {
+            let pts = aggregate::thin(by_trial.get(&(t.number as i64)).map_or(&[][..], Vec::as_slice), max_points);
+            json!({ "number": t.number, "state": t.state, "points": pts })
+        })
+        .collect();
+    Ok(Json(json!({ "metric": study.metric, "curves": curves })))
+}
+
+pub(crate) async fn importance(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    Params::parse(q, &[])?;
+    let study = find(&state, &name).await?;
+    let completed: Vec<(Map<String, Value>, f64)> = state
+        .reader
+        .completed(study.id)
+        .await?
+        .into_iter()
+        .filter_map(|(params, v)| serde_json::from_str(&params).ok().map(|p| (p, v)))
+        .collect();
+    let scores: Vec<Value> = aggregate::importance(&completed)
+        .into_iter()
+        .map(|(name, score)| json!({"param": name, "importance": score}))
+        .collect();
+    Ok(Json(json!({ "method": "correlation ratio (eta squared), normalized", "params": scores })))
+}

@@ -1,0 +1,60 @@
+//! Live events by server-sent events: the server follows the study's change log (by sequence
+//! number, a cheap indexed read) and forwards each committed change within a poll interval.
+//! The page never polls the trial table.
+
+use super::api::Params;
+use super::{ApiError, AppState};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the change log is read: well under the one second a change may take to show.
+const POLL: Duration = Duration::from_millis(250);
+const BATCH: i64 = 500;
+
+pub(crate) async fn stream(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let p = Params::parse(q, &["after"])?;
+    let study = state
+        .reader
+        .study(&name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no study named `{name}`")))?;
+    // A reconnecting EventSource says where it stopped; otherwise start from now.
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let after = match (resume, p.0.get("after")) {
+        (Some(seq), _) => seq,
+        (None, Some(a)) => {
+            a.parse().map_err(|_| ApiError::bad_request(format!("`after` must be a number, got `{a}`")))?
+        }
+        (None, None) => state.reader.last_change(study.id).await?,
+    };
+    let events = stream::unfold((state, study.id, after), |(state, study_id, after)| async move {
+        tokio::time::sleep(POLL).await;
+        let (events, next) = match state.reader.changes(study_id, after, BATCH).await {
+            Ok(changes) => {
+                let next = changes.last().map_or(after, |c| c.seq);
+                let events: Vec<Result<Event, Infallible>> = changes
+                    .iter()
+                    .map(|c| {
+                        let data = serde_json::to_string(c).expect("change serializes");
+                        Ok(Event::default().id(c.seq.to_string()).event(c.kind.clone()).data(data))
+                    })
+                    .collect();
+                (events, next)
+            }
+            Err(e) => (vec![Ok(Event::default().event("error").data(e.to_string()))], after),
+        };
+        Some((stream::iter(events), (state, study_id, next)))
+    })
+    .flatten();
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,273 @@
+//! Read-only queries for the web server: a small pool of read-only connections, so page loads
+//! never wait on each other or on the coordinator's writes (WAL lets readers run alongside).
+
+use super::rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
+use super::{Report, Result, StoreError, StudyRecord};
+use crate::trial::{Trial, TrialState};
+use sqlx::sqlite::{SqliteArguments, SqlitePool, SqlitePoolOptions};
+use sqlx::Arguments;
+use std::path::Path;
+
+#[derive(Clone)]
+pub struct Reader {
+    pool: SqlitePool,
+}
+
+/// Which trials of a study, in which order, which page.
+#[derive(Debug, Clone, Default)]
+pub struct TrialQuery {
+    /// Only these states (all when empty).
+    pub states: Vec<TrialState>,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub offset: u32,
+    pub limit: u32,
+    /// Inclusive bounds on the objective value.
+    pub value: (Option<f64>, Option<f64>),
+    /// Inclusive bounds on numeric params, by name.
+    pub params: Vec<(String, Option<f64>, Option<f64>)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum SortKey {
+    #[default]
+    Number,
+    Value,
+    State,
+    Started,
+    Finished,
+    Param(String),
+}
+
+/// One change the coordinator committed.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct Change {
+    pub seq: i64,
+    pub number: i64,
+    pub kind: String,
+    pub step: Option<i64>,
+}
+
+/// Per-state trial counts of a study.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counts {
+    pub waiting: i64,
+    pub running: i64,
+    pub complete: i64,
+    pub pruned: i64,
+    pub failed: i64,
+    pub interrupted: i64,
+}
+
+impl Reader {
+    pub async fn open(path: &Path) -> Result<Reader> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let options = super::base_options(path).read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        Ok(Reader { pool })
+    }
+
+    pub async fn studies(&self) -> Result<Vec<StudyRecord>> {
+        let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id").fetch_all(&self.pool).await?;
+        rows.into_iter().map(StudyRecord::try_from).collect()
+    }
+
+    pub async fn study(&self, name: &str) -> Result<Option<StudyRecord>> {
+        let row: Option<StudyRow> =
+            sqlx::query_as("SELECT * FROM studies WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        row.map(StudyRecord::try_from).transpose()
+    }
+
+    pub async fn counts(&self, study_id: i64) -> Result<Counts> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM trials WHERE study_id = ? GROUP BY state")
+                .bind(study_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut c = Counts::default();
+        for (state, n) in rows {
+            let slot = match state.as_str() {
+                "waiting" => &mut c.waiting,
+                "running" => &mut c.running,
+                "complete" => &mut c.complete,
+                "pruned" => &mut c.pruned,
+                "failed" => &mut c.failed,
+                _ => &mut c.interrupted,
+            };
+            *slot = n;
+        }
+        Ok(c)
+    }
+
+    /// Finished trials that count toward the budget (as `History::counted`), and the first
+    /// start and last end in unix ms.
+    pub async fn progress(&self, study_id: i64) -> Result<(i64, Option<i64>, Option<i64>)> {
+        Ok(sqlx::query_as(
+            "SELECT
+               (SELECT count(*) FROM trials t WHERE t.study_id = ?1 AND (t.state IN ('complete', 'pruned')
+                  OR (t.state = 'failed' AND NOT EXISTS
+                      (SELECT 1 FROM trials r WHERE r.study_id = ?1 AND r.rerun_of = t.number)))),
+               (SELECT min(started_at) FROM trials WHERE study_id = ?1),
+               (SELECT max(finished_at) FROM trials WHERE study_id = ?1)",
+        )
+        .bind(study_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The best complete trial in the study's direction.
+    pub async fn best(&self, study: &StudyRecord) -> Result<Option<Trial>> {
+        let order = if study.direction == "maximize" { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? AND state = 'complete' AND value IS NOT NULL
+             ORDER BY value {order}, number LIMIT 1"
+        );
+        let row: Option<TrialRow> = sqlx::query_as(&sql).bind(study.id).fetch_optional(&self.pool).await?;
+        row.map(|r| r.into_trial(Vec::new())).transpose()
+    }
+
+    /// One page of trials (without curves) and how many match in all.
+    pub async fn trials(&self, study_id: i64, q: &TrialQuery) -> Result<(i64, Vec<Trial>)> {
+        let (filter, args) = where_clause(study_id, q);
+        let total: i64 = sqlx::query_scalar_with(&format!("SELECT count(*) FROM trials WHERE {filter}"), args)
+            .fetch_one(&self.pool)
+            .await?;
+        let (filter, mut args) = where_clause(study_id, q);
+        let direction = if q.descending { "DESC" } else { "ASC" };
+        let order = match &q.sort {
+            SortKey::Number => "number".to_string(),
+            SortKey::Value => "value".into(),
+            SortKey::State => "state".into(),
+            SortKey::Started => "started_at".into(),
+            SortKey::Finished => "finished_at".into(),
+            SortKey::Param(name) => {
+                // Named twice in the ORDER BY below: bound twice.
+                for _ in 0..2 {
+                    args.add(json_path(name)).expect("text encodes");
+                }
+                "json_extract(params, ?)".into()
+            }
+        };
+        args.add(q.limit as i64).expect("int encodes");
+        args.add(q.offset as i64).expect("int encodes");
+        let sql = format!(
+            "SELECT {TRIAL_COLUMNS} FROM trials WHERE {filter}
+             ORDER BY {order} IS NULL, {order} {direction}, number {direction} LIMIT ? OFFSET ?"
+        );
+        let rows: Vec<TrialRow> = sqlx::query_as_with(&sql, args).fetch_all(&self.pool).await?;
+        let trials = rows.into_iter().map(|r| r.into_trial(Vec::new())).collect::<Result<_>>()?;
+        Ok((total, trials))
+    }
+
+    /// One trial with every report.
+    pub async fn trial(&self, study_id: i64, number: u64) -> Result<Option<(Trial, Vec<Report>)>> {
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? AND number = ?");
+        let Some(row): Option<TrialRow> =
+            sqlx::query_as(&sql).bind(study_id).bind(number as i64).fetch_optional(&self.pool).await?
+        else {
+            return Ok(None);
+        };
+        let reports: Vec<ReportRow> = sqlx::query_as(
+            "SELECT ? AS number, step, metric, value FROM reports WHERE trial_id = ? ORDER BY step, metric",
+        )
+        .bind(number as i64)
+        .bind(row.id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((row.into_trial(Vec::new())?, reports.into_iter().map(ReportRow::into_report).collect())))
+    }
+
+    /// (number, state, value) of every finished trial, in number order: the history plot.
+    pub async fn outcomes(&self, study_id: i64) -> Result<Vec<(i64, String, Option<f64>)>> {
+        Ok(sqlx::query_as(
+            "SELECT number, state, value FROM trials WHERE study_id = ? AND state IN ('complete', 'pruned', 'failed')
+             ORDER BY number",
+        )
+        .bind(study_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The objective curves of the given trials: (number, step, value).
+    pub async fn curves(&self, study_id: i64, metric: &str, numbers: &[i64]) -> Result<Vec<(i64, i64, Option<f64>)>> {
+        if numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "SELECT t.number, r.step, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
+             WHERE t.study_id = ? AND r.metric = ? AND t.number IN ({list}) ORDER BY t.number, r.step"
+        );
+        Ok(sqlx::query_as(&sql).bind(study_id).bind(metric).fetch_all(&self.pool).await?)
+    }
+
+    /// Params and value of every complete trial: input to parameter importance and slices.
+    pub async fn completed(&self, study_id: i64) -> Result<Vec<(String, f64)>> {
+        Ok(sqlx::query_as(
+            "SELECT params, value FROM trials WHERE study_id = ? AND state = 'complete' AND value IS NOT NULL",
+        )
+        .bind(study_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Changes of a study after sequence number `after`, oldest first.
+    pub async fn changes(&self, study_id: i64, after: i64, limit: i64) -> Result<Vec<Change>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, number, kind, step FROM changes WHERE study_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(study_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The latest change of a study (0 if none): where a new live stream starts.
+    pub async fn last_change(&self, study_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM changes WHERE study_id = ?")
+            .bind(study_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+}
+
+/// `$."name"`: a JSON path to a param, quoted so any name is safe.
+fn json_path(name: &str) -> String {
+    format!("$.\"{}\"", name.replace('"', ""))
+}
+
+fn where_clause(study_id: i64, q: &TrialQuery) -> (String, SqliteArguments<'static>) {
+    let mut sql = String::from("study_id = ?");
+    let mut args = SqliteArguments::default();
+    args.add(study_id).expect("int encodes");
+    if !q.states.is_empty() {
+        let marks = vec!["?"; q.states.len()].join(", ");
+        sql += &format!(" AND state IN ({marks})");
+        for s in &q.states {
+            args.add(s.as_str()).expect("text encodes");
+        }
+    }
+    let mut bound = |sql: &mut String, expr: &str, path: Option<String>, lo: Option<f64>, hi: Option<f64>| {
+        for (op, v) in [(">=", lo), ("<=", hi)] {
+            if let Some(v) = v {
+                *sql += &format!(" AND {expr} {op} ?");
+                if let Some(p) = &path {
+                    args.add(p.clone()).expect("text encodes");
+                }
+                args.add(v).expect("real encodes");
+            }
+        }
+    };
+    bound(&mut sql, "value", None, q.value.0, q.value.1);
+    for (name, lo, hi) in &q.params {
+        bound(&mut sql, "json_extract(params, ?)", Some(json_path(name)), *lo, *hi);
+    }
+    (sql, args)
+}

@@ -1,0 +1,186 @@
+//! The web API against a real server process and a real database: pagination, filters,
+//! projection, auth, malformed input (400, never 500), and live events.
+
+use crate::support::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// A `sweep serve` or `sweep run --serve` process; killed on drop.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the command and reads the URL it prints.
+fn start(mut cmd: std::process::Command) -> Served {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("http://") {
+                    let _ = tx.send(line[at..].trim_end_matches('/').to_string());
+                }
+            }
+        });
+    }
+    let base = rx.recv_timeout(Duration::from_secs(30)).expect("the server prints its URL");
+    Served { child, base }
+}
+
+fn finished_study() -> Study {
+    let s = Study::new("api", &testfn_study(12, 2, 3, 0));
+    assert!(s.run().status.success());
+    s
+}
+
+fn serve(s: &Study, extra: &[&str]) -> Served {
+    let mut args = vec!["serve", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    start(s.command(&args))
+}
+
+/// GET a path; the status and the JSON body.
+fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = ureq::get(&format!("{base}{path}")).timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    let status = resp.status();
+    let body: Value = resp.into_json().unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[test]
+fn studies_trials_pages_filters_and_projection() {
+    let s = finished_study();
+    let srv = serve(&s, &[]);
+    let (status, body) = get(&srv.base, "/api/studies", None);
+    assert_eq!(status, 200);
+    let study = &body["studies"][0];
+    assert_eq!((study["name"].as_str(), study["finished"].as_i64()), (Some("api"), Some(12)));
+    assert_eq!(study["counts"]["complete"], 12);
+    assert!(study["best"]["value"].is_number());
+
+    let (_, page) = get(&srv.base, "/api/studies/api/trials?limit=5&offset=10", None);
+    assert_eq!((page["total"].as_i64(), page["trials"].as_array().unwrap().len()), (Some(12), 2));
+    let (_, sorted) = get(&srv.base, "/api/studies/api/trials?sort=value&limit=12", None);
+    let values: Vec<f64> = sorted["trials"].as_array().unwrap().iter().map(|t| t["value"].as_f64().unwrap()).collect();
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    assert_eq!(values[0], study["best"]["value"].as_f64().unwrap());
+    let (_, desc) = get(&srv.base, "/api/studies/api/trials?sort=param:x0&order=desc&fields=number,params", None);
+    let first = &desc["trials"][0];
+    assert_eq!(first.as_object().unwrap().len(), 2, "projection keeps only the asked fields: {first}");
+    let xs: Vec<f64> = desc["trials"].as_array().unwrap().iter().map(|t| t["params"]["x0"].as_f64().unwrap()).collect();
+    assert!(xs.windows(2).all(|w| w[0] >= w[1]), "{xs:?}");
+    let (_, filtered) = get(&srv.base, "/api/studies/api/trials?param.x0.min=0&param.x0.max=5&limit=100", None);
+    for t in filtered["trials"].as_array().unwrap() {
+        let x = t["params"]["x0"].as_f64().unwrap();
+        assert!((0.0..=5.0).contains(&x), "{x}");
+    }
+    let (_, none) = get(&srv.base, "/api/studies/api/trials?state=failed,running", None);
+    assert_eq!(none["total"], 0);
+
+    let (status, trial) = get(&srv.base, "/api/studies/api/trials/3", None);
+    assert_eq!(status, 200);
+    assert_eq!(trial["reports"].as_array().unwrap().len(), 3);
+    let (_, history) = get(&srv.base, "/api/studies/api/history", None);
+    assert_eq!(history["points"].as_array().unwrap().len(), 12);
+    assert_eq!(history["points"][11]["best"], study["best"]["value"]);
+    let (_, curves) = get(&srv.base, "/api/studies/api/curves?trials=4&points=2", None);
+    let curves = curves["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 4);
+    assert!(curves.iter().all(|c| c["points"].as_array().unwrap().len() == 2));
+    let (_, importance) = get(&srv.base, "/api/studies/api/importance", None);
+    assert_eq!(importance["params"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn malformed_queries_and_traversal_get_4xx_with_a_message() {
+    let s = finished_study();
+    let srv = serve(&s, &[]);
+    let cases = [
+        ("/api/studies/api/trials?limit=abc", 400, "`limit` must be a number"),
+        ("/api/studies/api/trials?limit=0", 400, "`limit` must be 1 to"),
+        ("/api/studies/api/trials?sort=bogus", 400, "cannot sort by `bogus`"),
+        ("/api/studies/api/trials?state=done", 400, "unknown state `done`"),
+        ("/api/studies/api/trials?fields=number,secret", 400, "unknown field `secret`"),
+        ("/api/studies/api/trials?param.nope.min=1", 400, "no parameter `nope`"),
+        ("/api/studies/api/trials?param.x0.min=NaN", 400, "finite number"),
+        ("/api/studies/api/trials?colour=red", 400, "unknown query parameter `colour`"),
+        ("/api/studies/api/trials?limit=1&limit=2", 400, "given twice"),
+        ("/api/studies/api/trials/x", 400, "is not a number"),
+        ("/api/studies/api/trials/999", 404, "has no trial 999"),
+        ("/api/studies/nope", 404, "no study named `nope`"),
+        ("/../../etc/passwd", 404, "no such page"),
+        ("/api/%2e%2e/%2e%2e/etc/passwd", 404, "no such page"),
+        ("/static/..%2f..%2fsweep.db", 404, "no such page"),
+    ];
+    for (path, code, message) in cases {
+        let (status, body) = get(&srv.base, path, None);
+        assert_eq!(status, code, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(message), "{path}: {body}");
+    }
+}
+
+#[test]
+fn beyond_loopback_needs_a_token_and_then_every_request_carries_it() {
+    let s = finished_study();
+    let out = s.command(&["serve", "0.0.0.0:0"]).env_remove("SWEEP_TOKEN").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("without a token"), "{}", text(&out));
+    let srv = serve(&s, &["--token", "s3cret"]);
+    assert_eq!(get(&srv.base, "/api/studies", None).0, 401);
+    assert_eq!(get(&srv.base, "/api/studies", Some("wrong")).0, 401);
+    assert_eq!(get(&srv.base, "/api/studies", Some("s3cret")).0, 200);
+    assert_eq!(get(&srv.base, "/api/studies?token=s3cret", None).0, 200);
+    assert_eq!(get(&srv.base, "/api/studies/api/events?token=nope", None).0, 401);
+}
+
+#[test]
+fn live_events_carry_each_report_and_state_change() {
+    let s = Study::new("live", &testfn_study(4, 2, 30, 60));
+    let srv = start(s.command(&["run", "study.toml", "--no-progress", "--serve", "127.0.0.1:0"]));
+    // The study exists once the coordinator has started; then follow its events.
+    let mut stream = None;
+    for _ in 0..100 {
+        match ureq::get(&format!("{}/api/studies/live/events?after=0", srv.base))
+            .timeout_read(Duration::from_secs(20))
+            .call()
+        {
+            Ok(r) => {
+                stream = Some(r);
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let reader = BufReader::new(stream.expect("event stream opens").into_reader());
+    let mut kinds = Vec::new();
+    for line in reader.lines().map_while(Result::ok) {
+        if let Some(kind) = line.strip_prefix("event: ") {
+            kinds.push(kind.to_string());
+        }
+        if kinds.iter().any(|k| k == "report") && kinds.iter().any(|k| k == "insert") {
+            break;
+        }
+    }
+    assert!(kinds.contains(&"insert".to_string()) && kinds.contains(&"report".to_string()), "{kinds:?}");
+}
