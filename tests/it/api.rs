@@ -162,7 +162,7 @@ fn live_events_carry_each_report_and_state_change() {
     let mut stream = None;
     for _ in 0..100 {
         match ureq::get(&format!("{}/api/studies/live/events?after=0", srv.base))
-            .timeout_read(Duration::from_secs(20))
+            .timeout(Duration::from_secs(30))
             .call()
         {
             Ok(r) => {
