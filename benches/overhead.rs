@@ -41,10 +41,33 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = std::env::args().any(|a| a == "--bench");
     let (trials, runs) = if full { (1000u32, 7usize) } else { (20, 1) };
-    let config = sweep::study::parse(&study_text(trials), Path::new(".")).expect("valid study");
+    // parallel = 1 is Optuna's sequential optimize(); parallel = 8 shows group commit, where
+    // one transaction records the results and the starts of all trials of a turn.
+    for parallel in [1, 8] {
+        let (wall, cpu) = measure(trials, runs, parallel);
+        if !full {
+            println!("overhead smoke run: {trials} trials recorded (parallel {parallel})");
+            continue;
+        }
+        println!(
+            "overhead: {trials} trials, parallel {parallel}, random sampler, SQLite WAL synchronous=FULL: \
+             median {:.3} ms/trial (min {:.3}, max {:.3}, {runs} runs); CPU median {:.3} ms/trial; \
+             Optuna 5.0 SQLite baseline 8.6 ms/trial -> {:.1}x faster",
+            wall[runs / 2],
+            wall[0],
+            wall[runs - 1],
+            cpu[runs / 2],
+            8.6 / wall[runs / 2]
+        );
+    }
+}
+
+/// Sorted wall and CPU milliseconds per trial over `runs` fresh databases.
+fn measure(trials: u32, runs: usize, parallel: u32) -> (Vec<f64>, Vec<f64>) {
+    let text = study_text(trials).replace("[params.lr]", &format!("parallel = {parallel}\n[params.lr]"));
+    let config = sweep::study::parse(&text, Path::new(".")).expect("valid study");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut per_trial_ms = Vec::new();
-    let mut cpu_ms = Vec::new();
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("bench.db");
@@ -65,29 +88,12 @@ fn main() {
             assert_eq!(stored.iter().filter(|t| t.value.is_some()).count(), trials as usize);
             elapsed.as_secs_f64() * 1000.0 / trials as f64
         });
-        per_trial_ms.push(ms);
-        cpu_ms.push((cpu_seconds() - cpu_before) * 1000.0 / trials as f64);
+        wall.push(ms);
+        cpu.push((cpu_seconds() - cpu_before) * 1000.0 / trials as f64);
     }
-    if !full {
-        println!("overhead smoke run: {trials} trials recorded");
-        return;
-    }
-    per_trial_ms.sort_by(f64::total_cmp);
-    cpu_ms.sort_by(f64::total_cmp);
-    let median = per_trial_ms[runs / 2];
-    println!(
-        "overhead: {trials} trials, random sampler, SQLite synchronous=FULL (WAL): median {median:.3} ms/trial \
-         (min {:.3}, max {:.3}, {runs} runs); Optuna 5.0 SQLite baseline 8.6 ms/trial -> {:.1}x faster",
-        per_trial_ms[0],
-        per_trial_ms[runs - 1],
-        8.6 / median
-    );
-    println!(
-        "overhead: CPU time (user+sys, all threads) median {:.3} ms/trial (min {:.3}, max {:.3})",
-        cpu_ms[runs / 2],
-        cpu_ms[0],
-        cpu_ms[runs - 1]
-    );
+    wall.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    (wall, cpu)
 }
 
 /// User + system CPU seconds of this process so far.

@@ -35,7 +35,7 @@ pub(crate) async fn stream(
         (None, Some(a)) => {
             a.parse().map_err(|_| ApiError::bad_request(format!("`after` must be a number, got `{a}`")))?
         }
-        (None, None) => state.reader.last_change(study.id).await?,
+        (None, None) => state.reader.last_change().await?,
     };
     let events = stream::unfold((state, study.id, after), |(state, study_id, after)| async move {
         tokio::time::sleep(POLL).await;

@@ -229,12 +229,9 @@ impl Reader {
         .await?)
     }
 
-    /// The latest change of a study (0 if none): where a new live stream starts.
-    pub async fn last_change(&self, study_id: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM changes WHERE study_id = ?")
-            .bind(study_id)
-            .fetch_one(&self.pool)
-            .await?)
+    /// The latest change in the database (0 if none): where a new live stream starts.
+    pub async fn last_change(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM changes").fetch_one(&self.pool).await?)
     }
 }
 
