@@ -47,23 +47,7 @@ fn curves(n: usize, steps: usize, seed: u64) -> Vec<Curve> {
 }
 
 fn new_trial(number: u64) -> Trial {
-    Trial {
-        number,
-        state: TrialState::Running,
-        params: Default::default(),
-        attempt: 1,
-        rerun_of: None,
-        device: None,
-        value: None,
-        metrics: None,
-        curve: Vec::new(),
-        last_step: None,
-        reason: None,
-        stderr_tail: None,
-        started_at: None,
-        finished_at: None,
-        sampler_state: None,
-    }
+    Trial::new(number, TrialState::Running, Default::default())
 }
 
 struct Result {

@@ -36,23 +36,7 @@ fn point(f: &TestFn, p: &Params) -> Vec<f64> {
 }
 
 fn trial(number: u64, params: Params, value: f64, state: Option<serde_json::Value>) -> Trial {
-    Trial {
-        number,
-        state: TrialState::Complete,
-        params,
-        attempt: 1,
-        rerun_of: None,
-        device: None,
-        value: Some(value),
-        metrics: None,
-        curve: vec![],
-        last_step: None,
-        reason: None,
-        stderr_tail: None,
-        started_at: None,
-        finished_at: None,
-        sampler_state: state,
-    }
+    Trial { value: Some(value), sampler_state: state, ..Trial::new(number, TrialState::Complete, params) }
 }
 
 /// One optimization run: best-so-far regret after each trial, and ms per suggestion.

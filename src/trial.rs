@@ -79,6 +79,29 @@ pub struct Trial {
     pub sampler_state: Option<serde_json::Value>,
 }
 
+impl Trial {
+    /// A trial with nothing recorded yet but its number, state and params (first attempt).
+    pub fn new(number: u64, state: TrialState, params: Params) -> Trial {
+        Trial {
+            number,
+            state,
+            params,
+            attempt: 1,
+            rerun_of: None,
+            device: None,
+            value: None,
+            metrics: None,
+            curve: Vec::new(),
+            last_step: None,
+            reason: None,
+            stderr_tail: None,
+            started_at: None,
+            finished_at: None,
+            sampler_state: None,
+        }
+    }
+}
+
 /// Every trial of a study as the coordinator knows it, in number order.
 #[derive(Debug, Clone)]
 pub struct History {

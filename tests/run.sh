@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --locked --all-targets
+# Benchmarks compile and run once on a few trials (a smoke test; `cargo bench` runs them in full).
+cargo test --locked --benches
+# Unit and integration tests: real processes, real SQLite files.
+cargo test --locked --lib --bins --tests

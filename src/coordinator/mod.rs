@@ -374,20 +374,11 @@ impl Coordinator<'_> {
 
 fn new_trial(t: &NewTrial) -> Trial {
     Trial {
-        number: t.number,
-        state: t.state,
-        params: t.params.clone(),
         attempt: t.attempt,
         rerun_of: t.rerun_of,
         device: t.device.clone(),
-        value: None,
-        metrics: None,
-        curve: Vec::new(),
-        last_step: None,
-        reason: None,
-        stderr_tail: None,
         started_at: (t.state == TrialState::Running).then(now_ms),
-        finished_at: None,
         sampler_state: t.sampler_state.clone(),
+        ..Trial::new(t.number, t.state, t.params.clone())
     }
 }

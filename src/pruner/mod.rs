@@ -119,21 +119,10 @@ pub(crate) mod testing {
 
     pub fn trial(number: u64, state: TrialState, curve: &[(i64, f64)]) -> Trial {
         Trial {
-            number,
-            state,
-            params: Default::default(),
-            attempt: 1,
-            rerun_of: None,
-            device: None,
             value: curve.last().map(|p| p.1),
-            metrics: None,
             curve: curve.to_vec(),
             last_step: curve.last().map(|p| p.0),
-            reason: None,
-            stderr_tail: None,
-            started_at: None,
-            finished_at: None,
-            sampler_state: None,
+            ..Trial::new(number, state, Default::default())
         }
     }
 

@@ -223,23 +223,7 @@ mod tests {
     }
 
     fn trial(number: u64, params: Params, state: TrialState, value: Option<f64>, s: Option<Value>) -> Trial {
-        Trial {
-            number,
-            state,
-            params,
-            attempt: 1,
-            rerun_of: None,
-            device: None,
-            value,
-            metrics: None,
-            curve: vec![],
-            last_step: None,
-            reason: None,
-            stderr_tail: None,
-            started_at: None,
-            finished_at: None,
-            sampler_state: s,
-        }
+        Trial { value, sampler_state: s, ..Trial::new(number, state, params) }
     }
 
     fn best_after(sampler: &dyn Sampler, seed: u64, trials: u64) -> f64 {
