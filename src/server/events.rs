@@ -1,5 +1,5 @@
-//! Live events by server-sent events: the server follows the study's change log (by sequence
-//! number, a cheap indexed read) and forwards each committed change within a poll interval.
+//! Live events by server-sent events: the server follows the change log (a range read of its
+//! primary key) and forwards each committed change of the study within a poll interval.
 //! The page never polls the trial table.
 
 use super::api::Params;
@@ -39,11 +39,12 @@ pub(crate) async fn stream(
     };
     let events = stream::unfold((state, study.id, after), |(state, study_id, after)| async move {
         tokio::time::sleep(POLL).await;
-        let (events, next) = match state.reader.changes(study_id, after, BATCH).await {
+        let (events, next) = match state.reader.changes(after, BATCH).await {
             Ok(changes) => {
                 let next = changes.last().map_or(after, |c| c.seq);
                 let events: Vec<Result<Event, Infallible>> = changes
                     .iter()
+                    .filter(|c| c.study_id == study_id)
                     .map(|c| {
                         let data = serde_json::to_string(c).expect("change serializes");
                         Ok(Event::default().id(c.seq.to_string()).event(c.kind.clone()).data(data))

@@ -43,6 +43,7 @@ pub enum SortKey {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct Change {
     pub seq: i64,
+    pub study_id: i64,
     pub number: i64,
     pub kind: String,
     pub step: Option<i64>,
@@ -217,16 +218,14 @@ impl Reader {
         .await?)
     }
 
-    /// Changes of a study after sequence number `after`, oldest first.
-    pub async fn changes(&self, study_id: i64, after: i64, limit: i64) -> Result<Vec<Change>> {
-        Ok(sqlx::query_as(
-            "SELECT seq, number, kind, step FROM changes WHERE study_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(study_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+    /// Changes of every study after sequence number `after`, oldest first: a range of the
+    /// primary key, so a follower advances past other studies' rows instead of rescanning them.
+    pub async fn changes(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+        Ok(sqlx::query_as("SELECT seq, study_id, number, kind, step FROM changes WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The latest change in the database (0 if none): where a new live stream starts.
