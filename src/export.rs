@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-type ByTrial = BTreeMap<u64, BTreeMap<i64, Map<String, Value>>>;
+type ByTrial<'a> = BTreeMap<u64, Vec<&'a Report>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -22,26 +22,33 @@ pub enum ExportError {
     Csv(#[from] csv::Error),
 }
 
-/// Reports of each trial as `{step: {metric: value}}`, keyed by trial number.
-fn reports_by_trial(reports: &[Report]) -> ByTrial {
+/// Reports grouped by trial number.
+fn reports_by_trial(reports: &[Report]) -> ByTrial<'_> {
     let mut out = ByTrial::new();
     for r in reports {
-        let value = r.value.map_or(Value::Null, Value::from);
-        out.entry(r.number).or_default().entry(r.step).or_default().insert(r.metric.clone(), value);
+        out.entry(r.number).or_default().push(r);
     }
     out
 }
 
-fn trial_json(t: &Trial, reports: Option<&BTreeMap<i64, Map<String, Value>>>) -> Value {
-    let reports: Vec<Value> = reports
+/// One trial's reports as one object per step, `{"step": 3, "loss": 0.41, ...}`, in step order
+/// (NaN as null).
+pub fn reports_json<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Vec<Value> {
+    let mut steps: BTreeMap<i64, Map<String, Value>> = BTreeMap::new();
+    for r in reports {
+        steps.entry(r.step).or_default().insert(r.metric.clone(), r.value.map_or(Value::Null, Value::from));
+    }
+    steps
         .into_iter()
-        .flatten()
-        .map(|(step, metrics)| {
-            let mut m = metrics.clone();
+        .map(|(step, mut m)| {
             m.insert("step".into(), json!(step));
             Value::Object(m)
         })
-        .collect();
+        .collect()
+}
+
+fn trial_json(t: &Trial, reports: Option<&Vec<&Report>>) -> Value {
+    let reports = reports_json(reports.into_iter().flatten().copied());
     json!({
         "number": t.number,
         "state": t.state,
@@ -75,7 +82,7 @@ pub fn write(out: &mut dyn Write, format: Format, trials: &[Trial], reports: &[R
 
 /// One row per trial: fixed columns, `param_<name>` and `metric_<name>` columns, and the
 /// intermediate reports as one JSON column.
-fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial) -> Result<(), ExportError> {
+fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial<'_>) -> Result<(), ExportError> {
     let params: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
     let metrics: BTreeSet<&String> = trials.iter().flat_map(|t| t.metrics.iter().flat_map(|m| m.keys())).collect();
     let mut w = csv::Writer::from_writer(out);
@@ -118,7 +125,7 @@ fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial) -> Resul
             None => String::new(),
         }));
         row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(|v| v.to_string()))));
-        let reports = trial_json(t, by_trial.get(&t.number))["reports"].to_string();
+        let reports = Value::from(reports_json(by_trial.get(&t.number).into_iter().flatten().copied())).to_string();
         row.push(reports);
         w.write_record(&row)?;
     }

@@ -246,19 +246,8 @@ pub(crate) async fn trial(
         .trial(study.id, number)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("study `{name}` has no trial {number}")))?;
-    let mut steps: BTreeMap<i64, Map<String, Value>> = BTreeMap::new();
-    for r in reports {
-        steps.entry(r.step).or_default().insert(r.metric, r.value.map_or(Value::Null, Value::from));
-    }
-    let reports: Vec<Value> = steps
-        .into_iter()
-        .map(|(step, mut m)| {
-            m.insert("step".into(), json!(step));
-            Value::Object(m)
-        })
-        .collect();
     let mut t = serde_json::to_value(&trial).expect("trial serializes");
-    t["reports"] = json!(reports);
+    t["reports"] = json!(crate::export::reports_json(&reports));
     Ok(Json(t))
 }
 
