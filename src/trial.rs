@@ -45,10 +45,6 @@ impl TrialState {
     pub fn parse(s: &str) -> Option<TrialState> {
         TrialState::ALL.into_iter().find(|t| t.as_str() == s)
     }
-
-    pub fn is_finished(self) -> bool {
-        matches!(self, TrialState::Complete | TrialState::Pruned | TrialState::Failed | TrialState::Interrupted)
-    }
 }
 
 /// A snapshot of one trial.

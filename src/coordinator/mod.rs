@@ -11,7 +11,6 @@ mod open;
 mod outcome;
 mod progress;
 
-pub use open::fingerprint;
 pub use outcome::StopCause;
 
 use crate::executor::{Executor, Launch, WorkerEvent};

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// What must not change between runs of one study: the objective, the seed and the space.
-pub fn fingerprint(config: &StudyConfig) -> Value {
+fn fingerprint(config: &StudyConfig) -> Value {
     json!({
         "metric": config.objective.metric,
         "direction": config.objective.direction,

@@ -26,7 +26,7 @@ impl Executor for LocalExecutor {
             let outcome = match spawn(&launch) {
                 Ok(child) => supervise(child, &launch, &events).await,
                 Err(e) => Outcome {
-                    exit: Exit::SpawnFailed(format!("cannot start `{}`: {e}", launch.argv[0])),
+                    exit: Exit::SpawnFailed(format!("cannot start `{}`: {e}", launch.argv.join(" "))),
                     ..Outcome::default()
                 },
             };
@@ -36,8 +36,12 @@ impl Executor for LocalExecutor {
 }
 
 fn spawn(launch: &Launch) -> std::io::Result<Child> {
-    let mut cmd = Command::new(&launch.argv[0]);
-    cmd.args(&launch.argv[1..])
+    // The program itself may be a placeholder of a parameter that is inactive for this trial.
+    let Some((program, args)) = launch.argv.split_first() else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the command is empty for these params"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(&launch.workdir)
         .envs(&launch.env)
         .env("CUDA_VISIBLE_DEVICES", launch.device.as_deref().unwrap_or(""))

@@ -112,3 +112,18 @@ fn a_flaky_worker_succeeds_on_retry() {
     assert_eq!(s.in_state("complete").len(), 2);
     assert_eq!(counted(&trials), 2);
 }
+
+#[test]
+fn a_command_left_empty_by_an_inactive_parameter_fails_with_its_reason() {
+    let s = Study::new(
+        "emptycmd",
+        "metric = \"loss\"\ndirection = \"minimize\"\n[budget]\ntrials = 1\n[params.mode]\nchoices = [\"a\", \"b\"]\n\
+         [params.tool]\nvalue = \"/bin/true\"\nwhen = { mode = \"a\" }\n[[enqueue]]\nmode = \"b\"\n\
+         [trial]\ncommand = [\"{tool}\"]\n",
+    );
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(trials[0]["state"], "failed");
+    assert!(trials[0]["reason"].as_str().unwrap().contains("the command is empty for these params"), "{trials:#?}");
+}
