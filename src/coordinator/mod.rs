@@ -304,14 +304,17 @@ impl Coordinator<'_> {
         if active.stop.is_some() {
             return Decision::Stop;
         }
-        let trial = self.history.get_mut(number).expect("active trial in history");
+        let index = self.history.trials.iter().position(|t| t.number == number).expect("active trial in history");
+        let trial = &mut self.history.trials[index];
         trial.last_step = Some(step);
         if let Some(v) = objective {
-            trial.curve.retain(|(s, _)| *s != step);
-            trial.curve.push((step, v));
+            // Kept in step order; a repeated step replaces its value.
+            match trial.curve.binary_search_by_key(&step, |p| p.0) {
+                Ok(i) => trial.curve[i].1 = v,
+                Err(i) => trial.curve.insert(i, (step, v)),
+            }
         }
-        let trial = trial.clone();
-        match self.pruner.decide(&trial, &self.history) {
+        match self.pruner.decide(&self.history.trials[index], &self.history) {
             Verdict::Continue => Decision::Continue,
             Verdict::Stop(reason) => {
                 let active = self.active.get_mut(&number).expect("active");
