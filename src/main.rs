@@ -13,6 +13,8 @@ use sweep::server::Server;
 use sweep::store::{Reader, Store, StudyRecord};
 use sweep::study::{self, StudyFileError};
 use sweep::trial::{History, Trial, TrialState};
+use sweep::worker::finetune::{self, FinetuneArgs};
+use sweep::worker::pretrain::{self, PretrainArgs};
 use sweep::worker::testfn::{self, TestFnArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +81,10 @@ enum Command {
 enum Worker {
     /// Evaluate a standard test function at params x0, x1, ...
     Testfn(TestFnArgs),
+    /// Pretrain a transformer encoder with masked-LM loss; reports val_loss and val_ppl.
+    Pretrain(PretrainArgs),
+    /// Fine-tune an encoder for classification; reports val_loss and val_acc.
+    Finetune(FinetuneArgs),
 }
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -97,6 +103,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Worker(Worker::Testfn(args)) => {
             testfn::run(&args).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
+        Command::Worker(Worker::Pretrain(args)) => {
+            pretrain::run(&args).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
+        }
+        Command::Worker(Worker::Finetune(args)) => {
+            finetune::run(&args).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
         }
         command => runtime().and_then(|rt| rt.block_on(dispatch(command, &cli.db))),
     };
@@ -148,7 +160,7 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
-    let options = RunOptions { progress, shutdown };
+    let options = RunOptions { progress, shutdown, db: db.to_path_buf() };
     let summary = coordinator::run(&config, &mut store, &mut LocalExecutor, options).await?;
     let verb = if summary.resumed { "resumed" } else { "ran" };
     println!("study `{}` ({verb}): {}/{} trials finished", config.name, summary.finished, summary.budget);

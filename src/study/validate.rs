@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The built-in workers `[trial] worker = ...` may name.
-pub const BUILTIN_WORKERS: &[&str] = &["testfn"];
+pub const BUILTIN_WORKERS: &[&str] = &["testfn", "pretrain", "finetune"];
 
 type Errors = Vec<(Vec<String>, String)>;
 

@@ -1,7 +1,17 @@
 //! Built-in workers, run as `sweep worker NAME`. They speak the protocol in `protocol.rs`
 //! like any user script would.
 
+pub mod data;
+pub mod finetune;
+pub mod hparams;
+pub mod job;
+pub mod model;
+pub mod pretrain;
 pub mod testfn;
+pub mod tokenizer;
+pub mod train;
+#[cfg(test)]
+mod tests;
 
 use crate::protocol::{Decision, Hello, Reply};
 use crate::space::Params;

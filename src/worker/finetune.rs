@@ -1,0 +1,285 @@
+//! `sweep worker finetune`: a classification head on the encoder, trained on labeled passages,
+//! from scratch or from a pretraining checkpoint: a directory, the best trial of a pretraining
+//! study, or (joint tuning) a pretraining run keyed by its params and cached, so trials that
+//! share those params pretrain once.
+
+use super::data::{self, Labeled};
+use super::hparams::{self, FinetuneParams, PretrainParams, Shape};
+use super::job::{self, Card, Checkpoint, CommonArgs, JobError};
+use super::model::{self, Classifier, Dropout, Encoder};
+use super::pretrain::{self, Corpus};
+use super::tokenizer::{Vocab, CLS, PAD, SEP};
+use super::train::{smoothed_cross_entropy, Trainer};
+use super::Channel;
+use crate::protocol::Decision;
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FinetuneArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where the encoder starts: `scratch`; `pretrain` (joint tuning: pretrain with the
+    /// `pretrain_*` params, cached by them); `study:NAME` (the best trial of that pretraining
+    /// study in the same database); or a checkpoint directory.
+    #[arg(long, default_value = "scratch")]
+    pub init: String,
+    /// Labeled training passages, TSV or JSONL with `text` and `label` (default: Brown genres).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    #[arg(long)]
+    pub valid: Option<PathBuf>,
+    /// Scored once at the end and reported as `test_acc`.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Unlabeled text for the tokenizer and for joint pretraining (default: Brown's).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    #[arg(long)]
+    pub corpus_valid: Option<PathBuf>,
+    /// The database holding `study:NAME` (default: the coordinator's, SWEEP_DB).
+    #[arg(long, env = "SWEEP_DB")]
+    pub db: Option<PathBuf>,
+}
+
+/// The encoder with a classification head.
+pub struct ClsModel {
+    pub vars: VarMap,
+    pub encoder: Encoder,
+    pub head: Classifier,
+    device: Device,
+}
+
+/// A batch of passages: ids and padding mask `[batch, len]`, labels `[batch]`.
+pub struct Batch {
+    pub ids: Tensor,
+    pub pad: Tensor,
+    pub labels: Tensor,
+}
+
+impl ClsModel {
+    pub fn new(shape: &Shape, classes: usize, device: &Device, seed: u64) -> Result<ClsModel> {
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+        let encoder = Encoder::new(shape, vb.clone())?;
+        let head = Classifier::new(shape.hidden, classes, vb)?;
+        model::initialise(&vars, seed)?;
+        Ok(ClsModel { vars, encoder, head, device: device.clone() })
+    }
+
+    pub fn logits(&self, batch: &Batch, drop: &mut Dropout) -> Result<Tensor> {
+        let hidden = self.encoder.forward(&batch.ids, Some(&batch.pad), drop)?;
+        self.head.forward(&hidden, &batch.pad, drop)
+    }
+
+    /// `[CLS] text [SEP]` for each picked passage, cut to `len` and padded to the longest.
+    pub fn batch(&self, encoded: &[Vec<u32>], labels: &[usize], picked: &[usize], len: usize) -> Result<Batch> {
+        let longest = picked.iter().map(|&i| (encoded[i].len() + 2).min(len)).max().unwrap_or(2);
+        let (mut ids, mut pad) = (Vec::new(), Vec::new());
+        for &i in picked {
+            let body = &encoded[i][..encoded[i].len().min(longest - 2)];
+            let row: Vec<u32> = [CLS].into_iter().chain(body.iter().copied()).chain([SEP]).collect();
+            pad.extend(row.iter().map(|_| 1f32).chain(std::iter::repeat_n(0.0, longest - row.len())));
+            ids.extend(row.iter().copied().chain(std::iter::repeat_n(PAD, longest - row.len())));
+        }
+        let b = picked.len();
+        let labels: Vec<u32> = picked.iter().map(|&i| labels[i] as u32).collect();
+        Ok(Batch {
+            ids: Tensor::from_vec(ids, (b, longest), &self.device)?,
+            pad: Tensor::from_vec(pad, (b, longest), &self.device)?,
+            labels: Tensor::from_vec(labels, b, &self.device)?,
+        })
+    }
+
+    /// Mean loss (no smoothing) and accuracy over a whole set.
+    pub fn evaluate(&self, set: &Encoded, len: usize, batch: usize) -> Result<(f64, f64)> {
+        let (mut loss, mut correct) = (0.0, 0usize);
+        let all: Vec<usize> = (0..set.ids.len()).collect();
+        for picked in all.chunks(batch) {
+            let b = self.batch(&set.ids, &set.labels, picked, len)?;
+            let logits = self.logits(&b, &mut Dropout::eval())?;
+            loss += candle_nn::loss::cross_entropy(&logits, &b.labels)?.to_scalar::<f32>()? as f64 * picked.len() as f64;
+            let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let truth = b.labels.to_vec1::<u32>()?;
+            correct += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
+        }
+        let n = set.ids.len().max(1) as f64;
+        Ok((loss / n, correct as f64 / n))
+    }
+}
+
+/// A labeled set, tokenized.
+pub struct Encoded {
+    pub ids: Vec<Vec<u32>>,
+    pub labels: Vec<usize>,
+}
+
+fn encode(vocab: &Vocab, set: &Labeled) -> std::result::Result<Encoded, JobError> {
+    Ok(Encoded { ids: vocab.encode(&set.texts)?, labels: set.labels.clone() })
+}
+
+/// The encoder to start from: its shape, tokenizer, and weights (none: from scratch).
+struct Start {
+    shape: Shape,
+    vocab: Vocab,
+    checkpoint: Option<(PathBuf, Checkpoint)>,
+}
+
+fn corpus_text(args: &FinetuneArgs) -> std::result::Result<(Vec<String>, Vec<String>), JobError> {
+    let train = data::read_text(&data::source(args.corpus.as_deref(), "pretrain-train"))?;
+    let valid = data::read_text(&data::source(args.corpus_valid.as_deref(), "pretrain-valid"))?;
+    Ok((train, valid))
+}
+
+fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::result::Result<Start, JobError> {
+    let from = |dir: PathBuf| -> std::result::Result<Start, JobError> {
+        let checkpoint = job::load_checkpoint(&dir, device)?;
+        Ok(Start { shape: checkpoint.card.shape.clone(), vocab: checkpoint.vocab.clone(), checkpoint: Some((dir, checkpoint)) })
+    };
+    match args.init.as_str() {
+        "scratch" => {
+            let (text, _) = corpus_text(args)?;
+            let vocab = pretrain::vocab_for(&p.shape, &text, &args.common)?;
+            let mut shape = p.shape.clone();
+            shape.vocab_size = vocab.size();
+            Ok(Start { shape, vocab, checkpoint: None })
+        }
+        "pretrain" => {
+            let pretrain = p.pretrain.as_ref().expect("joint params were read");
+            from(cached_pretraining(args, pretrain, device)?)
+        }
+        init => match init.strip_prefix("study:") {
+            Some(study) => from(best_of_study(args, study)?),
+            None => from(PathBuf::from(init)),
+        },
+    }
+}
+
+/// The pretraining run for these params: reused from the cache, or done now (once, even when
+/// several trials ask at the same time) and cached.
+fn cached_pretraining(args: &FinetuneArgs, p: &PretrainParams, device: &Device) -> std::result::Result<PathBuf, JobError> {
+    let (train, valid) = corpus_text(args)?;
+    let mut hash = Sha256::new();
+    hash.update(serde_json::to_string(p).expect("params serialise"));
+    for line in train.iter().chain(&valid) {
+        hash.update(line.as_bytes());
+        hash.update(b"\n");
+    }
+    let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let cache = args.common.cache_dir();
+    let dir = cache.join(format!("pretrain-{key}"));
+    let io = |e: std::io::Error| JobError::Setup(format!("cache {}: {e}", cache.display()));
+    std::fs::create_dir_all(&cache).map_err(io)?;
+    let _lock = crate::lock::lock_exclusive(&cache.join(format!("pretrain-{key}.lock"))).map_err(io)?;
+    if job::has_checkpoint(&dir) {
+        eprintln!("reusing cached pretraining run {}", dir.display());
+        return Ok(dir);
+    }
+    eprintln!("pretraining into {} (cached for trials with the same pretrain_* params)", dir.display());
+    let vocab = pretrain::vocab_for(&p.shape, &train, &args.common)?;
+    let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len)?;
+    let every = args.common.eval_every(p.optim.steps);
+    let outcome = pretrain::train(p, &vocab, &corpus, device, every, 64, |step, metrics| {
+        eprintln!("pretraining step {step}: {metrics}");
+        Decision::Continue
+    })?;
+    let (model, val_loss) = outcome.expect("pretraining without a coordinator is never stopped");
+    let mut shape = p.shape.clone();
+    shape.vocab_size = vocab.size();
+    let card = Card { shape, made_by: json!({ "params": p, "val_loss": val_loss }) };
+    job::save_checkpoint(&dir, &model.vars, &vocab, &card)?;
+    Ok(dir)
+}
+
+/// The directory of the best finished trial of a pretraining study in the same database.
+fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBuf, JobError> {
+    let db = args.db.clone().ok_or_else(|| {
+        JobError::Setup(format!("--init study:{study} needs the database: pass --db or run under the coordinator"))
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| JobError::Setup(e.to_string()))?;
+    let best = rt.block_on(async {
+        let reader = crate::store::Reader::open(&db).await.map_err(|e| JobError::Setup(format!("{}: {e}", db.display())))?;
+        let record = reader.study(study).await.map_err(|e| JobError::Setup(e.to_string()))?;
+        let record = record.ok_or_else(|| JobError::Setup(format!("no study `{study}` in {}", db.display())))?;
+        reader.best(&record).await.map_err(|e| JobError::Setup(e.to_string()))
+    })?;
+    let best = best.ok_or_else(|| JobError::Setup(format!("study `{study}` has no finished trial yet")))?;
+    let runs = std::env::var_os("SWEEP_RUNS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::coordinator::runs_dir(db.parent().unwrap_or(Path::new("."))));
+    Ok(crate::coordinator::trial_dir(&runs, study, best.number))
+}
+
+pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
+    let (mut channel, params) = Channel::open()?;
+    let mut p = hparams::finetune(&params, args.init == "pretrain")?;
+    let device = args.common.setup()?;
+    let train_set = data::read_train(&data::source(args.train.as_deref(), "genre-train"))?;
+    let valid_set = data::read_eval(&data::source(args.valid.as_deref(), "genre-valid"), &train_set.classes)?;
+    let test_set = match (&args.test, &args.train) {
+        (Some(path), _) => Some(data::read_eval(&data::Source::File(path.clone()), &train_set.classes)?),
+        (None, None) => Some(data::read_eval(&data::Source::Brown("genre-test"), &train_set.classes)?),
+        (None, Some(_)) => None,
+    };
+    if let Some(epochs) = p.epochs {
+        p.optim.steps = ((epochs * train_set.texts.len() as f64) / p.optim.batch_size as f64).ceil().max(1.0) as usize;
+    }
+    let start = start(args, &p, &device)?;
+    if p.optim.seq_len > start.shape.max_len {
+        return Err(JobError::Setup(format!(
+            "seq_len {} is longer than the checkpoint's position table ({})",
+            p.optim.seq_len, start.shape.max_len
+        )));
+    }
+    let model = ClsModel::new(&start.shape, train_set.classes.len(), &device, p.seed)?;
+    if let Some((dir, checkpoint)) = &start.checkpoint {
+        job::restore(&model.vars, &checkpoint.tensors, "encoder.", dir)?;
+    }
+    let train = encode(&start.vocab, &train_set)?;
+    let valid = encode(&start.vocab, &valid_set)?;
+    let mut trainer = Trainer::new(&model.vars, &["encoder.", "classifier."], &p.optim)?;
+    let mut rng = StdRng::seed_from_u64(p.seed);
+    let mut drop = Dropout::train(p.optim.dropout, p.seed);
+    let every = args.common.eval_every(p.optim.steps);
+    let (len, size) = (p.optim.seq_len, p.optim.batch_size);
+    let mut order: Vec<usize> = Vec::new();
+    let (mut running, mut seen) = (0.0, 0usize);
+    let (mut val_loss, mut val_acc) = (f64::NAN, f64::NAN);
+    for step in 1..=p.optim.steps {
+        if order.len() < size {
+            let mut epoch: Vec<usize> = (0..train.ids.len()).collect();
+            epoch.shuffle(&mut rng);
+            order.extend(epoch);
+        }
+        let picked: Vec<usize> = order.drain(..size.min(order.len())).collect();
+        let batch = model.batch(&train.ids, &train.labels, &picked, len)?;
+        let loss = smoothed_cross_entropy(&model.logits(&batch, &mut drop)?, &batch.labels, p.label_smoothing)?;
+        running += trainer.step(&loss)? as f64;
+        seen += 1;
+        if step % every == 0 || step == p.optim.steps {
+            (val_loss, val_acc) = model.evaluate(&valid, len, 64)?;
+            let line = json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": running / seen as f64 });
+            (running, seen) = (0.0, 0);
+            if channel.report(&line) == Decision::Stop {
+                eprintln!("stopped at step {step} by the coordinator's decision");
+                return Ok(());
+            }
+        }
+    }
+    let mut last = json!({ "val_loss": val_loss, "val_acc": val_acc });
+    if let Some(test) = &test_set {
+        let (test_loss, test_acc) = model.evaluate(&encode(&start.vocab, test)?, len, 64)?;
+        last["test_loss"] = json!(test_loss);
+        last["test_acc"] = json!(test_acc);
+    }
+    let card = Card { shape: start.shape.clone(), made_by: json!({ "params": &p, "init": &args.init, "metrics": &last }) };
+    job::save_checkpoint(&args.common.out, &model.vars, &start.vocab, &card)?;
+    channel.finish(&json!({ "final": last }));
+    Ok(())
+}

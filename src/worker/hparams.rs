@@ -1,0 +1,259 @@
+//! The hyperparameters of the candle workers, read by name from the trial's params. Every name
+//! is checked: a typo or a value out of range fails the trial with a message saying which
+//! param and why, instead of being silently ignored.
+
+use crate::space::Params;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    #[error("param `{name}`: {message}")]
+    Invalid { name: String, message: String },
+    #[error("unknown param{} {} for the {task} worker (known: {known})", if .names.len() > 1 { "s" } else { "" }, .names.join(", "))]
+    Unknown { names: Vec<String>, task: &'static str, known: String },
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> ParamError {
+    ParamError::Invalid { name: name.to_string(), message: message.into() }
+}
+
+/// How the learning rate moves after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Linear,
+    Cosine,
+    Constant,
+}
+
+/// Which subword tokenizer to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenizerKind {
+    Bpe,
+    Wordpiece,
+}
+
+/// The optimisation recipe shared by pretraining and fine-tuning.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Optim {
+    pub lr: f64,
+    /// Fraction of the steps spent warming the learning rate up from 0.
+    pub warmup: f64,
+    pub schedule: Schedule,
+    /// Decoupled (AdamW) weight decay, applied to weight matrices and embeddings only.
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this; 0 turns clipping off.
+    pub grad_clip: f64,
+    pub batch_size: usize,
+    pub steps: usize,
+    pub dropout: f64,
+    pub seq_len: usize,
+}
+
+/// The encoder's shape and its tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Shape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub ffn: usize,
+    pub vocab_size: usize,
+    pub tokenizer: TokenizerKind,
+    /// Longest sequence the position table holds.
+    pub max_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PretrainParams {
+    pub shape: Shape,
+    pub optim: Optim,
+    pub mask_rate: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FinetuneParams {
+    pub optim: Optim,
+    /// Passes over the training set; when given, it sets the steps once the set's size is known.
+    pub epochs: Option<f64>,
+    pub label_smoothing: f64,
+    /// Used only when training from scratch (a checkpoint brings its own shape).
+    pub shape: Shape,
+    pub seed: u64,
+    /// Set in the joint case: the `pretrain_*` params of the pretraining run to reuse.
+    pub pretrain: Option<PretrainParams>,
+}
+
+/// Reads params by name, remembering which were used so leftovers can be reported.
+struct Reader<'a> {
+    params: &'a Params,
+    prefix: &'static str,
+    used: BTreeSet<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(params: &'a Params, prefix: &'static str) -> Self {
+        Reader { params, prefix, used: BTreeSet::new() }
+    }
+
+    fn raw(&mut self, name: &str) -> Option<(String, &'a Value)> {
+        let key = format!("{}{name}", self.prefix);
+        let value = self.params.get(&key)?;
+        self.used.insert(key.clone());
+        Some((key, value))
+    }
+
+    fn float(&mut self, name: &str, default: f64, ok: impl Fn(f64) -> bool, range: &str) -> Result<f64, ParamError> {
+        let Some((key, value)) = self.raw(name) else { return Ok(default) };
+        let x = value.as_f64().ok_or_else(|| invalid(&key, format!("expected a number, got {value}")))?;
+        if !x.is_finite() || !ok(x) {
+            return Err(invalid(&key, format!("{x} is out of range: {range}")));
+        }
+        Ok(x)
+    }
+
+    fn int(&mut self, name: &str, default: usize, min: usize, max: usize) -> Result<usize, ParamError> {
+        let Some((key, value)) = self.raw(name) else { return Ok(default) };
+        let x = match value {
+            Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            _ => None,
+        };
+        let x = x.ok_or_else(|| invalid(&key, format!("expected a whole number, got {value}")))? as usize;
+        if !(min..=max).contains(&x) {
+            return Err(invalid(&key, format!("{x} is out of range: {min}..={max}")));
+        }
+        Ok(x)
+    }
+
+    fn choice<T: Copy>(&mut self, name: &str, default: T, options: &[(&str, T)]) -> Result<T, ParamError> {
+        let Some((key, value)) = self.raw(name) else { return Ok(default) };
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        value
+            .as_str()
+            .and_then(|s| options.iter().find(|(n, _)| *n == s))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| invalid(&key, format!("expected one of {}, got {value}", names.join(", "))))
+    }
+}
+
+fn optim(r: &mut Reader, defaults: &Optim, max_steps: usize) -> Result<Optim, ParamError> {
+    let lr = r.float("lr", defaults.lr, |x| x > 0.0 && x <= 1.0, "0 < lr <= 1")?;
+    let warmup = r.float("warmup", defaults.warmup, |x| (0.0..1.0).contains(&x), "0 <= warmup < 1 (a fraction of the steps)")?;
+    let schedule = r.choice(
+        "schedule",
+        defaults.schedule,
+        &[("linear", Schedule::Linear), ("cosine", Schedule::Cosine), ("constant", Schedule::Constant)],
+    )?;
+    let weight_decay = r.float("weight_decay", defaults.weight_decay, |x| (0.0..1.0).contains(&x), "0 <= weight_decay < 1")?;
+    let grad_clip = r.float("grad_clip", defaults.grad_clip, |x| x >= 0.0, ">= 0 (0 turns clipping off)")?;
+    let batch_size = r.int("batch_size", defaults.batch_size, 1, 4096)?;
+    let steps = r.int("steps", defaults.steps, 1, max_steps)?;
+    let dropout = r.float("dropout", defaults.dropout, |x| (0.0..1.0).contains(&x), "0 <= dropout < 1")?;
+    let seq_len = r.int("seq_len", defaults.seq_len, 8, 4096)?;
+    Ok(Optim { lr, warmup, schedule, weight_decay, grad_clip, batch_size, steps, dropout, seq_len })
+}
+
+fn shape(r: &mut Reader, max_len: usize) -> Result<Shape, ParamError> {
+    let layers = r.int("layers", 2, 1, 48)?;
+    let hidden = r.int("hidden", 128, 8, 8192)?;
+    let heads = r.int("heads", 4, 1, 256)?;
+    let ffn = r.int("ffn", 4 * hidden, 8, 32768)?;
+    let vocab_size = r.int("vocab_size", 8000, 100, 250_000)?;
+    let tokenizer =
+        r.choice("tokenizer", TokenizerKind::Bpe, &[("bpe", TokenizerKind::Bpe), ("wordpiece", TokenizerKind::Wordpiece)])?;
+    if hidden % heads != 0 {
+        let key = format!("{}heads", r.prefix);
+        return Err(invalid(&key, format!("hidden size {hidden} is not divisible by {heads} heads")));
+    }
+    Ok(Shape { layers, hidden, heads, ffn, vocab_size, tokenizer, max_len })
+}
+
+fn pretrain_with(r: &mut Reader) -> Result<PretrainParams, ParamError> {
+    let defaults = Optim {
+        lr: 1e-3,
+        warmup: 0.1,
+        schedule: Schedule::Linear,
+        weight_decay: 0.01,
+        grad_clip: 1.0,
+        batch_size: 32,
+        steps: 300,
+        dropout: 0.1,
+        seq_len: 128,
+    };
+    let optim = optim(r, &defaults, 10_000_000)?;
+    let shape = shape(r, optim.seq_len)?;
+    let mask_rate = r.float("mask_rate", 0.15, |x| x > 0.0 && x < 1.0, "0 < mask_rate < 1")?;
+    let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
+    Ok(PretrainParams { shape, optim, mask_rate, seed })
+}
+
+fn leftovers(params: &Params, used: &BTreeSet<String>, task: &'static str, known: &[&str]) -> Result<(), ParamError> {
+    let names: Vec<String> = params.keys().filter(|k| !used.contains(*k)).cloned().collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(ParamError::Unknown { names, task, known: known.join(", ") })
+}
+
+const OPTIM_NAMES: &[&str] =
+    &["lr", "warmup", "schedule", "weight_decay", "grad_clip", "batch_size", "steps", "dropout", "seq_len", "seed"];
+const SHAPE_NAMES: &[&str] = &["layers", "hidden", "heads", "ffn", "vocab_size", "tokenizer"];
+
+/// The params of `sweep worker pretrain`.
+pub fn pretrain(params: &Params) -> Result<PretrainParams, ParamError> {
+    let mut r = Reader::new(params, "");
+    let p = pretrain_with(&mut r)?;
+    let known: Vec<&str> = OPTIM_NAMES.iter().chain(SHAPE_NAMES).chain(&["mask_rate"]).copied().collect();
+    leftovers(params, &r.used, "pretrain", &known)?;
+    Ok(p)
+}
+
+/// The params of `sweep worker finetune`. With `joint`, the `pretrain_*` params describe the
+/// pretraining run to do (or reuse from the cache) first, and the shape params belong to it.
+pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamError> {
+    let mut r = Reader::new(params, "");
+    let defaults = Optim {
+        lr: 1e-3,
+        warmup: 0.1,
+        schedule: Schedule::Linear,
+        weight_decay: 0.01,
+        grad_clip: 1.0,
+        batch_size: 32,
+        steps: 200,
+        dropout: 0.1,
+        seq_len: 64,
+    };
+    let epochs = r.float("epochs", 0.0, |x| x > 0.0 && x <= 1000.0, "0 < epochs <= 1000")?;
+    let optim = optim(&mut r, &defaults, 10_000_000)?;
+    let label_smoothing = r.float("label_smoothing", 0.0, |x| (0.0..1.0).contains(&x), "0 <= label_smoothing < 1")?;
+    let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
+    if epochs > 0.0 && r.used.contains("steps") {
+        return Err(invalid("epochs", "give either `steps` or `epochs`, not both"));
+    }
+    let mut known: Vec<&str> = OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing"]).collect();
+    let (shape, pretrain) = if joint {
+        let mut pr = Reader::new(params, "pretrain_");
+        let mut pretrain = pretrain_with(&mut pr)?;
+        pretrain.seed = seed;
+        // The shape is the pretraining run's: read it unprefixed too, so either spelling works.
+        let mut shape_reader = Reader::new(params, "");
+        let shape_given = SHAPE_NAMES.iter().any(|n| params.contains_key(*n));
+        if shape_given {
+            pretrain.shape = shape(&mut shape_reader, pretrain.optim.seq_len.max(optim.seq_len))?;
+        }
+        pretrain.shape.max_len = pretrain.optim.seq_len.max(optim.seq_len);
+        r.used.extend(pr.used.into_iter().filter(|k| k != "pretrain_seed"));
+        r.used.extend(shape_reader.used);
+        known.extend(SHAPE_NAMES);
+        known.push("pretrain_*");
+        (pretrain.shape.clone(), Some(pretrain))
+    } else {
+        known.extend(SHAPE_NAMES);
+        (shape(&mut r, optim.seq_len)?, None)
+    };
+    leftovers(params, &r.used, "finetune", &known)?;
+    let epochs = (epochs > 0.0).then_some(epochs);
+    Ok(FinetuneParams { optim, epochs, label_smoothing, shape, seed, pretrain })
+}

@@ -1,0 +1,139 @@
+//! The setup the candle workers share: command-line options, threads, device, directories,
+//! checkpoints, and one error type whose message becomes the failed trial's reason.
+
+use super::data::DataError;
+use super::hparams::{ParamError, Shape};
+use super::tokenizer::{TokenizerError, Vocab};
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Channel(#[from] super::WorkerError),
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+    #[error("{0}")]
+    Setup(String),
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// cpu or cuda:N; auto picks cuda:0 when built with `cuda` and the coordinator assigned a GPU.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// CPU threads for this trial (the coordinator suggests cores / parallel in SWEEP_CPU_THREADS).
+    #[arg(long, env = "SWEEP_CPU_THREADS")]
+    pub threads: Option<usize>,
+    /// Evaluate and report every N steps (default: 10 reports per run).
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Where the trial's files go (default: SWEEP_TRIAL_DIR, set by the coordinator).
+    #[arg(long, env = "SWEEP_TRIAL_DIR", default_value = "sweep-runs/manual")]
+    pub out: PathBuf,
+    /// Cached tokenizers and pretraining runs (default: SWEEP_RUNS_DIR/cache).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// Pins the thread count before candle or rayon start their pools, then opens the device.
+    pub fn setup(&self) -> Result<Device, JobError> {
+        if let Some(n) = self.threads.filter(|n| *n > 0) {
+            // Set before any pool exists; both candle's own pool and rayon's read these.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+        let name = match self.device.as_str() {
+            "auto" if cfg!(feature = "cuda") && std::env::var("CUDA_VISIBLE_DEVICES").is_ok_and(|v| !v.is_empty()) => {
+                "cuda:0"
+            }
+            "auto" => "cpu",
+            other => other,
+        };
+        super::model::device(name).map_err(JobError::Setup)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(|| {
+            std::env::var_os("SWEEP_RUNS_DIR").map_or_else(|| PathBuf::from("sweep-runs"), PathBuf::from).join("cache")
+        })
+    }
+
+    pub fn eval_every(&self, steps: usize) -> usize {
+        self.eval_every.unwrap_or(steps.div_ceil(10)).max(1)
+    }
+}
+
+/// What `model.json` in a checkpoint directory says about the weights beside it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Card {
+    pub shape: Shape,
+    /// The params and metrics of the run that made it, for people reading the directory.
+    pub made_by: serde_json::Value,
+}
+
+const WEIGHTS: &str = "model.safetensors";
+const CARD: &str = "model.json";
+const TOKENIZER: &str = "tokenizer.json";
+
+/// Writes weights, tokenizer and card into `dir`; the card goes last, so a directory with a
+/// card is complete even if the process died while writing.
+pub fn save_checkpoint(dir: &Path, vars: &VarMap, vocab: &Vocab, card: &Card) -> Result<(), JobError> {
+    let fail = |message: String| JobError::Checkpoint { path: dir.to_path_buf(), message };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let partial = dir.join(format!("{WEIGHTS}.partial"));
+    vars.save(&partial).map_err(|e| fail(e.to_string()))?;
+    std::fs::rename(&partial, dir.join(WEIGHTS)).map_err(|e| fail(e.to_string()))?;
+    if vocab.path != dir.join(TOKENIZER) {
+        std::fs::copy(&vocab.path, dir.join(TOKENIZER)).map_err(|e| fail(e.to_string()))?;
+    }
+    let json = serde_json::to_string_pretty(card).expect("card serialises");
+    std::fs::write(dir.join(format!("{CARD}.partial")), json).map_err(|e| fail(e.to_string()))?;
+    std::fs::rename(dir.join(format!("{CARD}.partial")), dir.join(CARD)).map_err(|e| fail(e.to_string()))
+}
+
+/// A complete checkpoint: its card, tokenizer and tensors.
+pub struct Checkpoint {
+    pub card: Card,
+    pub vocab: Vocab,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+pub fn has_checkpoint(dir: &Path) -> bool {
+    dir.join(CARD).is_file()
+}
+
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint, JobError> {
+    let fail = |message: String| JobError::Checkpoint { path: dir.to_path_buf(), message };
+    let text = std::fs::read_to_string(dir.join(CARD))
+        .map_err(|e| fail(format!("no {CARD} ({e}): not a finished pretraining checkpoint")))?;
+    let card: Card = serde_json::from_str(&text).map_err(|e| fail(format!("{CARD}: {e}")))?;
+    let vocab = Vocab::load(&dir.join(TOKENIZER))?;
+    let tensors = candle_core::safetensors::load(dir.join(WEIGHTS), device).map_err(|e| fail(e.to_string()))?;
+    Ok(Checkpoint { card, vocab, tensors })
+}
+
+/// Copies the checkpoint's tensors under `prefix` into the model's variables of the same name.
+pub fn restore(vars: &VarMap, tensors: &HashMap<String, Tensor>, prefix: &str, dir: &Path) -> Result<(), JobError> {
+    let fail = |message: String| JobError::Checkpoint { path: dir.to_path_buf(), message };
+    let data = vars.data().lock().expect("var map lock");
+    for (name, var) in data.iter().filter(|(n, _)| n.starts_with(prefix)) {
+        let tensor = tensors.get(name).ok_or_else(|| fail(format!("has no tensor `{name}`")))?;
+        if tensor.shape() != var.shape() {
+            return Err(fail(format!("`{name}` has shape {:?}, the model wants {:?}", tensor.shape(), var.shape())));
+        }
+        var.set(tensor)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! A BERT-style post-LN transformer encoder in candle, with a tied masked-LM head and a
+//! classification head. Training code must keep gradients flowing, so it uses candle's composed
+//! `layer_norm_slow` and `softmax` (the fused ones have no backward; DESIGN.md), and weights and
+//! dropout masks come from our own seeded RNG (candle's CPU seeding does not work).
+
+use super::hparams::Shape;
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Init, Linear, VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+
+const LN_EPS: f32 = 1e-12;
+/// BERT's initialiser: normal with this standard deviation for every weight matrix.
+const INIT_STD: f64 = 0.02;
+
+/// Dropout that draws its masks from a seeded RNG; inactive at evaluation.
+pub struct Dropout {
+    p: f32,
+    rng: Option<StdRng>,
+}
+
+impl Dropout {
+    pub fn train(p: f64, seed: u64) -> Dropout {
+        Dropout { p: p as f32, rng: (p > 0.0).then(|| StdRng::seed_from_u64(seed ^ 0xD80F_0A7)) }
+    }
+
+    pub fn eval() -> Dropout {
+        Dropout { p: 0.0, rng: None }
+    }
+
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        let Some(rng) = self.rng.as_mut() else { return Ok(x.clone()) };
+        let keep = 1.0 - self.p;
+        let scale = 1.0 / keep;
+        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 }).collect();
+        x * Tensor::from_vec(mask, x.shape(), x.device())?
+    }
+}
+
+/// Layer norm through candle's composed ops, so that it has a backward pass.
+struct Norm {
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl Norm {
+    fn new(size: usize, vb: VarBuilder) -> Result<Norm> {
+        let gamma = vb.get_with_hints(size, "gamma", Init::Const(1.0))?;
+        let beta = vb.get_with_hints(size, "beta", Init::Const(0.0))?;
+        Ok(Norm { gamma, beta })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm_slow(x, &self.gamma, &self.beta, LN_EPS)
+    }
+}
+
+fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get_with_hints((output, input), "weight", Init::Const(0.0))?;
+    let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(weight, Some(bias)))
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: Norm,
+    ff_in: Linear,
+    ff_out: Linear,
+    ff_norm: Norm,
+}
+
+impl Layer {
+    fn new(s: &Shape, vb: VarBuilder) -> Result<Layer> {
+        Ok(Layer {
+            qkv: linear(s.hidden, 3 * s.hidden, vb.pp("qkv"))?,
+            attn_out: linear(s.hidden, s.hidden, vb.pp("attn_out"))?,
+            attn_norm: Norm::new(s.hidden, vb.pp("attn_norm"))?,
+            ff_in: linear(s.hidden, s.ffn, vb.pp("ff_in"))?,
+            ff_out: linear(s.ffn, s.hidden, vb.pp("ff_out"))?,
+            ff_norm: Norm::new(s.hidden, vb.pp("ff_norm"))?,
+        })
+    }
+
+    /// `x` is `[batch * len, hidden]`; `mask` is an additive `[batch, 1, 1, len]` or none.
+    fn forward(&self, x: &Tensor, dims: (usize, usize, usize), mask: Option<&Tensor>, drop: &mut Dropout) -> Result<Tensor> {
+        let (b, l, heads) = dims;
+        let h = x.dim(1)?;
+        let d = h / heads;
+        let qkv = self.qkv.forward(x)?.reshape((b, l, 3, heads, d))?.permute((2, 0, 3, 1, 4))?;
+        let q = (qkv.get(0)?.contiguous()? * (1.0 / (d as f64).sqrt()))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs = drop.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
+        let attended = drop.apply(&self.attn_out.forward(&context)?)?;
+        let x = self.attn_norm.forward(&(x + attended)?)?;
+        let ff = self.ff_out.forward(&self.ff_in.forward(&x)?.gelu()?)?;
+        self.ff_norm.forward(&(x + drop.apply(&ff)?)?)
+    }
+}
+
+/// Token and position embeddings, then the layers. Its variables live under `encoder.`.
+pub struct Encoder {
+    tokens: Tensor,
+    positions: Tensor,
+    norm: Norm,
+    layers: Vec<Layer>,
+    heads: usize,
+}
+
+impl Encoder {
+    pub fn new(s: &Shape, vb: VarBuilder) -> Result<Encoder> {
+        let vb = vb.pp("encoder");
+        let tokens = vb.get_with_hints((s.vocab_size, s.hidden), "tokens", Init::Const(0.0))?;
+        let positions = vb.get_with_hints((s.max_len, s.hidden), "positions", Init::Const(0.0))?;
+        let norm = Norm::new(s.hidden, vb.pp("norm"))?;
+        let layers = (0..s.layers).map(|i| Layer::new(s, vb.pp(format!("layer{i}")))).collect::<Result<_>>()?;
+        Ok(Encoder { tokens, positions, norm, layers, heads: s.heads })
+    }
+
+    /// Hidden states `[batch * len, hidden]` for token ids `[batch, len]`; `pad` is `[batch, len]`
+    /// with 1 for real tokens and 0 for padding (none: no padding).
+    pub fn forward(&self, ids: &Tensor, pad: Option<&Tensor>, drop: &mut Dropout) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let h = self.tokens.dim(1)?;
+        let tokens = self.tokens.embedding(&ids.flatten_all()?)?.reshape((b, l, h))?;
+        let x = tokens.broadcast_add(&self.positions.narrow(0, 0, l)?)?.reshape((b * l, h))?;
+        let mut x = drop.apply(&self.norm.forward(&x)?)?;
+        // Padding gets a large negative score so attention ignores it.
+        let mask = match pad {
+            Some(pad) => Some(((pad.reshape((b, 1, 1, l))? - 1.0)? * 1e4)?),
+            None => None,
+        };
+        for layer in &self.layers {
+            x = layer.forward(&x, (b, l, self.heads), mask.as_ref(), drop)?;
+        }
+        Ok(x)
+    }
+
+    pub fn token_embeddings(&self) -> &Tensor {
+        &self.tokens
+    }
+}
+
+/// BERT's MLM head: dense, GELU, layer norm, then the decoder tied to the token embeddings.
+pub struct MlmHead {
+    transform: Linear,
+    norm: Norm,
+    bias: Tensor,
+}
+
+impl MlmHead {
+    pub fn new(s: &Shape, vb: VarBuilder) -> Result<MlmHead> {
+        let vb = vb.pp("mlm");
+        Ok(MlmHead {
+            transform: linear(s.hidden, s.hidden, vb.pp("transform"))?,
+            norm: Norm::new(s.hidden, vb.pp("norm"))?,
+            bias: vb.get_with_hints(s.vocab_size, "bias", Init::Const(0.0))?,
+        })
+    }
+
+    /// Vocabulary logits for the hidden states of the masked positions only.
+    pub fn forward(&self, encoder: &Encoder, hidden: &Tensor) -> Result<Tensor> {
+        let x = self.norm.forward(&self.transform.forward(hidden)?.gelu()?)?;
+        x.matmul(&encoder.token_embeddings().t()?)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Mean of the real tokens' hidden states, then a linear layer to the classes.
+pub struct Classifier {
+    out: Linear,
+}
+
+impl Classifier {
+    pub fn new(hidden: usize, classes: usize, vb: VarBuilder) -> Result<Classifier> {
+        Ok(Classifier { out: linear(hidden, classes, vb.pp("classifier"))? })
+    }
+
+    pub fn forward(&self, hidden: &Tensor, pad: &Tensor, drop: &mut Dropout) -> Result<Tensor> {
+        let (b, l) = pad.dims2()?;
+        let h = hidden.dim(1)?;
+        let mask = pad.reshape((b, l, 1))?;
+        let summed = hidden.reshape((b, l, h))?.broadcast_mul(&mask)?.sum(1)?;
+        let pooled = summed.broadcast_div(&mask.sum(1)?.clamp(1.0, f64::MAX)?)?;
+        self.out.forward(&drop.apply(&pooled)?)
+    }
+}
+
+/// Gives every variable its starting value from `seed`, in name order, so one seed always
+/// makes the same model: normal(0, 0.02) for matrices and embeddings, ones for layer-norm
+/// gains, zeros for biases.
+pub fn initialise(vars: &VarMap, seed: u64) -> Result<()> {
+    let data = vars.data().lock().expect("var map lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let normal = Normal::new(0.0f32, INIT_STD as f32).expect("valid normal");
+    for name in names {
+        let var = &data[name];
+        let shape = var.shape().clone();
+        let value = if name.ends_with("gamma") {
+            Tensor::ones(&shape, DType::F32, var.device())?
+        } else if var.rank() == 2 {
+            let values: Vec<f32> = (0..shape.elem_count()).map(|_| normal.sample(&mut rng)).collect();
+            Tensor::from_vec(values, &shape, var.device())?
+        } else {
+            Tensor::zeros(&shape, DType::F32, var.device())?
+        };
+        var.set(&value)?;
+    }
+    Ok(())
+}
+
+/// Whether decoupled weight decay applies: matrices and embeddings yes, gains and biases no.
+pub fn decays(name: &str, rank: usize) -> bool {
+    rank == 2 && !name.ends_with("gamma")
+}
+
+/// The device named by `--device`: `cpu`, or `cuda:N` when built with the `cuda` feature.
+pub fn device(name: &str) -> std::result::Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        other => {
+            let ordinal = other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| format!("unknown device `{other}`: expected cpu or cuda:N"))?;
+            if cfg!(feature = "cuda") {
+                Device::new_cuda(ordinal).map_err(|e| format!("cannot open cuda:{ordinal}: {e}"))
+            } else {
+                Err(format!("`{other}` needs a build with the `cuda` feature (cargo build --features cuda)"))
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The candle workers' model-level checks, on tiny shapes so they run in seconds.
+
+use super::data::{self, Source};
+use super::finetune::ClsModel;
+use super::hparams::{self, PretrainParams, Shape, TokenizerKind};
+use super::job::{self, Card};
+use super::model::Dropout;
+use super::pretrain::{self, Corpus, MlmModel};
+use super::tokenizer::{self, Vocab};
+use crate::protocol::Decision;
+use candle_core::Device;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+fn tiny_shape(vocab: usize) -> Shape {
+    Shape { layers: 2, hidden: 32, heads: 4, ffn: 64, vocab_size: vocab, tokenizer: TokenizerKind::Bpe, max_len: 32 }
+}
+
+fn tiny_text() -> (Vec<String>, Vec<String>) {
+    let train = data::read_text(&Source::Brown("pretrain-train")).unwrap();
+    let valid = data::read_text(&Source::Brown("pretrain-valid")).unwrap();
+    (train[..400].to_vec(), valid[..60].to_vec())
+}
+
+fn tiny_vocab(dir: &std::path::Path, text: &[String]) -> Vocab {
+    tokenizer::load_or_train(TokenizerKind::Bpe, 400, text, dir).unwrap()
+}
+
+fn tiny_params(steps: usize) -> PretrainParams {
+    let params = serde_json::json!({
+        "layers": 2, "hidden": 32, "heads": 4, "ffn": 64, "vocab_size": 400, "seq_len": 32,
+        "steps": steps, "batch_size": 8, "lr": 1e-2, "warmup": 0.1, "dropout": 0.1, "seed": 7,
+    });
+    hparams::pretrain(params.as_object().unwrap()).unwrap()
+}
+
+#[test]
+fn every_variable_receives_a_gradient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, _) = tiny_text();
+    let vocab = tiny_vocab(dir.path(), &text);
+    let shape = tiny_shape(vocab.size());
+    let mlm = MlmModel::new(&shape, &Device::Cpu, 1).unwrap();
+    let windows = pretrain::Windows::new(&vocab.encode(&text[..50]).unwrap(), 32);
+    let picked: Vec<&[u32]> = (0..4).map(|i| &windows.tokens[i * 32..(i + 1) * 32]).collect();
+    let batch = pretrain::mask(&picked, 0.3, shape.vocab_size, &mut StdRng::seed_from_u64(0));
+    let grads = mlm.loss(&batch, &mut Dropout::train(0.1, 1)).unwrap().backward().unwrap();
+    for (name, var) in mlm.vars.data().lock().unwrap().iter() {
+        let g = grads.get(var).unwrap_or_else(|| panic!("{name} gets no gradient"));
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm > 0.0 && norm.is_finite(), "{name} has gradient norm {norm}");
+    }
+
+    let cls = ClsModel::new(&shape, 3, &Device::Cpu, 1).unwrap();
+    let encoded = vocab.encode(&text[..6]).unwrap();
+    let batch = cls.batch(&encoded, &[0, 1, 2, 0, 1, 2], &[0, 1, 2, 3, 4, 5], 32).unwrap();
+    let loss = super::train::smoothed_cross_entropy(&cls.logits(&batch, &mut Dropout::train(0.1, 1)).unwrap(), &batch.labels, 0.1);
+    let grads = loss.unwrap().backward().unwrap();
+    for (name, var) in cls.vars.data().lock().unwrap().iter() {
+        let g = grads.get(var).unwrap_or_else(|| panic!("{name} gets no gradient"));
+        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(norm > 0.0 && norm.is_finite(), "{name} has gradient norm {norm}");
+    }
+}
+
+/// Runs a tiny pretraining; returns every report and the model.
+fn pretrain_tiny(cache: &std::path::Path, steps: usize) -> (Vec<serde_json::Value>, MlmModel, Vocab) {
+    let (train, valid) = tiny_text();
+    let vocab = tiny_vocab(cache, &train);
+    let p = tiny_params(steps);
+    let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len).unwrap();
+    let mut reports = Vec::new();
+    let (model, _) = pretrain::train(&p, &vocab, &corpus, &Device::Cpu, steps / 4, 16, |_, m| {
+        reports.push(m);
+        Decision::Continue
+    })
+    .unwrap()
+    .unwrap();
+    (reports, model, vocab)
+}
+
+#[test]
+fn loss_goes_down_and_one_seed_gives_identical_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _, _) = pretrain_tiny(dir.path(), 120);
+    let losses: Vec<f64> = first.iter().map(|r| r["val_loss"].as_f64().unwrap()).collect();
+    assert!(losses.last().unwrap() < &(losses[0] - 0.15), "validation loss should fall: {losses:?}");
+    let (second, _, _) = pretrain_tiny(dir.path(), 120);
+    assert_eq!(first, second, "same seed, data and params must give the same metrics");
+}
+
+#[test]
+fn a_saved_checkpoint_loads_to_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, model, vocab) = pretrain_tiny(dir.path(), 8);
+    let shape = tiny_shape(vocab.size());
+    let out = dir.path().join("checkpoint");
+    let card = Card { shape: shape.clone(), made_by: serde_json::Value::Null };
+    job::save_checkpoint(&out, &model.vars, &vocab, &card).unwrap();
+
+    let loaded = job::load_checkpoint(&out, &Device::Cpu).unwrap();
+    assert_eq!(loaded.card.shape, shape);
+    let restored = MlmModel::new(&shape, &Device::Cpu, 999).unwrap();
+    job::restore(&restored.vars, &loaded.tensors, "", &out).unwrap();
+    let windows = pretrain::Windows::new(&loaded.vocab.encode(&tiny_text().1).unwrap(), 32);
+    let picked: Vec<&[u32]> = (0..2).map(|i| &windows.tokens[i * 32..(i + 1) * 32]).collect();
+    let batch = pretrain::mask(&picked, 0.2, shape.vocab_size, &mut StdRng::seed_from_u64(3));
+    let a = model.loss(&batch, &mut Dropout::eval()).unwrap().to_scalar::<f32>().unwrap();
+    let b = restored.loss(&batch, &mut Dropout::eval()).unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(a, b);
+
+    // A classifier restores the encoder part and refuses a checkpoint of another shape.
+    let cls = ClsModel::new(&shape, 4, &Device::Cpu, 5).unwrap();
+    job::restore(&cls.vars, &loaded.tensors, "encoder.", &out).unwrap();
+    let wider = ClsModel::new(&Shape { hidden: 64, heads: 4, ..shape }, 4, &Device::Cpu, 5).unwrap();
+    let error = job::restore(&wider.vars, &loaded.tensors, "encoder.", &out).unwrap_err().to_string();
+    assert!(error.contains("has shape"), "{error}");
+}
+
+#[test]
+fn params_are_checked_by_name_and_range() {
+    let check = |params: serde_json::Value| hparams::pretrain(params.as_object().unwrap()).map(|_| ()).map_err(|e| e.to_string());
+    assert!(check(serde_json::json!({ "lr": 1e-3, "layers": 3 })).is_ok());
+    assert!(check(serde_json::json!({ "learning_rate": 1e-3 })).unwrap_err().contains("unknown param learning_rate"));
+    assert!(check(serde_json::json!({ "lr": -1.0 })).unwrap_err().contains("param `lr`: -1 is out of range"));
+    assert!(check(serde_json::json!({ "hidden": 100, "heads": 3 })).unwrap_err().contains("not divisible"));
+    assert!(check(serde_json::json!({ "schedule": "step" })).unwrap_err().contains("expected one of linear, cosine"));
+    assert!(check(serde_json::json!({ "batch_size": 2.5 })).unwrap_err().contains("expected a whole number"));
+    let joint = serde_json::json!({ "lr": 1e-4, "pretrain_lr": 1e-3, "pretrain_steps": 50, "hidden": 64, "heads": 2 });
+    let p = hparams::finetune(joint.as_object().unwrap(), true).unwrap();
+    let pre = p.pretrain.unwrap();
+    assert_eq!((pre.optim.lr, pre.optim.steps, pre.shape.hidden), (1e-3, 50, 64));
+    let stray = serde_json::json!({ "pretrain_lr": 1e-3 });
+    assert!(hparams::finetune(stray.as_object().unwrap(), false).unwrap_err().to_string().contains("pretrain_lr"));
+}

@@ -1,0 +1,134 @@
+//! What pretraining and fine-tuning share: AdamW with decoupled weight decay on the weight
+//! matrices only, warmup then linear/cosine/constant learning rate, global-norm gradient
+//! clipping, and label-smoothed cross entropy.
+
+use super::hparams::{Optim, Schedule};
+use super::model;
+use candle_core::{Result, Tensor, Var, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+
+/// The learning rate at `step` (1-based) of `optim.steps`.
+pub fn learning_rate(optim: &Optim, step: usize) -> f64 {
+    let warmup = (optim.warmup * optim.steps as f64).ceil() as usize;
+    if step <= warmup {
+        return optim.lr * step as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (optim.steps - warmup).max(1) as f64;
+    let factor = match optim.schedule {
+        Schedule::Linear => 1.0 - progress,
+        Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        Schedule::Constant => 1.0,
+    };
+    optim.lr * factor.max(0.0)
+}
+
+/// Two AdamW groups, with and without weight decay, stepped together.
+pub struct Trainer {
+    decayed: AdamW,
+    plain: AdamW,
+    vars: Vec<Var>,
+    optim: Optim,
+    step: usize,
+}
+
+impl Trainer {
+    /// Trains every variable in `vars` whose name starts with one of `prefixes`.
+    pub fn new(vars: &VarMap, prefixes: &[&str], optim: &Optim) -> Result<Trainer> {
+        let data = vars.data().lock().expect("var map lock");
+        let mut named: Vec<(&String, &Var)> =
+            data.iter().filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p))).collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        let (decayed, plain): (Vec<_>, Vec<_>) = named.iter().partition(|(name, var)| model::decays(name, var.rank()));
+        let params = |weight_decay| ParamsAdamW { lr: optim.lr, weight_decay, ..ParamsAdamW::default() };
+        Ok(Trainer {
+            decayed: AdamW::new(decayed.iter().map(|(_, v)| (*v).clone()).collect(), params(optim.weight_decay))?,
+            plain: AdamW::new(plain.iter().map(|(_, v)| (*v).clone()).collect(), params(0.0))?,
+            vars: named.iter().map(|(_, v)| (*v).clone()).collect(),
+            optim: optim.clone(),
+            step: 0,
+        })
+    }
+
+    /// One optimisation step on `loss`; returns the loss value.
+    pub fn step(&mut self, loss: &Tensor) -> Result<f32> {
+        self.step += 1;
+        let mut grads = loss.backward()?;
+        if self.optim.grad_clip > 0.0 {
+            let mut total = 0f32;
+            for var in &self.vars {
+                if let Some(g) = grads.get(var) {
+                    total += g.sqr()?.sum_all()?.to_scalar::<f32>()?;
+                }
+            }
+            let norm = total.sqrt() as f64;
+            if norm > self.optim.grad_clip {
+                let scale = self.optim.grad_clip / (norm + 1e-6);
+                for var in &self.vars {
+                    if let Some(g) = grads.remove(var) {
+                        grads.insert(var, (g * scale)?);
+                    }
+                }
+            }
+        }
+        let lr = learning_rate(&self.optim, self.step);
+        self.decayed.set_learning_rate(lr);
+        self.plain.set_learning_rate(lr);
+        self.decayed.step(&grads)?;
+        self.plain.step(&grads)?;
+        loss.to_scalar::<f32>()
+    }
+}
+
+/// Mean cross entropy of `logits [n, classes]` against `targets [n]`, with the target's
+/// probability mass spread by `smoothing` over all classes.
+pub fn smoothed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
+    let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    if smoothing == 0.0 {
+        return nll.mean_all();
+    }
+    let uniform = log_probs.mean(D::Minus1)?.neg()?;
+    ((nll * (1.0 - smoothing))? + (uniform * smoothing)?)?.mean_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn optim(schedule: Schedule) -> Optim {
+        Optim {
+            lr: 1.0,
+            warmup: 0.1,
+            schedule,
+            weight_decay: 0.0,
+            grad_clip: 0.0,
+            batch_size: 1,
+            steps: 100,
+            dropout: 0.0,
+            seq_len: 8,
+        }
+    }
+
+    #[test]
+    fn warmup_then_decay() {
+        let linear = optim(Schedule::Linear);
+        assert_eq!(learning_rate(&linear, 5), 0.5);
+        assert_eq!(learning_rate(&linear, 10), 1.0);
+        assert!((learning_rate(&linear, 55) - 0.5).abs() < 1e-12);
+        assert_eq!(learning_rate(&linear, 100), 0.0);
+        let cosine = optim(Schedule::Cosine);
+        assert!((learning_rate(&cosine, 55) - 0.5).abs() < 1e-12);
+        assert_eq!(learning_rate(&optim(Schedule::Constant), 90), 1.0);
+    }
+
+    #[test]
+    fn smoothing_spreads_the_target() {
+        let logits = Tensor::new(&[[2.0f32, 0.0, 0.0]], &candle_core::Device::Cpu).unwrap();
+        let targets = Tensor::new(&[0u32], &candle_core::Device::Cpu).unwrap();
+        let plain = smoothed_cross_entropy(&logits, &targets, 0.0).unwrap().to_scalar::<f32>().unwrap();
+        let reference = candle_nn::loss::cross_entropy(&logits, &targets).unwrap().to_scalar::<f32>().unwrap();
+        assert!((plain - reference).abs() < 1e-6);
+        let smoothed = smoothed_cross_entropy(&logits, &targets, 0.3).unwrap().to_scalar::<f32>().unwrap();
+        assert!(smoothed > plain, "smoothing penalises a confident right answer");
+    }
+}
