@@ -35,3 +35,36 @@ pub fn lock_database(db: &Path) -> Result<DbLock, LockError> {
     write!(file, "{}", std::process::id()).map_err(io)?;
     Ok(DbLock { _file: file })
 }
+
+/// The pid of the coordinator holding the database's lock, if one does: read from the
+/// kernel's lock table (`/proc/locks`), so asking never takes the lock, not even briefly,
+/// and a starting coordinator cannot lose a race against the web page.
+pub fn holder(db: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(format!("{}.lock", db.display())).ok()?.ino();
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    table.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters have "->" before FLOCK.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (kind, pid, id) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
+        let same = *kind == "FLOCK" && id.rsplit(':').next()?.parse::<u64>().ok()? == inode;
+        same.then(|| pid.parse().ok()).flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_seen_while_the_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        assert_eq!(holder(&db), None);
+        let lock = lock_database(&db).unwrap();
+        assert_eq!(holder(&db), Some(std::process::id()));
+        drop(lock);
+        assert_eq!(holder(&db), None);
+    }
+}
+

@@ -2,7 +2,7 @@
 //! numeric parameters to and from the unit interval that model-based samplers work in.
 
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// One trial's configuration: parameter name to value (numbers, strings, booleans).
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 pub type Params = Map<String, Value>;
 
 /// How a parameter's values are distributed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Distribution {
     Float { low: f64, high: f64, log: bool, step: Option<f64> },
@@ -20,23 +20,23 @@ pub enum Distribution {
 }
 
 /// A parameter exists only when every named parent has one of the listed values.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Condition {
     pub parent: String,
     pub values: Vec<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Param {
     pub name: String,
     pub distribution: Distribution,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
 
 /// The validated search space. Parameters are ordered so that every parent comes before the
 /// parameters that depend on it; walking them in order decides activity in one pass.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Space {
     pub params: Vec<Param>,
 }
@@ -186,6 +186,12 @@ impl Space {
     pub fn canonical(&self) -> Value {
         serde_json::to_value(self).expect("space serializes")
     }
+
+    /// The space back from its canonical JSON (as stored with the study), so configurations
+    /// from the web page are checked exactly like the study file's `[[enqueue]]` entries.
+    pub fn from_canonical(value: &Value) -> Result<Space, serde_json::Error> {
+        Space::deserialize(value)
+    }
 }
 
 /// A short human description of a distribution, for messages.
@@ -304,5 +310,6 @@ mod tests {
         assert!(space.complete(&bad).unwrap_err().contains("inactive"));
         let good: Params = serde_json::from_value(json!({"opt": "sgd", "momentum": 0.5})).unwrap();
         assert_eq!(space.complete(&good).unwrap(), good);
+        assert_eq!(Space::from_canonical(&space.canonical()).unwrap(), space);
     }
 }

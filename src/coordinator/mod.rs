@@ -6,6 +6,7 @@
 //! all of the turn's writes in one transaction, and only then answers workers and starts new
 //! ones. So nothing a worker is told and no worker that starts is ahead of the database.
 
+mod control;
 mod devices;
 mod open;
 mod outcome;
@@ -88,6 +89,8 @@ struct Coordinator<'a> {
     events: mpsc::UnboundedSender<WorkerEvent>,
     progress: Progress,
     accepting: bool,
+    /// Paused from the web page: no new trials start (kept on the study row across restarts).
+    paused: bool,
     /// This turn's writes, replies and launches, released together by `commit`.
     writes: Vec<Write>,
     replies: Vec<(oneshot::Sender<Decision>, Decision)>,
@@ -105,6 +108,7 @@ pub async fn run(
     store.set_study_state(study.id, "running").await?;
     let trials = store.trials(study.id, &config.objective.metric).await?;
     let (events, mut inbox) = mpsc::unbounded_channel();
+    let paused = study.paused;
     let mut c = Coordinator {
         config,
         sampler: crate::sampler::from_config(&config.sampler),
@@ -118,6 +122,7 @@ pub async fn run(
         executor,
         events,
         accepting: true,
+        paused,
         writes: Vec::new(),
         replies: Vec::new(),
         launches: Vec::new(),
@@ -125,8 +130,12 @@ pub async fn run(
     c.interrupt_leftovers();
     let deadline = config.budget.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut end = RunEnd::Complete;
+    // Commands sent while no coordinator ran apply before anything is planned.
+    c.apply_commands().await?;
+    let mut commands = tokio::time::interval_at(tokio::time::Instant::now() + COMMAND_POLL, COMMAND_POLL);
+    commands.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if c.accepting {
+        if c.accepting && !c.paused {
             c.plan();
         }
         c.commit().await?;
@@ -145,6 +154,7 @@ pub async fn run(
                 end = RunEnd::Interrupted;
                 c.stop_all(StopCause::Shutdown);
             },
+            _ = commands.tick() => c.apply_commands().await?,
             _ = sleep_until(deadline), if c.accepting => {
                 end = RunEnd::TimedOut;
                 c.accepting = false;
@@ -166,6 +176,9 @@ pub async fn run(
         best: c.history.best().cloned(),
     })
 }
+
+/// How often the web page's commands are looked for: they take effect well within a second.
+const COMMAND_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {

@@ -12,6 +12,9 @@ pub enum StopCause {
     Pruned(String),
     /// The coordinator is shutting down.
     Shutdown,
+    /// Someone pressed stop on the web page. Recorded PRUNED (stopped early on purpose, counts
+    /// toward the budget, its last values kept), with a reason saying who stopped it.
+    User,
 }
 
 /// Decides the state and the stored result. The metrics are the worker's final line, or else
@@ -43,6 +46,10 @@ pub fn classify(
         }
         (Some(StopCause::Pruned(why)), _) => {
             finish.reason = Some(why.clone());
+            (TrialState::Pruned, finish)
+        }
+        (Some(StopCause::User), _) => {
+            finish.reason = Some("stopped from the web page".into());
             (TrialState::Pruned, finish)
         }
         (None, Exit::SpawnFailed(why)) => failed(why.clone(), finish),

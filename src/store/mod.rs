@@ -6,6 +6,7 @@
 //! transaction and one fsync however many trials changed. One coordinator writes; readers
 //! (`sweep status`, the web page) may read at the same time.
 
+mod commands;
 mod reader;
 mod rows;
 
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use commands::{Command, CommandStatus, CommandWriter, Request};
 pub use reader::{Change, Counts, Reader, SortKey, TrialQuery};
 pub use rows::StudyRecord;
 
@@ -34,6 +36,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("database holds a malformed {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("this database predates control commands: run a study on it with this version of sweep first")]
+    Outdated,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -84,6 +88,10 @@ pub enum Write {
     Report { number: u64, step: i64, metrics: Metrics },
     /// The trial ends in `state`.
     Finish { number: u64, state: TrialState, end: Finish },
+    /// A control command was applied (or refused); `result` says what happened.
+    CommandDone { id: i64, result: String },
+    /// The study stops (true) or resumes (false) starting new trials.
+    Paused(bool),
 }
 
 /// One reported value of one trial.
@@ -227,6 +235,16 @@ impl Store {
         Ok(rows.into_iter().map(ReportRow::into_report).collect())
     }
 
+    /// Control commands not applied yet, oldest first.
+    pub async fn pending_commands(&mut self, study_id: i64) -> Result<Vec<Command>> {
+        let rows: Vec<commands::PendingRow> =
+            sqlx::query_as("SELECT id, kind, payload FROM commands WHERE study_id = ? AND done_at IS NULL ORDER BY id")
+                .bind(study_id)
+                .fetch_all(&mut self.conn)
+                .await?;
+        Ok(rows.into_iter().map(commands::PendingRow::into_command).collect())
+    }
+
     /// Applies a batch of writes in one transaction: all of them or none. The batch goes to
     /// SQLite as one multi-statement query, so a turn of the coordinator costs one round trip
     /// to the database thread and one fsync.
@@ -293,6 +311,21 @@ impl Batch {
             Write::Start { number, .. } => (*number, "start", None),
             Write::Report { number, step, .. } => (*number, "report", Some(*step)),
             Write::Finish { number, .. } => (*number, "finish", None),
+            // Not a trial change: the page learns of these from the study and command rows.
+            Write::CommandDone { id, result } => {
+                self.statement("UPDATE commands SET done_at = ?, result = ? WHERE id = ?")
+                    .bind(now)
+                    .bind(result.clone())
+                    .bind(*id);
+                return;
+            }
+            Write::Paused(paused) => {
+                self.statement("UPDATE studies SET paused = ?, updated_at = ? WHERE id = ?")
+                    .bind(*paused)
+                    .bind(now)
+                    .bind(study_id);
+                return;
+            }
         };
         self.statement("INSERT INTO changes (study_id, number, kind, step, at) VALUES (?, ?, ?, ?, ?)")
             .bind(study_id)
@@ -358,6 +391,7 @@ impl Batch {
                 .bind(study_id)
                 .bind(*number as i64);
             }
+            Write::CommandDone { .. } | Write::Paused(_) => {}
         }
     }
 }

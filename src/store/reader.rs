@@ -1,16 +1,18 @@
 //! Read-only queries for the web server: a small pool of read-only connections, so page loads
 //! never wait on each other or on the coordinator's writes (WAL lets readers run alongside).
 
+use super::commands::{outdated, CommandStatus, StatusRow};
 use super::rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
 use super::{Report, Result, StoreError, StudyRecord};
 use crate::trial::{Trial, TrialState};
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqlitePoolOptions};
 use sqlx::Arguments;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone)]
 pub struct Reader {
     pool: SqlitePool,
+    path: PathBuf,
 }
 
 /// Which trials of a study, in which order, which page.
@@ -71,7 +73,12 @@ impl Reader {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        Ok(Reader { pool })
+        Ok(Reader { pool, path: path.to_path_buf() })
+    }
+
+    /// The database file (the server opens its command writer and checks the lock by it).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub async fn studies(&self) -> Result<Vec<StudyRecord>> {
@@ -226,6 +233,44 @@ impl Reader {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// (number, value, params JSON) of every complete trial in number order: the points of
+    /// the parallel-coordinates and slice plots (the caller thins them before parsing params).
+    pub async fn points(&self, study_id: i64) -> Result<Vec<(i64, f64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT number, value, params FROM trials WHERE study_id = ? AND state = 'complete' AND value IS NOT NULL
+             ORDER BY number",
+        )
+        .bind(study_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One control command of the study.
+    pub async fn command(&self, study_id: i64, id: i64) -> Result<Option<CommandStatus>> {
+        let row: Option<StatusRow> = sqlx::query_as(
+            "SELECT id, kind, payload, created_at, done_at, result FROM commands WHERE study_id = ? AND id = ?",
+        )
+        .bind(study_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(outdated)?;
+        Ok(row.map(StatusRow::into_status))
+    }
+
+    /// How many of the study's control commands no coordinator has applied yet (0 on a
+    /// database that predates them).
+    pub async fn pending_commands(&self, study_id: i64) -> Result<i64> {
+        let n = sqlx::query_scalar("SELECT count(*) FROM commands WHERE study_id = ? AND done_at IS NULL")
+            .bind(study_id)
+            .fetch_one(&self.pool)
+            .await;
+        match n.map_err(outdated) {
+            Err(StoreError::Outdated) => Ok(0),
+            other => other,
+        }
     }
 
     /// The latest change in the database (0 if none): where a new live stream starts.

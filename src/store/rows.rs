@@ -16,6 +16,9 @@ pub(super) struct StudyRow {
     state: String,
     created_at: i64,
     updated_at: i64,
+    /// Absent in a database that predates migration 0004 (served read-only by `sweep serve`).
+    #[sqlx(default)]
+    paused: bool,
 }
 
 /// A stored study.
@@ -34,6 +37,8 @@ pub struct StudyRecord {
     pub state: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Paused from the web page: no new trials start until resumed.
+    pub paused: bool,
 }
 
 impl TryFrom<StudyRow> for StudyRecord {
@@ -51,6 +56,7 @@ impl TryFrom<StudyRow> for StudyRecord {
             state: r.state,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            paused: r.paused,
         })
     }
 }
