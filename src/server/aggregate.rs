@@ -40,6 +40,23 @@ pub fn thin(points: &[(i64, Option<f64>)], max: usize) -> Vec<(i64, Option<f64>)
     (0..max).map(|i| points[((i as f64 * stride).round() as usize).min(points.len() - 1)]).collect()
 }
 
+/// Indices (ascending) of at most `max` of `values`: all of them if they fit, else the best
+/// quarter of `max` (the region a person looks at) and an even stride through the rest.
+pub fn sample(values: &[f64], max: usize, maximize: bool) -> Vec<usize> {
+    if values.len() <= max {
+        return (0..values.len()).collect();
+    }
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| if maximize { values[b].total_cmp(&values[a]) } else { values[a].total_cmp(&values[b]) });
+    let best = max / 4;
+    let mut keep = vec![false; values.len()];
+    order[..best].iter().for_each(|&i| keep[i] = true);
+    let rest: Vec<usize> = (0..values.len()).filter(|&i| !keep[i]).collect();
+    let stride = rest.len() as f64 / (max - best) as f64;
+    (0..max - best).for_each(|k| keep[rest[(k as f64 * stride) as usize]] = true);
+    (0..values.len()).filter(|&i| keep[i]).collect()
+}
+
 /// How much of the objective's variance each param explains (correlation ratio: variance of
 /// the per-group means over the total variance; numeric params grouped into quantile bins),
 /// normalized to sum to 1. Cheap, model-free, and readable at 100,000 trials.
@@ -116,6 +133,18 @@ mod tests {
         let t = thin(&pts, 50);
         assert_eq!(t.len(), 50);
         assert_eq!((t[0].0, t[49].0), (0, 999));
+    }
+
+    #[test]
+    fn samples_keep_the_best_and_spread_the_rest() {
+        let values: Vec<f64> = (0..1000).map(|i| ((i * 37) % 1000) as f64).collect();
+        let s = sample(&values, 100, false);
+        assert_eq!(s.len(), 100);
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        let best: Vec<f64> = s.iter().map(|&i| values[i]).filter(|v| *v < 25.0).collect();
+        assert_eq!(best.len(), 25, "the 25 best are all kept");
+        assert!(s.last().unwrap() > &900, "the sample reaches the end");
+        assert_eq!(sample(&values[..50], 100, true).len(), 50);
     }
 
     #[test]

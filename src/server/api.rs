@@ -52,7 +52,7 @@ impl Params {
     }
 }
 
-async fn find(state: &AppState, name: &str) -> Result<StudyRecord, ApiError> {
+pub(crate) async fn find(state: &AppState, name: &str) -> Result<StudyRecord, ApiError> {
     state
         .reader
         .study(name)
@@ -93,6 +93,9 @@ async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiErro
         "created_at_ms": study.created_at,
         "elapsed_ms": elapsed_ms,
         "eta_ms": eta_ms,
+        "paused": study.paused,
+        "pending_commands": state.reader.pending_commands(study.id).await?,
+        "coordinator_running": crate::lock::holder(state.reader.path()).is_some(),
     }))
 }
 
@@ -114,6 +117,9 @@ pub(crate) async fn study(
     let study = find(&state, &name).await?;
     let mut s = summary(&state, &study).await?;
     s["source"] = json!(study.source);
+    // The distributions, so the page can scale its axes and build the enqueue form.
+    let fingerprint: Value = serde_json::from_str(&study.fingerprint).unwrap_or(Value::Null);
+    s["space"] = fingerprint["space"].clone();
     Ok(Json(s))
 }
 
@@ -256,11 +262,61 @@ pub(crate) async fn history(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    Params::parse(q, &[])?;
+    let p = Params::parse(q, &["format"])?;
+    let columns = match p.0.get("format").map(String::as_str) {
+        None | Some("points") => false,
+        Some("columns") => true,
+        Some(f) => return Err(ApiError::bad_request(format!("`format` is points or columns, got `{f}`"))),
+    };
     let study = find(&state, &name).await?;
     let outcomes = state.reader.outcomes(study.id).await?;
     let points = aggregate::history(&outcomes, study.direction == "maximize");
+    if columns {
+        // One array per field: a third of the size at 100,000 trials, and what the plot takes.
+        return Ok(Json(json!({
+            "metric": study.metric,
+            "direction": study.direction,
+            "number": points.iter().map(|p| p.number).collect::<Vec<_>>(),
+            "state": points.iter().map(|p| p.state.as_str()).collect::<Vec<_>>(),
+            "value": points.iter().map(|p| p.value).collect::<Vec<_>>(),
+            "best": points.iter().map(|p| p.best).collect::<Vec<_>>(),
+        })));
+    }
     Ok(Json(json!({ "metric": study.metric, "direction": study.direction, "points": points })))
+}
+
+/// Params and value of complete trials, one array per column, for the parallel-coordinates
+/// and slice plots: all of them up to `max`, else the best quarter of `max` and an even
+/// sample of the rest.
+pub(crate) async fn points(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    let p = Params::parse(q, &["max"])?;
+    let max: usize = p.number("max", 2000)?;
+    if !(10..=100_000).contains(&max) {
+        return Err(ApiError::bad_request("`max` must be 10 to 100000"));
+    }
+    let study = find(&state, &name).await?;
+    let rows = state.reader.points(study.id).await?;
+    let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
+    let chosen = aggregate::sample(&values, max, study.direction == "maximize");
+    let names = param_names(&study);
+    let mut columns: BTreeMap<&str, Vec<Value>> = names.iter().map(|n| (n.as_str(), Vec::new())).collect();
+    for &i in &chosen {
+        let params: Map<String, Value> = serde_json::from_str(&rows[i].2).unwrap_or_default();
+        for (name, column) in columns.iter_mut() {
+            column.push(params.get(*name).cloned().unwrap_or(Value::Null));
+        }
+    }
+    Ok(Json(json!({
+        "total": rows.len(),
+        "params": names,
+        "number": chosen.iter().map(|&i| rows[i].0).collect::<Vec<_>>(),
+        "value": chosen.iter().map(|&i| rows[i].1).collect::<Vec<_>>(),
+        "columns": columns,
+    })))
 }
 
 /// Learning curves of the best and the latest trials, each thinned to `points`.

@@ -1,16 +1,19 @@
-//! The web server: a JSON API over the study database and live events. Bound to loopback by
-//! default; any other address needs a token, and then every request must carry it.
+//! The web server: the page, a JSON API over the study database, live events, and control
+//! commands for the coordinator. Bound to loopback by default; any other address needs a
+//! token, and then every API request must carry it.
 
 mod aggregate;
 mod api;
+mod assets;
+mod control;
 mod events;
 
-use crate::store::Reader;
+use crate::store::{CommandWriter, Reader};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +31,8 @@ pub enum ServerError {
 /// What every handler reads.
 pub(crate) struct AppState {
     reader: Reader,
+    /// Inserts control commands (the only writing the server does); connects on first use.
+    commands: CommandWriter,
     token: Option<String>,
 }
 
@@ -45,7 +50,8 @@ impl Server {
         }
         let listener =
             tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        let state = Arc::new(AppState { reader, token });
+        let commands = CommandWriter::open_lazy(reader.path());
+        let state = Arc::new(AppState { reader, commands, token });
         Ok(Server { listener, app: router(state) })
     }
 
@@ -61,6 +67,8 @@ impl Server {
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", get(assets::index))
+        .route("/static/{*name}", get(assets::file))
         .route("/api/studies", get(api::studies))
         .route("/api/studies/{name}", get(api::study))
         .route("/api/studies/{name}/trials", get(api::trials))
@@ -68,20 +76,34 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/studies/{name}/history", get(api::history))
         .route("/api/studies/{name}/curves", get(api::curves))
         .route("/api/studies/{name}/importance", get(api::importance))
+        .route("/api/studies/{name}/points", get(api::points))
         .route("/api/studies/{name}/events", get(events::stream))
+        .route("/api/studies/{name}/trials/{number}/stop", post(control::stop))
+        .route("/api/studies/{name}/enqueue", post(control::enqueue))
+        .route("/api/studies/{name}/pause", post(control::pause))
+        .route("/api/studies/{name}/resume", post(control::resume))
+        .route("/api/studies/{name}/commands/{id}", get(control::status))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 
 async fn not_found() -> Response {
+    not_found_response()
+}
+
+pub(crate) fn not_found_response() -> Response {
     ApiError::new(StatusCode::NOT_FOUND, "no such page").into_response()
 }
 
-/// With a token configured, every request carries it: `Authorization: Bearer T`, or `?token=T`
-/// for EventSource, which cannot set headers.
+/// With a token configured, every API request carries it: `Authorization: Bearer T`, or
+/// `?token=T` for EventSource, which cannot set headers. The page's own files are public (the
+/// browser fetches them without the token); they hold no data.
 async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else { return next.run(request).await };
+    if assets::is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
     let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -122,6 +144,9 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
+        if let crate::store::StoreError::Outdated = e {
+            return ApiError::new(StatusCode::CONFLICT, e.to_string());
+        }
         tracing::error!("store error while serving: {e}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the database could not be read")
     }

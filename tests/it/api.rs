@@ -8,9 +8,9 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// A `sweep serve` or `sweep run --serve` process; killed on drop.
-struct Served {
-    child: Child,
-    base: String,
+pub struct Served {
+    pub child: Child,
+    pub base: String,
 }
 
 impl Drop for Served {
@@ -21,7 +21,7 @@ impl Drop for Served {
 }
 
 /// Starts the command and reads the URL it prints.
-fn start(mut cmd: std::process::Command) -> Served {
+pub fn start(mut cmd: std::process::Command) -> Served {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let stderr = child.stderr.take().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -40,20 +40,20 @@ fn start(mut cmd: std::process::Command) -> Served {
     Served { child, base }
 }
 
-fn finished_study() -> Study {
+pub fn finished_study() -> Study {
     let s = Study::new("api", &testfn_study(12, 2, 3, 0));
     assert!(s.run().status.success());
     s
 }
 
-fn serve(s: &Study, extra: &[&str]) -> Served {
+pub fn serve(s: &Study, extra: &[&str]) -> Served {
     let mut args = vec!["serve", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     start(s.command(&args))
 }
 
 /// GET a path; the status and the JSON body.
-fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+pub fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let mut req = ureq::get(&format!("{base}{path}")).timeout(Duration::from_secs(10));
     if let Some(t) = token {
         req = req.set("Authorization", &format!("Bearer {t}"));

@@ -2,9 +2,11 @@
 
 mod api;
 mod bad_input;
+mod control;
 mod disk;
 mod failures;
 mod prune;
 mod resume;
 mod run;
 mod support;
+mod web;

@@ -1,0 +1,433 @@
+// The study page's plots. uPlot (vendored, web/vendor) draws the history, learning curves,
+// slices and the trial's reports; parallel coordinates are drawn on a canvas here, since
+// uPlot has no such chart. Every plot reads its colours from the CSS theme.
+
+const uPlot = window.uPlot;
+
+/** Theme colours from the CSS variables (light or dark). */
+export function theme() {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name) => css.getPropertyValue(name).trim();
+  return {
+    fg: v('--fg'),
+    muted: v('--muted'),
+    grid: v('--grid'),
+    accent: v('--accent'),
+    card: v('--card'),
+    state: {
+      running: v('--running'),
+      waiting: v('--waiting'),
+      complete: v('--complete'),
+      pruned: v('--pruned'),
+      failed: v('--failed'),
+      interrupted: v('--interrupted'),
+    },
+  };
+}
+
+function axis(t, label, extra = {}) {
+  return {
+    stroke: t.muted,
+    grid: { stroke: t.grid, width: 1 },
+    ticks: { stroke: t.grid, width: 1 },
+    label,
+    labelFont: '12px system-ui, sans-serif',
+    font: '11px system-ui, sans-serif',
+    ...extra,
+  };
+}
+
+/** Tick steps for whole-number axes (trial numbers, steps): no 0.5 ticks. */
+const WHOLE = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2500, 5e3, 1e4, 2e4, 25e3, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6];
+
+function scatter(color, size = 5) {
+  return { stroke: color, fill: color, paths: () => null, points: { show: true, size, stroke: color, fill: color, width: 0 } };
+}
+
+/** Numbers shown compactly: 4 significant digits, exponent for the very large or small. */
+export function fmt(v) {
+  if (v == null || Number.isNaN(v)) return '–';
+  if (typeof v !== 'number') return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(3);
+  return String(Number(v.toPrecision(5)));
+}
+
+function sizeOf(el, height) {
+  return { width: Math.max(200, el.clientWidth), height };
+}
+
+/** Keeps a uPlot at its container's width. */
+function follow(el, plot, height) {
+  const ro = new ResizeObserver(() => plot.setSize(sizeOf(el, height)));
+  ro.observe(el);
+  return () => ro.disconnect();
+}
+
+/**
+ * Optimization history: each finished trial's value by state, and the best so far as a
+ * step line. `data` is the history endpoint's columns. Clicking a point opens its trial.
+ */
+export class HistoryPlot {
+  constructor(el, onPick) {
+    this.el = el;
+    this.onPick = onPick;
+    this.plot = null;
+  }
+
+  update(h) {
+    const n = h.number.length;
+    const by = (state) => {
+      const out = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = h.state[i] === state ? h.value[i] : null;
+      return out;
+    };
+    const data = [h.number, by('complete'), by('pruned'), by('failed'), h.best];
+    this.el.dataset.points = String(n);
+    if (this.plot) {
+      this.plot.setData(data);
+      return;
+    }
+    const t = theme();
+    const size = n > 20000 ? 2.5 : n > 2000 ? 3.5 : 5;
+    const opts = {
+      ...sizeOf(this.el, 260),
+      scales: { x: { time: false } },
+      legend: { live: true },
+      cursor: { drag: { x: true, y: true, uni: 30 } },
+      axes: [axis(t, 'trial', { incrs: WHOLE }), axis(t, h.metric, { size: 60 })],
+      series: [
+        { label: 'trial' },
+        { label: 'complete', ...scatter(t.state.complete, size), value: (u, v) => fmt(v) },
+        { label: 'pruned', ...scatter(t.state.pruned, size), value: (u, v) => fmt(v) },
+        { label: 'failed', ...scatter(t.state.failed, size), value: (u, v) => fmt(v) },
+        {
+          label: 'best so far',
+          stroke: t.accent,
+          width: 2,
+          paths: uPlot.paths.stepped({ align: 1 }),
+          points: { show: false },
+          spanGaps: true,
+          value: (u, v) => fmt(v),
+        },
+      ],
+    };
+    this.plot = new uPlot(opts, data, this.el);
+    this.unfollow = follow(this.el, this.plot, 260);
+    this.plot.over.addEventListener('click', () => {
+      const i = this.plot.cursor.idx;
+      if (i != null) this.onPick(this.plot.data[0][i]);
+    });
+  }
+
+  destroy() {
+    this.unfollow?.();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+/**
+ * Learning curves (the objective by step) of the best and latest trials. Pruned trials are
+ * dashed and end in a marker; running ones are drawn thicker. Hover names the trial; a click
+ * opens it.
+ */
+export class CurvesPlot {
+  constructor(el, label, onPick) {
+    this.el = el;
+    this.label = label;
+    this.onPick = onPick;
+    this.plot = null;
+    this.focus = null;
+  }
+
+  update(c, best) {
+    const curves = c.curves.filter((k) => k.points.length > 0);
+    const steps = [...new Set(curves.flatMap((k) => k.points.map((p) => p[0])))].sort((a, b) => a - b);
+    const index = new Map(steps.map((s, i) => [s, i]));
+    let points = 0;
+    const ys = curves.map((k) => {
+      const y = new Array(steps.length).fill(null);
+      for (const [s, v] of k.points) {
+        y[index.get(s)] = v;
+        if (v != null) points++;
+      }
+      return y;
+    });
+    this.el.dataset.points = String(points);
+    this.el.dataset.curves = String(curves.length);
+    this.destroy();
+    if (curves.length === 0) {
+      this.el.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: 'No reports yet.' }));
+      return;
+    }
+    this.el.replaceChildren();
+    const t = theme();
+    const series = curves.map((k) => {
+      const color = k.number === best ? t.accent : t.state[k.state] ?? t.muted;
+      const pruned = k.state === 'pruned';
+      const last = k.points.length - 1;
+      return {
+        label: `trial ${k.number}`,
+        stroke: color,
+        width: k.state === 'running' || k.number === best ? 2 : 1.25,
+        dash: pruned ? [5, 4] : undefined,
+        spanGaps: true,
+        alpha: k.state === 'complete' && k.number !== best ? 0.7 : 1,
+        // A pruned curve ends in a hollow marker where it was stopped.
+        points: {
+          show: pruned,
+          size: 7,
+          stroke: color,
+          fill: t.card,
+          width: 2,
+          filter: pruned ? () => [index.get(k.points[last][0])] : null,
+        },
+      };
+    });
+    const opts = {
+      ...sizeOf(this.el, 260),
+      scales: { x: { time: false } },
+      legend: { show: false },
+      cursor: { focus: { prox: 24 }, drag: { x: true, y: true, uni: 30 } },
+      focus: { alpha: 0.25 },
+      axes: [axis(t, 'step', { incrs: WHOLE }), axis(t, this.label, { size: 60 })],
+      series: [{ label: 'step' }, ...series],
+      hooks: {
+        setSeries: [(u, si) => (this.focus = si ? curves[si - 1] : null)],
+        setCursor: [(u) => this.tip(u, steps)],
+      },
+    };
+    this.plot = new uPlot(opts, [steps, ...ys], this.el);
+    this.unfollow = follow(this.el, this.plot, 260);
+    this.tipEl = document.createElement('div');
+    this.tipEl.className = 'plot-tip';
+    this.plot.over.appendChild(this.tipEl);
+    this.plot.over.addEventListener('click', () => this.focus && this.onPick(this.focus.number));
+  }
+
+  tip(u, steps) {
+    const k = this.focus;
+    const i = u.cursor.idx;
+    if (!k || i == null || u.cursor.left < 0) {
+      this.tipEl.style.display = 'none';
+      return;
+    }
+    const si = u.series.findIndex((s) => s.label === `trial ${k.number}`);
+    const v = si > 0 ? u.data[si][i] : null;
+    this.tipEl.textContent = `trial ${k.number} (${k.state}) · step ${steps[i]}: ${fmt(v)}`;
+    this.tipEl.style.display = 'block';
+    this.tipEl.style.left = `${Math.min(u.cursor.left + 10, u.over.clientWidth - 200)}px`;
+    this.tipEl.style.top = `${Math.max(0, u.cursor.top - 28)}px`;
+  }
+
+  destroy() {
+    this.unfollow?.();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+/** Value of a param as a number on its axis: categorical choices by index. */
+function numeric(dist, v) {
+  if (v == null) return null;
+  if (dist?.type === 'categorical') {
+    const i = dist.choices.findIndex((c) => c === v || String(c) === String(v));
+    return i < 0 ? null : i;
+  }
+  return typeof v === 'number' ? v : null;
+}
+
+/** One small scatter per param: the objective against the param's value. */
+export class SlicePlots {
+  constructor(el) {
+    this.el = el;
+    this.plots = [];
+  }
+
+  update(points, space, metric) {
+    this.destroy();
+    this.el.replaceChildren();
+    const t = theme();
+    const dists = new Map((space?.params ?? []).map((p) => [p.name, p.distribution]));
+    for (const name of points.params) {
+      const dist = dists.get(name);
+      if (dist?.type === 'fixed') continue;
+      const pairs = [];
+      points.columns[name].forEach((v, i) => {
+        const x = numeric(dist, v);
+        if (x != null) pairs.push([x, points.value[i]]);
+      });
+      pairs.sort((a, b) => a[0] - b[0]);
+      const box = document.createElement('div');
+      box.className = 'slice';
+      this.el.appendChild(box);
+      const categorical = dist?.type === 'categorical';
+      const xAxis = categorical
+        ? axis(t, name, {
+            splits: () => dist.choices.map((_, i) => i),
+            values: () => dist.choices.map(String),
+          })
+        : axis(t, name);
+      const log = (dist?.type === 'float' || dist?.type === 'int') && dist.log;
+      const opts = {
+        ...sizeOf(box, 190),
+        scales: {
+          x: categorical ? { time: false, range: [-0.5, dist.choices.length - 0.5] } : { time: false, distr: log ? 3 : 1 },
+        },
+        legend: { show: false },
+        cursor: { show: false },
+        axes: [xAxis, axis(t, metric, { size: 50 })],
+        series: [{}, { ...scatter(t.accent, pairs.length > 3000 ? 2.5 : 4), alpha: 0.7 }],
+      };
+      const plot = new uPlot(opts, [pairs.map((p) => p[0]), pairs.map((p) => p[1])], box);
+      this.plots.push([plot, follow(box, plot, 190)]);
+    }
+  }
+
+  destroy() {
+    for (const [plot, unfollow] of this.plots) {
+      unfollow();
+      plot.destroy();
+    }
+    this.plots = [];
+  }
+}
+
+/**
+ * Parallel coordinates: one vertical axis per param and one for the objective; each complete
+ * trial is a line across them, coloured from the best (accent, drawn last) to the worst (faint).
+ */
+export class ParallelPlot {
+  constructor(el) {
+    this.el = el;
+    this.canvas = document.createElement('canvas');
+    el.replaceChildren(this.canvas);
+    this.ro = new ResizeObserver(() => this.data && this.draw());
+    this.ro.observe(el);
+  }
+
+  update(points, space, metric, maximize) {
+    this.data = { points, space, metric, maximize };
+    this.draw();
+  }
+
+  draw() {
+    const { points, space, metric, maximize } = this.data;
+    const t = theme();
+    const dists = new Map((space?.params ?? []).map((p) => [p.name, p.distribution]));
+    const names = points.params.filter((n) => dists.get(n)?.type !== 'fixed');
+    const values = points.value;
+    const axes = names.map((name) => this.axisFor(name, dists.get(name), points.columns[name]));
+    axes.push(this.axisFor(metric, { type: 'float', log: false }, values, true));
+    const dpr = window.devicePixelRatio || 1;
+    const width = Math.max(300, this.el.clientWidth);
+    const height = 300;
+    this.canvas.width = width * dpr;
+    this.canvas.height = height * dpr;
+    this.canvas.style.width = `${width}px`;
+    this.canvas.style.height = `${height}px`;
+    const g = this.canvas.getContext('2d');
+    g.scale(dpr, dpr);
+    g.clearRect(0, 0, width, height);
+    const pad = { left: 50, right: 70, top: 28, bottom: 26 };
+    const span = (width - pad.left - pad.right) / Math.max(1, axes.length - 1);
+    const xOf = (i) => pad.left + i * span;
+    const yOf = (u) => pad.top + (1 - u) * (height - pad.top - pad.bottom);
+    this.el.dataset.lines = String(values.length);
+    // Worst first, so the best lines are on top.
+    const order = values.map((_, i) => i).sort((a, b) => (maximize ? values[a] - values[b] : values[b] - values[a]));
+    const n = order.length;
+    // Few lines can be bold; thousands must be faint to stay readable.
+    const floor = n < 30 ? 0.35 : n < 300 ? 0.15 : 0.06;
+    order.forEach((i, rank) => {
+      const q = n > 1 ? rank / (n - 1) : 1; // 0 = worst, 1 = best
+      const top = q >= 0.9 || n - rank <= 3;
+      g.strokeStyle = top ? t.accent : t.muted;
+      g.lineWidth = top ? 1.5 : 1;
+      g.globalAlpha = top ? 0.45 + 0.55 * q : floor + (0.5 - floor) * q;
+      g.beginPath();
+      let pen = false;
+      axes.forEach((a, k) => {
+        const u = a.unit(k === axes.length - 1 ? values[i] : points.columns[a.name][i]);
+        if (u == null) {
+          pen = false;
+          return;
+        }
+        if (pen) g.lineTo(xOf(k), yOf(u));
+        else g.moveTo(xOf(k), yOf(u));
+        pen = true;
+      });
+      g.stroke();
+    });
+    g.globalAlpha = 1;
+    g.font = '11px system-ui, sans-serif';
+    axes.forEach((a, k) => {
+      const x = xOf(k);
+      g.strokeStyle = t.fg;
+      g.lineWidth = 1;
+      g.beginPath();
+      g.moveTo(x, yOf(0));
+      g.lineTo(x, yOf(1));
+      g.stroke();
+      g.fillStyle = t.fg;
+      g.textAlign = 'center';
+      g.fillText(a.name, Math.min(Math.max(x, 30), width - 30), 14);
+      g.fillStyle = t.muted;
+      g.textAlign = k === axes.length - 1 ? 'left' : 'right';
+      const dx = k === axes.length - 1 ? 4 : -4;
+      for (const [u, label] of a.ticks) g.fillText(label, x + dx, yOf(u) + 4);
+    });
+  }
+
+  /** Maps a column's values to [0, 1] on its axis, with tick labels. */
+  axisFor(name, dist, column, objective = false) {
+    if (dist?.type === 'categorical') {
+      const k = dist.choices.length;
+      const unit = (v) => {
+        const i = numeric(dist, v);
+        return i == null ? null : k > 1 ? i / (k - 1) : 0.5;
+      };
+      return { name, unit, ticks: dist.choices.map((c, i) => [k > 1 ? i / (k - 1) : 0.5, String(c)]) };
+    }
+    let lo = dist && !objective ? dist.low : Infinity;
+    let hi = dist && !objective ? dist.high : -Infinity;
+    if (lo == null || hi == null || objective) {
+      for (const v of column) if (typeof v === 'number' && Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+    }
+    if (!Number.isFinite(lo)) (lo = 0), (hi = 1);
+    const log = dist?.log && lo > 0;
+    const f = log ? Math.log : (x) => x;
+    const [a, b] = [f(lo), f(hi)];
+    const unit = (v) => (typeof v === 'number' ? (b > a ? (f(v) - a) / (b - a) : 0.5) : null);
+    return { name, unit, ticks: [[0, fmt(lo)], [1, fmt(hi)]] };
+  }
+
+  destroy() {
+    this.ro.disconnect();
+  }
+}
+
+/** A trial's reported metrics by step (the detail view). */
+export function reportsPlot(el, reports, metric) {
+  const t = theme();
+  const names = [...new Set(reports.flatMap((r) => Object.keys(r)))].filter((k) => k !== 'step');
+  names.sort((a, b) => (a === metric ? -1 : b === metric ? 1 : a.localeCompare(b)));
+  const palette = [t.accent, t.state.pruned, t.state.complete, t.state.interrupted, t.state.failed, t.muted];
+  const data = [reports.map((r) => r.step), ...names.map((n) => reports.map((r) => r[n] ?? null))];
+  const opts = {
+    ...sizeOf(el, 220),
+    scales: { x: { time: false }, ...Object.fromEntries(names.map((n, i) => [n, { auto: true }])) },
+    axes: [axis(t, 'step', { incrs: WHOLE }), axis(t, names[0] ?? '', { scale: names[0], size: 60 })],
+    series: [
+      { label: 'step' },
+      ...names.map((n, i) => ({ label: n, scale: n, stroke: palette[i % palette.length], width: i === 0 ? 2 : 1, spanGaps: true, value: (u, v) => fmt(v) })),
+    ],
+  };
+  const plot = new uPlot(opts, data, el);
+  const unfollow = follow(el, plot, 220);
+  return () => {
+    unfollow();
+    plot.destroy();
+  };
+}
