@@ -6,5 +6,16 @@ cd "$(dirname "$0")/.."
 
 # Benchmarks compile and run once on a few trials (a smoke test; `cargo bench` runs them in full).
 cargo test --locked --benches
+
+# The web page in a real browser: Debian's chromium driven by playwright-core (pinned in
+# tests/e2e/package-lock.json). A live sweep, checked headless; screenshots in target/e2e/.
+cargo build --locked --bin sweep
+if [ ! -x /usr/bin/chromium ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+timeout 150 node tests/e2e/e2e.mjs target/debug/sweep
+
 # Unit and integration tests: real processes, real SQLite files.
 cargo test --locked --lib --bins --tests

@@ -1,0 +1,271 @@
+// Real-browser end-to-end test of sweep's page: Debian's chromium, driven by playwright-core.
+//
+//   node tests/e2e/e2e.mjs path/to/sweep              run a small live study and check the page
+//   node tests/e2e/e2e.mjs --scale DB path/to/sweep   time the study page over a big database
+//
+// The first form starts `sweep run STUDY --serve 127.0.0.1:0`, opens the page headless, and
+// checks that trials appear in the table, a learning curve grows while the sweep runs, pause
+// and resume work from the page, and a trial opens in the detail view. Screenshots go to
+// target/e2e/. Any failed check, page error or request outside the server exits non-zero.
+// It builds nothing: tests/run.sh builds the binary first.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ARTIFACTS = join(ROOT, 'target', 'e2e');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const LIMIT_MS = 110_000; // the whole run, whatever happens
+
+const cleanups = [];
+let passed = 0;
+
+function ok(what) {
+  passed++;
+  console.log(`ok ${passed} - ${what}`);
+}
+
+async function cleanup() {
+  for (const f of cleanups.reverse()) await Promise.resolve().then(f).catch(() => {});
+}
+
+function fail(message) {
+  console.error(`not ok - ${message}`);
+  console.log(`e2e: ${passed} passed, 1 failed`);
+  cleanup().finally(() => process.exit(1));
+}
+
+const watchdog = setTimeout(() => fail(`timed out after ${LIMIT_MS / 1000}s`), LIMIT_MS);
+
+/** Starts a sweep command and resolves with the URL it prints (`serving ... http://ADDR/`). */
+function startSweep(bin, args, cwd) {
+  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  cleanups.push(
+    () =>
+      new Promise((done) => {
+        if (child.exitCode != null) return done();
+        child.once('exit', done);
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  );
+  const url = new Promise((found, lost) => {
+    const timer = setTimeout(() => lost(new Error(`no URL printed in 30s:\n${log}`)), 30_000);
+    const read = (chunk) => {
+      log += chunk;
+      const m = log.match(/http:\/\/[^\s/]+\//);
+      if (m) {
+        clearTimeout(timer);
+        found(m[0]);
+      }
+    };
+    child.stdout.setEncoding('utf8').on('data', read);
+    child.stderr.setEncoding('utf8').on('data', read);
+    child.once('exit', (code) => lost(new Error(`sweep exited (${code}) before serving:\n${log}`)));
+  });
+  return { child, url, log: () => log };
+}
+
+async function browser() {
+  const profile = mkdtempSync(join(tmpdir(), 'sweep-e2e-profile-'));
+  cleanups.push(() => rmSync(profile, { recursive: true, force: true }));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 1000 },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    timeout: 30_000,
+  });
+  cleanups.push(() => context.close());
+  return context;
+}
+
+/** Polls `check` in the page until it returns a truthy value. */
+async function until(page, what, check, arg, timeout = 20_000) {
+  try {
+    const handle = await page.waitForFunction(check, arg, { timeout, polling: 100 });
+    return await handle.jsonValue();
+  } catch (e) {
+    throw new Error(`${what}: ${e.message.split('\n')[0]}`);
+  }
+}
+
+const STUDY = `name = "e2e"
+metric = "loss"
+direction = "minimize"
+seed = 5
+
+[budget]
+trials = 10
+parallel = 2
+
+[params.x0]
+type = "float"
+low = -5.0
+high = 10.0
+
+[params.x1]
+type = "float"
+low = 0.0
+high = 15.0
+
+[params.opt]
+choices = ["adam", "sgd"]
+
+[pruner]
+kind = "median"
+warmup_steps = 4
+min_trials = 2
+
+[trial]
+worker = "testfn"
+args = ["--fn", "branin", "--steps", "14", "--sleep-ms", "150", "--metric", "loss"]
+grace = "300ms"
+`;
+
+async function live(bin) {
+  const dir = mkdtempSync(join(tmpdir(), 'sweep-e2e-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'study.toml'), STUDY);
+  const sweep = startSweep(bin, ['--db', join(dir, 'sweep.db'), 'run', 'study.toml', '--serve', '127.0.0.1:0', '--no-progress'], dir);
+  const base = await sweep.url;
+  ok(`sweep serves ${base}`);
+
+  const context = await browser();
+  const page = context.pages()[0] ?? (await context.newPage());
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+  context.on('request', (r) => {
+    const u = r.url();
+    if (!u.startsWith(base) && !u.startsWith('data:')) problems.push(`request outside the server: ${u}`);
+  });
+
+  await page.goto(base, { timeout: 20_000 });
+  // One study: the page opens it by itself.
+  await until(page, 'the study page opens', () => document.querySelector('#summary h1')?.textContent === 'e2e');
+  ok('the study page opens with its summary');
+
+  const rows = await until(page, 'trials appear in the table', () => document.querySelectorAll('#trial-table tbody tr[data-number]').length);
+  ok(`trials appear in the table (${rows} rows)`);
+
+  const first = Number(await until(page, 'a learning curve is drawn', () => Number(document.querySelector('#plot-curves')?.dataset.points ?? 0)));
+  const grown = Number(
+    await until(page, 'the learning curves grow while the sweep runs', (n) => {
+      const now = Number(document.querySelector('#plot-curves')?.dataset.points ?? 0);
+      return now > n + 2 && now;
+    }, first, 15_000),
+  );
+  ok(`learning curves update live (${first} -> ${grown} points, no reload)`);
+  const moreRows = await until(page, 'more trials appear live', (n) => {
+    const k = document.querySelectorAll('#trial-table tbody tr[data-number]').length;
+    return k > n && k;
+  }, rows, 20_000);
+  ok(`the table updates live (${rows} -> ${moreRows} rows)`);
+
+  const inked = await page.evaluate(() => {
+    const c = document.querySelector('#plot-curves canvas');
+    if (!c) return 0;
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+    return n;
+  });
+  if (inked < 500) throw new Error(`the curves canvas is nearly empty (${inked} pixels drawn)`);
+  ok(`the curves are actually drawn (${inked} pixels)`);
+
+  // Control from the page: pause, see it applied by the coordinator, resume.
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await until(page, 'the study shows paused', () => !!document.querySelector('#summary .badge.s-paused'), undefined, 10_000);
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await until(page, 'the study resumes', () => !document.querySelector('#summary .badge.s-paused'), undefined, 10_000);
+  ok('pause and resume from the page reach the coordinator');
+
+  await until(page, 'the history plot has points', () => Number(document.querySelector('#plot-history')?.dataset.points ?? 0) > 0);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'study.png'), fullPage: true });
+  ok('screenshot target/e2e/study.png');
+
+  const row = page.locator('#trial-table tbody tr[data-number]').first();
+  const number = await row.getAttribute('data-number');
+  await row.click();
+  await until(page, 'the trial detail opens', (n) => document.querySelector('#detail h2')?.textContent === `Trial ${n}`, number);
+  await until(page, 'the detail shows params and reports', () => {
+    const text = document.querySelector('#detail')?.textContent ?? '';
+    return text.includes('Params') && text.includes('x0') && /Reports \(\d+\)/.test(text);
+  });
+  await page.screenshot({ path: join(ARTIFACTS, 'trial.png') });
+  ok(`trial ${number} opens in the detail view (screenshot target/e2e/trial.png)`);
+
+  await page.keyboard.press('Escape');
+  await until(page, 'the detail closes', () => !document.querySelector('#detail'));
+  const text = (await page.textContent('body')) ?? '';
+  if (text.trim().length < 200) throw new Error('the page shows (almost) nothing');
+  if (problems.length) throw new Error(problems.join('\n'));
+  ok('no page errors, nothing loaded from outside the server');
+}
+
+/** Times the study page over a big database: until the summary, table, history and curves are drawn. */
+async function scale(db, bin) {
+  const sweep = startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], process.cwd());
+  const base = await sweep.url;
+  const studies = await (await fetch(`${base}api/studies`)).json();
+  const study = studies.studies[0];
+  console.log(`study ${study.name}: ${study.finished} finished trials`);
+  const context = await browser();
+  const times = [];
+  const complete = [];
+  for (let run = 0; run < 5; run++) {
+    const page = await context.newPage();
+    const t0 = Date.now();
+    await page.goto(`${base}#/s/${encodeURIComponent(study.name)}`, { timeout: 30_000 });
+    await page.waitForFunction(() => document.body.dataset.ready === '1', undefined, { timeout: 30_000, polling: 20 });
+    const ready = Date.now() - t0;
+    await page.waitForFunction(() => document.body.dataset.complete === '1', undefined, { timeout: 30_000, polling: 20 });
+    const all = Date.now() - t0;
+    if (run === 0) {
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, 'scale.png'), fullPage: true });
+    }
+    times.push(ready);
+    complete.push(all);
+    await page.close();
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(
+    `page render (navigation -> summary, table, history and curves drawn): median ${median(times)} ms ` +
+      `(min ${Math.min(...times)}, max ${Math.max(...times)}, 5 loads); with parallel coordinates, slices and ` +
+      `importance: median ${median(complete)} ms`,
+  );
+  ok('scale timing (screenshot target/e2e/scale.png)');
+}
+
+const args = process.argv.slice(2);
+try {
+  if (args[0] === '--scale') {
+    if (args.length !== 3) throw new Error('usage: node tests/e2e/e2e.mjs --scale DB path/to/sweep');
+    await scale(resolve(args[1]), resolve(args[2]));
+  } else {
+    if (args.length !== 1) throw new Error('usage: node tests/e2e/e2e.mjs path/to/sweep');
+    await live(resolve(args[0]));
+  }
+  clearTimeout(watchdog);
+  await cleanup();
+  console.log(`e2e: ${passed} passed, 0 failed`);
+  process.exit(0);
+} catch (e) {
+  fail(e.message);
+}
