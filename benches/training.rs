@@ -43,8 +43,34 @@ fn optim(seq_len: usize) -> Optim {
     }
 }
 
-/// Milliseconds per step (forward, backward, optimizer) for each measured step.
-fn measure(task: &str, warmup: usize, steps: usize) -> Vec<f64> {
+/// Milliseconds of one training step: forward (with data preparation), backward, optimizer.
+#[derive(Clone, Copy)]
+struct Split {
+    forward: f64,
+    backward: f64,
+    update: f64,
+}
+
+impl Split {
+    fn total(&self) -> f64 {
+        self.forward + self.backward + self.update
+    }
+}
+
+/// Times `forward`, then the backward pass and the optimizer update on its loss.
+fn timed(trainer: &mut Trainer, forward: impl FnOnce() -> candle_core::Tensor) -> Split {
+    let start = Instant::now();
+    let loss = forward();
+    let forwarded = Instant::now();
+    let grads = loss.backward().unwrap();
+    let backwarded = Instant::now();
+    trainer.update(grads).unwrap();
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+    Split { forward: ms(start, forwarded), backward: ms(forwarded, backwarded), update: ms(backwarded, Instant::now()) }
+}
+
+/// The split of each measured step.
+fn measure(task: &str, warmup: usize, steps: usize) -> Vec<Split> {
     let device = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(1);
     let mut drop = Dropout::train(0.1, 1);
@@ -59,11 +85,9 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<f64> {
                     (0..BATCH).map(|_| (0..seq).map(|_| rng.random_range(5..VOCAB as u32)).collect()).collect();
                 let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
                 let batch = pretrain::mask(&refs, 0.15, VOCAB, &mut rng);
-                let start = Instant::now();
-                let loss = model.loss(&batch, &mut drop).unwrap();
-                trainer.step(&loss).unwrap();
+                let split = timed(&mut trainer, || model.loss(&batch, &mut drop).unwrap());
                 if i >= warmup {
-                    times.push(start.elapsed().as_secs_f64() * 1000.0);
+                    times.push(split);
                 }
             }
         }
@@ -77,12 +101,12 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<f64> {
             let labels: Vec<usize> = (0..BATCH).map(|i| i % 4).collect();
             let picked: Vec<usize> = (0..BATCH).collect();
             for i in 0..warmup + steps {
-                let start = Instant::now();
-                let batch = model.batch(&encoded, &labels, &picked, seq).unwrap();
-                let loss = smoothed_cross_entropy(&model.logits(&batch, &mut drop).unwrap(), &batch.labels, 0.0).unwrap();
-                trainer.step(&loss).unwrap();
+                let split = timed(&mut trainer, || {
+                    let batch = model.batch(&encoded, &labels, &picked, seq).unwrap();
+                    smoothed_cross_entropy(&model.logits(&batch, &mut drop).unwrap(), &batch.labels, 0.0).unwrap()
+                });
                 if i >= warmup {
-                    times.push(start.elapsed().as_secs_f64() * 1000.0);
+                    times.push(split);
                 }
             }
         }
@@ -91,7 +115,7 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<f64> {
     times
 }
 
-fn child(task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<f64> {
+fn child(task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<Split> {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--child", task, &warmup.to_string(), &steps.to_string()])
         .env("RAYON_NUM_THREADS", threads.to_string())
@@ -99,33 +123,46 @@ fn child(task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<f64> {
         .output()
         .expect("run the benchmark child");
     assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect()
+    let numbers: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect();
+    numbers.chunks(3).map(|c| Split { forward: c[0], backward: c[1], update: c[2] }).collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let (task, warmup, steps) = (&args[i + 1], args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
-        let times = measure(task, warmup, steps);
-        println!("{}", times.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" "));
+        sweep::worker::job::keep_freed_memory();
+        let splits = measure(task, warmup, steps);
+        let numbers: Vec<String> = splits.iter().flat_map(|s| [s.forward, s.backward, s.update]).map(|t| t.to_string()).collect();
+        println!("{}", numbers.join(" "));
         return;
     }
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = args.iter().any(|a| a == "--bench");
     let (warmup, steps, thread_counts) = if full { (3, 20, vec![1, 2]) } else { (1, 1, vec![1]) };
     let reference = [("mlm", 128, [18_069.0, 33_298.0]), ("cls", 64, [25_540.0, 44_511.0])];
-    println!("task  threads  ms/step median [min, max]   tokens/s median   PyTorch 2.15   ratio");
+    println!("task  threads  ms/step median [min, max]  (forward / backward / update)   tokens/s   PyTorch 2.15   ratio");
     for (task, seq, torch) in reference {
         for &threads in &thread_counts {
-            let mut times = child(task, threads, warmup, steps);
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            let tokens = (BATCH * seq) as f64 / (median / 1000.0);
+            let splits = child(task, threads, warmup, steps);
+            let mut totals: Vec<f64> = splits.iter().map(Split::total).collect();
+            totals.sort_by(f64::total_cmp);
+            let step = median(totals.clone());
+            let part = |f: fn(&Split) -> f64| median(splits.iter().map(f).collect());
+            let tokens = (BATCH * seq) as f64 / (step / 1000.0);
             let baseline = torch[threads - 1];
             println!(
-                "{task:<5} {threads:>7}  {median:>8.1} [{:.1}, {:.1}]   {tokens:>15.0}   {baseline:>12.0}   {:.2}",
-                times[0],
-                times[times.len() - 1],
+                "{task:<5} {threads:>7}  {step:>8.1} [{:.1}, {:.1}]  ({:.1} / {:.1} / {:.1})   {tokens:>8.0}   {baseline:>12.0}   {:.2}",
+                totals[0],
+                totals[totals.len() - 1],
+                part(|s| s.forward),
+                part(|s| s.backward),
+                part(|s| s.update),
                 tokens / baseline
             );
         }

@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod finetune;
+mod fused;
 pub mod hparams;
 pub mod job;
 pub mod model;

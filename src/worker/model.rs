@@ -1,13 +1,14 @@
 //! A BERT-style post-LN transformer encoder in candle, with a tied masked-LM head and a
-//! classification head. Training code must keep gradients flowing, so it uses candle's composed
-//! `layer_norm_slow` and `softmax` (the fused ones have no backward; DESIGN.md), and weights and
-//! dropout masks come from our own seeded RNG (candle's CPU seeding does not work).
+//! classification head. candle's own fused layer norm and softmax have no backward (DESIGN.md),
+//! so the element-wise parts go through our fused kernels with backward passes (`fused.rs`),
+//! and weights and dropout masks come from our own seeded RNG (candle's CPU seeding does not
+//! work).
 
 use super::hparams::Shape;
-use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Init, Linear, VarBuilder, VarMap};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::{Init, VarBuilder, VarMap};
+use rand::rngs::{SmallRng, StdRng};
+use rand::{RngCore, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 const LN_EPS: f32 = 1e-12;
@@ -15,14 +16,15 @@ const LN_EPS: f32 = 1e-12;
 const INIT_STD: f64 = 0.02;
 
 /// Dropout that draws its masks from a seeded RNG; inactive at evaluation.
+/// (A small fast generator: masks take millions of draws per step.)
 pub struct Dropout {
-    p: f32,
-    rng: Option<StdRng>,
+    p: f64,
+    rng: Option<SmallRng>,
 }
 
 impl Dropout {
     pub fn train(p: f64, seed: u64) -> Dropout {
-        Dropout { p: p as f32, rng: (p > 0.0).then(|| StdRng::seed_from_u64(seed ^ 0xD80F_0A7)) }
+        Dropout { p, rng: (p > 0.0).then(|| SmallRng::seed_from_u64(seed ^ 0xD80F_0A7)) }
     }
 
     pub fn eval() -> Dropout {
@@ -32,13 +34,15 @@ impl Dropout {
     fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
         let Some(rng) = self.rng.as_mut() else { return Ok(x.clone()) };
         let keep = 1.0 - self.p;
-        let scale = 1.0 / keep;
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < keep { scale } else { 0.0 }).collect();
+        let threshold = (keep * 4_294_967_296.0) as u64;
+        let scale = (1.0 / keep) as f32;
+        let mask: Vec<f32> =
+            (0..x.elem_count()).map(|_| if (rng.next_u32() as u64) < threshold { scale } else { 0.0 }).collect();
         x * Tensor::from_vec(mask, x.shape(), x.device())?
     }
 }
 
-/// Layer norm through candle's composed ops, so that it has a backward pass.
+/// Layer norm with learned gain and bias.
 struct Norm {
     gamma: Tensor,
     beta: Tensor,
@@ -52,14 +56,26 @@ impl Norm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::layer_norm_slow(x, &self.gamma, &self.beta, LN_EPS)
+        super::fused::layer_norm(x, &self.gamma, &self.beta, LN_EPS)
+    }
+}
+
+/// `x [n, input] -> [n, output]`: a matrix product and a fused bias add.
+struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        super::fused::add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)
     }
 }
 
 fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
     let weight = vb.get_with_hints((output, input), "weight", Init::Const(0.0))?;
     let bias = vb.get_with_hints(output, "bias", Init::Const(0.0))?;
-    Ok(Linear::new(weight, Some(bias)))
+    Ok(Linear { weight, bias })
 }
 
 struct Layer {
@@ -96,11 +112,11 @@ impl Layer {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = drop.apply(&candle_nn::ops::softmax(&scores, D::Minus1)?)?;
+        let probs = drop.apply(&super::fused::softmax_last_dim(&scores)?)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
         let attended = drop.apply(&self.attn_out.forward(&context)?)?;
         let x = self.attn_norm.forward(&(x + attended)?)?;
-        let ff = self.ff_out.forward(&self.ff_in.forward(&x)?.gelu()?)?;
+        let ff = self.ff_out.forward(&super::fused::gelu(&self.ff_in.forward(&x)?)?)?;
         self.ff_norm.forward(&(x + drop.apply(&ff)?)?)
     }
 }
@@ -129,8 +145,10 @@ impl Encoder {
     pub fn forward(&self, ids: &Tensor, pad: Option<&Tensor>, drop: &mut Dropout) -> Result<Tensor> {
         let (b, l) = ids.dims2()?;
         let h = self.tokens.dim(1)?;
-        let tokens = self.tokens.embedding(&ids.flatten_all()?)?.reshape((b, l, h))?;
-        let x = tokens.broadcast_add(&self.positions.narrow(0, 0, l)?)?.reshape((b * l, h))?;
+        // Positions are added as a bias on each sequence's flattened [l * h] row.
+        let tokens = self.tokens.embedding(&ids.flatten_all()?)?.reshape((b, l * h))?;
+        let positions = self.positions.narrow(0, 0, l)?.flatten_all()?;
+        let x = super::fused::add_bias(&tokens, &positions)?.reshape((b * l, h))?;
         let mut x = drop.apply(&self.norm.forward(&x)?)?;
         // Padding gets a large negative score so attention ignores it.
         let mask = match pad {
@@ -167,8 +185,8 @@ impl MlmHead {
 
     /// Vocabulary logits for the hidden states of the masked positions only.
     pub fn forward(&self, encoder: &Encoder, hidden: &Tensor) -> Result<Tensor> {
-        let x = self.norm.forward(&self.transform.forward(hidden)?.gelu()?)?;
-        x.matmul(&encoder.token_embeddings().t()?)?.broadcast_add(&self.bias)
+        let x = self.norm.forward(&super::fused::gelu(&self.transform.forward(hidden)?)?)?;
+        super::fused::add_bias(&x.matmul(&encoder.token_embeddings().t()?)?, &self.bias)
     }
 }
 

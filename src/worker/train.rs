@@ -4,6 +4,7 @@
 
 use super::hparams::{Optim, Schedule};
 use super::model;
+use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 
@@ -51,8 +52,13 @@ impl Trainer {
 
     /// One optimisation step on `loss`; returns the loss value.
     pub fn step(&mut self, loss: &Tensor) -> Result<f32> {
+        self.update(loss.backward()?)?;
+        loss.to_scalar::<f32>()
+    }
+
+    /// Clips the gradients and applies them at this step's learning rate.
+    pub fn update(&mut self, mut grads: GradStore) -> Result<()> {
         self.step += 1;
-        let mut grads = loss.backward()?;
         if self.optim.grad_clip > 0.0 {
             let mut total = 0f32;
             for var in &self.vars {
@@ -74,8 +80,7 @@ impl Trainer {
         self.decayed.set_learning_rate(lr);
         self.plain.set_learning_rate(lr);
         self.decayed.step(&grads)?;
-        self.plain.step(&grads)?;
-        loss.to_scalar::<f32>()
+        self.plain.step(&grads)
     }
 }
 
