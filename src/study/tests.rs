@@ -197,3 +197,18 @@ fn load_names_the_file() {
     let message = load(&path).unwrap_err().to_string();
     assert!(message.starts_with(&format!("{}:16:1: `params.lr.low`", path.display())), "{message}");
 }
+
+/// Every example study in `studies/` is valid as shipped.
+#[test]
+fn the_example_studies_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            crate::study::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 5, "expected the example studies, found {seen}");
+}

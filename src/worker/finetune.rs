@@ -27,7 +27,7 @@ pub struct FinetuneArgs {
     pub common: CommonArgs,
     /// Where the encoder starts: `scratch`; `pretrain` (joint tuning: pretrain with the
     /// `pretrain_*` params, cached by them); `study:NAME` (the best trial of that pretraining
-    /// study in the same database); or a checkpoint directory.
+    /// study in the same database); or a checkpoint directory. A param `init` overrides it.
     #[arg(long, default_value = "scratch")]
     pub init: String,
     /// Labeled training passages, TSV or JSONL with `text` and `label` (default: Brown genres).
@@ -218,6 +218,12 @@ fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBu
 
 pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
     let (mut channel, params) = Channel::open()?;
+    let mut args = args.clone();
+    if let Some(init) = params.get("init") {
+        let init = init.as_str().ok_or_else(|| JobError::Setup(format!("param `init`: expected a string, got {init}")))?;
+        args.init = init.to_string();
+    }
+    let args = &args;
     let mut p = hparams::finetune(&params, args.init == "pretrain")?;
     let device = args.common.setup()?;
     let train_set = data::read_train(&data::source(args.train.as_deref(), "genre-train"))?;

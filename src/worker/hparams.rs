@@ -232,27 +232,23 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     if epochs > 0.0 && r.used.contains("steps") {
         return Err(invalid("epochs", "give either `steps` or `epochs`, not both"));
     }
-    let mut known: Vec<&str> = OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing"]).collect();
-    let (shape, pretrain) = if joint {
-        let mut pr = Reader::new(params, "pretrain_");
-        let mut pretrain = pretrain_with(&mut pr)?;
-        pretrain.seed = seed;
-        // The shape is the pretraining run's: read it unprefixed too, so either spelling works.
-        let mut shape_reader = Reader::new(params, "");
-        let shape_given = SHAPE_NAMES.iter().any(|n| params.contains_key(*n));
-        if shape_given {
-            pretrain.shape = shape(&mut shape_reader, pretrain.optim.seq_len.max(optim.seq_len))?;
-        }
-        pretrain.shape.max_len = pretrain.optim.seq_len.max(optim.seq_len);
-        r.used.extend(pr.used.into_iter().filter(|k| k != "pretrain_seed"));
-        r.used.extend(shape_reader.used);
-        known.extend(SHAPE_NAMES);
-        known.push("pretrain_*");
-        (pretrain.shape.clone(), Some(pretrain))
-    } else {
-        known.extend(SHAPE_NAMES);
-        (shape(&mut r, optim.seq_len)?, None)
-    };
+    // `init` may come as a param too, so one study can compare starting points.
+    r.raw("init");
+    let mut known: Vec<&str> = OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init"]).collect();
+    // The `pretrain_*` params are checked whatever the start (so one study can compare starting
+    // points), and used in the joint case, where the shape is the pretraining run's.
+    let mut pr = Reader::new(params, "pretrain_");
+    let mut pretrain = pretrain_with(&mut pr)?;
+    r.used.extend(pr.used);
+    known.extend(SHAPE_NAMES);
+    known.push("pretrain_*");
+    let max_len = if joint { pretrain.optim.seq_len.max(optim.seq_len) } else { optim.seq_len };
+    let mut shape = shape(&mut r, max_len)?;
+    if !SHAPE_NAMES.iter().any(|n| params.contains_key(*n)) && joint {
+        shape = Shape { max_len, ..pretrain.shape.clone() };
+    }
+    pretrain.shape = shape.clone();
+    let pretrain = joint.then_some(pretrain);
     leftovers(params, &r.used, "finetune", &known)?;
     let epochs = (epochs > 0.0).then_some(epochs);
     Ok(FinetuneParams { optim, epochs, label_smoothing, shape, seed, pretrain })
