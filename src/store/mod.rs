@@ -7,6 +7,7 @@
 //! (`sweep status`, the web page) may read at the same time.
 
 mod commands;
+mod import;
 mod reader;
 mod rows;
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use commands::{Command, CommandStatus, CommandWriter, Request};
+pub use import::Imported;
 pub use reader::{Change, Counts, Reader, SortKey, TrialQuery};
 pub use rows::StudyRecord;
 

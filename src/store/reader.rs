@@ -113,16 +113,19 @@ impl Reader {
         Ok(c)
     }
 
-    /// Finished trials that count toward the budget (as `History::counted`), and the first
-    /// start and last end in unix ms.
-    pub async fn progress(&self, study_id: i64) -> Result<(i64, Option<i64>, Option<i64>)> {
+    /// Finished trials that count toward the budget (as `History::counted`), and the earliest
+    /// start in unix ms among the first trials (those start first; reading every trial's start
+    /// cost a full scan on each summary).
+    pub async fn progress(&self, study_id: i64) -> Result<(i64, Option<i64>)> {
         Ok(sqlx::query_as(
+            // Index-only counts; retried failures are found through the small reruns index.
             "SELECT
-               (SELECT count(*) FROM trials t WHERE t.study_id = ?1 AND (t.state IN ('complete', 'pruned')
-                  OR (t.state = 'failed' AND NOT EXISTS
-                      (SELECT 1 FROM trials r WHERE r.study_id = ?1 AND r.rerun_of = t.number)))),
-               (SELECT min(started_at) FROM trials WHERE study_id = ?1),
-               (SELECT max(finished_at) FROM trials WHERE study_id = ?1)",
+               (SELECT count(*) FROM trials WHERE study_id = ?1 AND state IN ('complete', 'pruned'))
+               + (SELECT count(*) FROM trials t INDEXED BY trials_by_study_state
+                   WHERE t.study_id = ?1 AND t.state = 'failed' AND t.number NOT IN
+                   (SELECT r.rerun_of FROM trials r WHERE r.study_id = ?1 AND r.rerun_of IS NOT NULL)),
+               (SELECT min(started_at) FROM
+                   (SELECT started_at FROM trials WHERE study_id = ?1 ORDER BY number LIMIT 64))",
         )
         .bind(study_id)
         .fetch_one(&self.pool)
@@ -140,37 +143,86 @@ impl Reader {
         row.map(|r| r.into_trial(Vec::new())).transpose()
     }
 
-    /// One page of trials (without curves) and how many match in all.
+    /// One page of trials (without curves) and how many match in all. The page's ids are
+    /// found first, sorting only the narrow key columns (or walking an index: number, value),
+    /// then only those rows are read whole: at 100,000 trials, sorting whole rows with their
+    /// params and reasons was most of the cost.
     pub async fn trials(&self, study_id: i64, q: &TrialQuery) -> Result<(i64, Vec<Trial>)> {
         let (filter, args) = where_clause(study_id, q);
         let total: i64 = sqlx::query_scalar_with(&format!("SELECT count(*) FROM trials WHERE {filter}"), args)
             .fetch_one(&self.pool)
             .await?;
-        let (filter, mut args) = where_clause(study_id, q);
-        let direction = if q.descending { "DESC" } else { "ASC" };
-        let order = match &q.sort {
-            SortKey::Number => "number".to_string(),
-            SortKey::Value => "value".into(),
-            SortKey::State => "state".into(),
-            SortKey::Started => "started_at".into(),
-            SortKey::Finished => "finished_at".into(),
-            SortKey::Param(name) => {
-                // Named twice in the ORDER BY below: bound twice.
-                for _ in 0..2 {
-                    args.add(json_path(name)).expect("text encodes");
-                }
-                "json_extract(params, ?)".into()
-            }
+        let ids = match &q.sort {
+            SortKey::Number => self.page_ids(study_id, q, "", None, q.offset, q.limit).await?,
+            SortKey::State => self.page_ids(study_id, q, "", Some("state"), q.offset, q.limit).await?,
+            SortKey::Value => self.nullable_page(study_id, q, "value").await?,
+            SortKey::Started => self.nullable_page(study_id, q, "started_at").await?,
+            SortKey::Finished => self.nullable_page(study_id, q, "finished_at").await?,
+            SortKey::Param(_) => self.nullable_page(study_id, q, "json_extract(params, ?)").await?,
         };
-        args.add(q.limit as i64).expect("int encodes");
-        args.add(q.offset as i64).expect("int encodes");
-        let sql = format!(
-            "SELECT {TRIAL_COLUMNS} FROM trials WHERE {filter}
-             ORDER BY {order} IS NULL, {order} {direction}, number {direction} LIMIT ? OFFSET ?"
-        );
-        let rows: Vec<TrialRow> = sqlx::query_as_with(&sql, args).fetch_all(&self.pool).await?;
+        if ids.is_empty() {
+            return Ok((total, Vec::new()));
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE id IN ({list})");
+        let mut rows: Vec<TrialRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+        rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
         let trials = rows.into_iter().map(|r| r.into_trial(Vec::new())).collect::<Result<_>>()?;
         Ok((total, trials))
+    }
+
+    /// A page ordered by a column that may be missing: trials that have it first (in an order
+    /// the value index can give, for `value`), then those without it, by number.
+    async fn nullable_page(&self, study_id: i64, q: &TrialQuery, expr: &str) -> Result<Vec<i64>> {
+        let present = format!(" AND {expr} IS NOT NULL");
+        let mut ids = self.page_ids(study_id, q, &present, Some(expr), q.offset, q.limit).await?;
+        if ids.len() < q.limit as usize {
+            let (filter, mut args) = where_clause(study_id, q);
+            self.bind_param(q, &mut args);
+            let sql = format!("SELECT count(*) FROM trials WHERE {filter}{present}");
+            let with: i64 = sqlx::query_scalar_with(&sql, args).fetch_one(&self.pool).await?;
+            let offset = (q.offset as i64 - with).max(0) as u32;
+            let missing = format!(" AND {expr} IS NULL");
+            ids.extend(self.page_ids(study_id, q, &missing, None, offset, q.limit - ids.len() as u32).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Ids of one page: the query's filter plus `extra`, ordered by `key` (if any) then number.
+    async fn page_ids(
+        &self,
+        study_id: i64,
+        q: &TrialQuery,
+        extra: &str,
+        key: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<i64>> {
+        let (filter, mut args) = where_clause(study_id, q);
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        if extra.contains('?') {
+            self.bind_param(q, &mut args);
+        }
+        let order = match key {
+            Some(key) => {
+                if key.contains('?') {
+                    self.bind_param(q, &mut args);
+                }
+                format!("{key} {dir}, number {dir}")
+            }
+            None => format!("number {dir}"),
+        };
+        args.add(limit as i64).expect("int encodes");
+        args.add(offset as i64).expect("int encodes");
+        let sql = format!("SELECT id FROM trials WHERE {filter}{extra} ORDER BY {order} LIMIT ? OFFSET ?");
+        Ok(sqlx::query_scalar_with(&sql, args).fetch_all(&self.pool).await?)
+    }
+
+    /// The JSON path of the param the query sorts by, for a `json_extract(params, ?)`.
+    fn bind_param(&self, q: &TrialQuery, args: &mut SqliteArguments<'static>) {
+        if let SortKey::Param(name) = &q.sort {
+            args.add(json_path(name)).expect("text encodes");
+        }
     }
 
     /// One trial with every report.
@@ -194,7 +246,9 @@ impl Reader {
     /// (number, state, value) of every finished trial, in number order: the history plot.
     pub async fn outcomes(&self, study_id: i64) -> Result<Vec<(i64, String, Option<f64>)>> {
         Ok(sqlx::query_as(
-            "SELECT number, state, value FROM trials WHERE study_id = ? AND state IN ('complete', 'pruned', 'failed')
+            // `+state`: walk the (study, number) index in order instead of sorting what the
+            // state index finds.
+            "SELECT number, state, value FROM trials WHERE study_id = ? AND +state IN ('complete', 'pruned', 'failed')
              ORDER BY number",
         )
         .bind(study_id)
@@ -311,4 +365,66 @@ fn where_clause(study_id: i64, q: &TrialQuery) -> (String, SqliteArguments<'stat
         bound(&mut sql, "json_extract(params, ?)", Some(json_path(name)), *lo, *hi);
     }
     (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Finish, NewStudy, NewTrial, Store, Write};
+
+    /// Trials 0..8: even ones finished with value 10 - number, odd ones still running.
+    async fn study(dir: &Path) -> (Reader, i64) {
+        let db = dir.join("t.db");
+        let mut store = Store::open(&db).await.unwrap();
+        let new = NewStudy {
+            name: "s",
+            source: "",
+            fingerprint: "{}",
+            space_hash: "",
+            metric: "loss",
+            direction: "minimize",
+            budget: 8,
+        };
+        let id = store.create_study(&new, &[]).await.unwrap().id;
+        let mut writes = Vec::new();
+        for number in 0..8u64 {
+            let params = serde_json::json!({ "x": number % 3 }).as_object().unwrap().clone();
+            writes.push(Write::Insert(NewTrial {
+                number,
+                state: TrialState::Running,
+                params,
+                attempt: 1,
+                rerun_of: None,
+                device: None,
+                sampler_state: None,
+            }));
+            if number % 2 == 0 {
+                let end = Finish { value: Some(10.0 - number as f64), ..Finish::default() };
+                writes.push(Write::Finish { number, state: TrialState::Complete, end });
+            }
+        }
+        store.apply(id, &writes).await.unwrap();
+        (Reader::open(&db).await.unwrap(), id)
+    }
+
+    async fn page(reader: &Reader, id: i64, sort: SortKey, descending: bool, offset: u32, limit: u32) -> Vec<u64> {
+        let q = TrialQuery { sort, descending, offset, limit, ..TrialQuery::default() };
+        let (total, trials) = reader.trials(id, &q).await.unwrap();
+        assert_eq!(total, 8);
+        trials.iter().map(|t| t.number).collect()
+    }
+
+    #[tokio::test]
+    async fn pages_put_missing_values_last_in_either_direction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, id) = study(dir.path()).await;
+        assert_eq!(page(&r, id, SortKey::Value, false, 0, 8).await, [6, 4, 2, 0, 1, 3, 5, 7]);
+        assert_eq!(page(&r, id, SortKey::Value, true, 0, 8).await, [0, 2, 4, 6, 7, 5, 3, 1]);
+        // Pages that straddle and follow the boundary between values and missing ones.
+        assert_eq!(page(&r, id, SortKey::Value, false, 3, 3).await, [0, 1, 3]);
+        assert_eq!(page(&r, id, SortKey::Value, false, 6, 3).await, [5, 7]);
+        assert_eq!(page(&r, id, SortKey::Number, true, 2, 3).await, [5, 4, 3]);
+        assert_eq!(page(&r, id, SortKey::Param("x".into()), false, 0, 8).await, [0, 3, 6, 1, 4, 7, 2, 5]);
+        assert_eq!(page(&r, id, SortKey::Finished, false, 4, 4).await, [1, 3, 5, 7]);
+    }
 }
