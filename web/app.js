@@ -249,7 +249,7 @@ class StudyView {
         'div',
         { class: 'grid' },
         card('Optimization history', h('span', { class: 'hint' }, 'each finished trial and the best so far · click a point to open it'), this.el.history),
-        card('Intermediate values', h('span', { class: 'hint' }, 'best and latest trials · dashed = pruned · click a curve'), this.el.curves),
+        card('Intermediate values', h('span', { class: 'hint' }, 'best and latest trials · bold = best · dashed = pruned · click a curve'), this.el.curves),
         card('Parallel coordinates', this.el.pointsNote, this.el.parallel, true),
         card('Parameter importance', h('span', { class: 'hint' }, 'share of the objective’s variance'), this.el.importance),
         card('Slice plots', h('span', { class: 'hint' }, 'objective against each parameter'), this.el.slices),
@@ -265,6 +265,13 @@ class StudyView {
 
   async start() {
     const t0 = performance.now();
+    // Everything the first screen needs is asked for at once; drawing waits for the summary.
+    const first = {
+      table: api(`${this.base}/trials?${this.query()}`),
+      history: api(`${this.base}/history?format=columns`),
+      curves: api(`${this.base}/curves?trials=40&points=200`),
+    };
+    Object.values(first).forEach((p) => p.catch(() => {}));
     try {
       this.study = await api(this.base);
     } catch (e) {
@@ -274,7 +281,7 @@ class StudyView {
     this.curves.label = this.study.metric;
     this.renderSummary();
     this.connect();
-    await Promise.all([this.loadTable(), this.loadHistory(), this.loadCurves()]);
+    await Promise.all([this.loadTable(first.table), this.loadHistory(first.history), this.loadCurves(first.curves)]);
     // The page is usable: summary, table, history and curves are drawn.
     const ms = performance.now() - t0;
     document.body.dataset.ready = '1';
@@ -457,8 +464,8 @@ class StudyView {
 
   // ----- plots -----
 
-  async loadHistory() {
-    const h = await api(`${this.base}/history?format=columns`);
+  async loadHistory(pending) {
+    const h = await (pending ?? api(`${this.base}/history?format=columns`));
     if (this.closed) return;
     if (h.number.length === 0) {
       this.history.destroy();
@@ -470,8 +477,8 @@ class StudyView {
     this.history.update(h);
   }
 
-  async loadCurves() {
-    const c = await api(`${this.base}/curves?trials=40&points=200`);
+  async loadCurves(pending) {
+    const c = await (pending ?? api(`${this.base}/curves?trials=40&points=200`));
     if (this.closed) return;
     this.curves.update(c, this.study?.best?.number);
   }
@@ -578,7 +585,7 @@ class StudyView {
     return q;
   }
 
-  async loadTable() {
+  async loadTable(pending) {
     const names = this.study?.params ?? [];
     if (this.paramSelect.options.length === 0 && names.length) {
       const numericNames = names.filter((n) => {
@@ -589,7 +596,7 @@ class StudyView {
     }
     let page;
     try {
-      page = await api(`${this.base}/trials?${this.query()}`);
+      page = await (pending ?? api(`${this.base}/trials?${this.query()}`));
       this.tableMsg.textContent = '';
       this.tableMsg.className = 'hint';
     } catch (e) {

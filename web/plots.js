@@ -164,13 +164,14 @@ export class CurvesPlot {
     this.el.replaceChildren();
     const t = theme();
     const series = curves.map((k) => {
-      const color = k.number === best ? t.accent : t.state[k.state] ?? t.muted;
+      // The best trial in the text colour, so it stands out from every state's colour.
+      const color = k.number === best ? t.fg : t.state[k.state] ?? t.muted;
       const pruned = k.state === 'pruned';
       const last = k.points.length - 1;
       return {
         label: `trial ${k.number}`,
         stroke: color,
-        width: k.state === 'running' || k.number === best ? 2 : 1.25,
+        width: k.number === best ? 2.5 : k.state === 'running' ? 2 : 1.25,
         dash: pruned ? [5, 4] : undefined,
         spanGaps: true,
         alpha: k.state === 'complete' && k.number !== best ? 0.7 : 1,

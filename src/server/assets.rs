@@ -80,7 +80,7 @@ mod tests {
     fn the_page_references_only_embedded_files() {
         let html = std::str::from_utf8(ASSETS[0].body).unwrap();
         let names: Vec<&str> = html.split("\"static/").skip(1).map(|part| &part[..part.find('"').unwrap()]).collect();
-        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(names.len(), 5, "{names:?}");
         for name in names {
             assert!(serve(name).is_some(), "index.html loads static/{name}, which is not embedded");
         }
