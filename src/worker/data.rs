@@ -89,9 +89,12 @@ pub fn read_text(source: &Source) -> Result<Vec<String>, DataError> {
     Ok(lines)
 }
 
-/// Raw `(line number, text, label)` rows of a TSV (`text<TAB>label`, optional header) or JSONL
+/// One labeled row: its line number, text and label.
+type Row = (usize, String, String);
+
+/// Raw rows of a TSV (`text<TAB>label`, optional header) or JSONL
 /// (`{"text": ..., "label": ...}`) file.
-fn read_rows(source: &Source) -> Result<(PathBuf, Vec<(usize, String, String)>), DataError> {
+fn read_rows(source: &Source) -> Result<(PathBuf, Vec<Row>), DataError> {
     let (path, content) = source.read()?;
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let malformed = |line: usize, message: String| DataError::Malformed { path: path.clone(), line, message };
@@ -216,11 +219,8 @@ mod tests {
         ];
         for (name, content, expected) in cases {
             let source = file(dir.path(), name, content);
-            let error = if name.ends_with(".txt") {
-                read_text(&source).unwrap_err()
-            } else {
-                read_train(&source).unwrap_err()
-            };
+            let error =
+                if name.ends_with(".txt") { read_text(&source).unwrap_err() } else { read_train(&source).unwrap_err() };
             assert!(error.to_string().contains(expected), "{name}: {error}");
         }
         let missing = read_text(&Source::File(dir.path().join("nope.txt"))).unwrap_err();

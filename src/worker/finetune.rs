@@ -104,7 +104,8 @@ impl ClsModel {
         for picked in all.chunks(batch) {
             let b = self.batch(&set.ids, &set.labels, picked, len)?;
             let logits = self.logits(&b, &mut Dropout::eval())?;
-            loss += candle_nn::loss::cross_entropy(&logits, &b.labels)?.to_scalar::<f32>()? as f64 * picked.len() as f64;
+            loss +=
+                candle_nn::loss::cross_entropy(&logits, &b.labels)?.to_scalar::<f32>()? as f64 * picked.len() as f64;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             let truth = b.labels.to_vec1::<u32>()?;
             correct += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
@@ -140,7 +141,11 @@ fn corpus_text(args: &FinetuneArgs) -> std::result::Result<(Vec<String>, Vec<Str
 fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::result::Result<Start, JobError> {
     let from = |dir: PathBuf| -> std::result::Result<Start, JobError> {
         let checkpoint = job::load_checkpoint(&dir, device)?;
-        Ok(Start { shape: checkpoint.card.shape.clone(), vocab: checkpoint.vocab.clone(), checkpoint: Some((dir, checkpoint)) })
+        Ok(Start {
+            shape: checkpoint.card.shape.clone(),
+            vocab: checkpoint.vocab.clone(),
+            checkpoint: Some((dir, checkpoint)),
+        })
     };
     match args.init.as_str() {
         "scratch" => {
@@ -163,7 +168,11 @@ fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::resul
 
 /// The pretraining run for these params: reused from the cache, or done now (once, even when
 /// several trials ask at the same time) and cached.
-fn cached_pretraining(args: &FinetuneArgs, p: &PretrainParams, device: &Device) -> std::result::Result<PathBuf, JobError> {
+fn cached_pretraining(
+    args: &FinetuneArgs,
+    p: &PretrainParams,
+    device: &Device,
+) -> std::result::Result<PathBuf, JobError> {
     let (train, valid) = corpus_text(args)?;
     let mut hash = Sha256::new();
     hash.update(serde_json::to_string(p).expect("params serialise"));
@@ -202,9 +211,13 @@ fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBu
     let db = args.db.clone().ok_or_else(|| {
         JobError::Setup(format!("--init study:{study} needs the database: pass --db or run under the coordinator"))
     })?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| JobError::Setup(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| JobError::Setup(e.to_string()))?;
     let best = rt.block_on(async {
-        let reader = crate::store::Reader::open(&db).await.map_err(|e| JobError::Setup(format!("{}: {e}", db.display())))?;
+        let reader =
+            crate::store::Reader::open(&db).await.map_err(|e| JobError::Setup(format!("{}: {e}", db.display())))?;
         let record = reader.study(study).await.map_err(|e| JobError::Setup(e.to_string()))?;
         let record = record.ok_or_else(|| JobError::Setup(format!("no study `{study}` in {}", db.display())))?;
         reader.best(&record).await.map_err(|e| JobError::Setup(e.to_string()))
@@ -220,7 +233,8 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
     let (mut channel, params) = Channel::open()?;
     let mut args = args.clone();
     if let Some(init) = params.get("init") {
-        let init = init.as_str().ok_or_else(|| JobError::Setup(format!("param `init`: expected a string, got {init}")))?;
+        let init =
+            init.as_str().ok_or_else(|| JobError::Setup(format!("param `init`: expected a string, got {init}")))?;
         args.init = init.to_string();
     }
     let args = &args;
@@ -270,7 +284,8 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
         seen += 1;
         if step % every == 0 || step == p.optim.steps {
             (val_loss, val_acc) = model.evaluate(&valid, len, 64)?;
-            let line = json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": running / seen as f64 });
+            let line =
+                json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": running / seen as f64 });
             (running, seen) = (0.0, 0);
             if channel.report(&line) == Decision::Stop {
                 eprintln!("stopped at step {step} by the coordinator's decision");
@@ -284,7 +299,8 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
         last["test_loss"] = json!(test_loss);
         last["test_acc"] = json!(test_acc);
     }
-    let card = Card { shape: start.shape.clone(), made_by: json!({ "params": &p, "init": &args.init, "metrics": &last }) };
+    let card =
+        Card { shape: start.shape.clone(), made_by: json!({ "params": &p, "init": &args.init, "metrics": &last }) };
     job::save_checkpoint(&args.common.out, &model.vars, &start.vocab, &card)?;
     channel.finish(&json!({ "final": last }));
     Ok(())

@@ -11,6 +11,26 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     Ok(&values[start..end])
 }
 
+/// Runs `kernel(first_row, out_rows)` over disjoint chunks of whole rows of `out`, on as many
+/// threads as candle uses (one for small tensors), and returns each chunk's result in order.
+fn par_rows<R: Send>(out: &mut [f32], width: usize, kernel: impl Fn(usize, &mut [f32]) -> R + Sync) -> Vec<R> {
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let rows = out.len() / width.max(1);
+    if threads == 1 || out.len() < 1 << 15 || rows < 2 {
+        return vec![kernel(0, out)];
+    }
+    let per = rows.div_ceil(threads) * width;
+    std::thread::scope(|scope| {
+        let kernel = &kernel;
+        let handles: Vec<_> = out
+            .chunks_mut(per)
+            .enumerate()
+            .map(|(i, chunk)| scope.spawn(move || kernel(i * per / width, chunk)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("kernel thread")).collect()
+    })
+}
+
 /// Layer norm over the last dimension, with a backward pass.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
     if !x.device().is_cpu() {
@@ -73,12 +93,14 @@ impl CustomOp3 for LayerNorm {
         let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let h = gamma.len();
         let mut out = vec![0f32; x.len()];
-        for (row, y) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
-            let (mean, rstd) = moments(row, self.eps);
-            for i in 0..h {
-                y[i] = (row[i] - mean) * rstd * gamma[i] + beta[i];
+        par_rows(&mut out, h, |first, chunk| {
+            for (row, y) in x[first * h..].chunks_exact(h).zip(chunk.chunks_exact_mut(h)) {
+                let (mean, rstd) = moments(row, self.eps);
+                for i in 0..h {
+                    y[i] = (row[i] - mean) * rstd * gamma[i] + beta[i];
+                }
             }
-        }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -124,25 +146,34 @@ impl CustomOp3 for LayerNormGrad {
         let rows = x.len() / h;
         let mut out = vec![0f32; (rows + 2) * h];
         let (dx_all, sums) = out.split_at_mut(rows * h);
+        // Each chunk of rows returns its partial dgamma and dbeta; they are summed after.
+        let partials = par_rows(dx_all, h, |first, chunk| {
+            let (mut xhat, mut dxhat) = (vec![0f32; h], vec![0f32; h]);
+            let (mut dgamma, mut dbeta) = (vec![0f32; h], vec![0f32; h]);
+            let rows = x[first * h..].chunks_exact(h).zip(dy[first * h..].chunks_exact(h));
+            for ((row, g), dx) in rows.zip(chunk.chunks_exact_mut(h)) {
+                let (mean, rstd) = moments(row, self.eps);
+                let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
+                for i in 0..h {
+                    xhat[i] = (row[i] - mean) * rstd;
+                    dxhat[i] = g[i] * gamma[i];
+                    mean_dxhat += dxhat[i];
+                    mean_dxhat_xhat += dxhat[i] * xhat[i];
+                    dgamma[i] += g[i] * xhat[i];
+                    dbeta[i] += g[i];
+                }
+                mean_dxhat /= h as f32;
+                mean_dxhat_xhat /= h as f32;
+                for i in 0..h {
+                    dx[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
+                }
+            }
+            (dgamma, dbeta)
+        });
         let (dgamma, dbeta) = sums.split_at_mut(h);
-        let mut xhat = vec![0f32; h];
-        let mut dxhat = vec![0f32; h];
-        for ((row, g), dx) in x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(dx_all.chunks_exact_mut(h)) {
-            let (mean, rstd) = moments(row, self.eps);
-            let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
-            for i in 0..h {
-                xhat[i] = (row[i] - mean) * rstd;
-                dxhat[i] = g[i] * gamma[i];
-                mean_dxhat += dxhat[i];
-                mean_dxhat_xhat += dxhat[i] * xhat[i];
-                dgamma[i] += g[i] * xhat[i];
-                dbeta[i] += g[i];
-            }
-            mean_dxhat /= h as f32;
-            mean_dxhat_xhat /= h as f32;
-            for i in 0..h {
-                dx[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
-            }
+        for (pg, pb) in partials {
+            dgamma.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
+            dbeta.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
         }
         Ok((CpuStorage::F32(out), Shape::from((rows + 2, h))))
     }
@@ -158,13 +189,21 @@ impl CustomOp2 for AddBias {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, bias) = (slice(s1, l1)?, slice(s2, l2)?);
         let mut out = x.to_vec();
-        for row in out.chunks_exact_mut(bias.len()) {
-            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-        }
+        par_rows(&mut out, bias.len(), |_, chunk| {
+            for row in chunk.chunks_exact_mut(bias.len()) {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, bias: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let sums = grad.contiguous()?.apply_op1_no_bwd(&RowSum { width: bias.elem_count() })?;
         Ok((Some(grad.clone()), Some(sums.reshape(bias.shape())?)))
     }
@@ -208,7 +247,12 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(storage, layout)?;
-        let out = x.iter().map(|&v| 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v)))).collect();
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, 1, |first, chunk| {
+            for (y, &v) in chunk.iter_mut().zip(&x[first..]) {
+                *y = 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v)));
+            }
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -226,15 +270,14 @@ impl CustomOp2 for GeluGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
-        let out = x
-            .iter()
-            .zip(g)
-            .map(|(&v, &g)| {
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, 1, |first, chunk| {
+            for ((dx, &v), &g) in chunk.iter_mut().zip(&x[first..]).zip(&g[first..]) {
                 let t = tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v));
                 let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * v * v);
-                g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du)
-            })
-            .collect();
+                *dx = g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -250,16 +293,18 @@ impl CustomOp1 for Softmax {
         let x = slice(storage, layout)?;
         let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; x.len()];
-        for (row, y) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (y, &v) in y.iter_mut().zip(row) {
-                *y = (v - max).exp();
-                sum += *y;
+        par_rows(&mut out, n, |first, chunk| {
+            for (row, y) in x[first * n..].chunks_exact(n).zip(chunk.chunks_exact_mut(n)) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (y, &v) in y.iter_mut().zip(row) {
+                    *y = (v - max).exp();
+                    sum += *y;
+                }
+                let scale = 1.0 / sum;
+                y.iter_mut().for_each(|y| *y *= scale);
             }
-            let scale = 1.0 / sum;
-            y.iter_mut().for_each(|y| *y *= scale);
-        }
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -280,12 +325,15 @@ impl CustomOp2 for SoftmaxGrad {
         let (y, dy) = (slice(s1, l1)?, slice(s2, l2)?);
         let n = l1.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; y.len()];
-        for ((y, dy), dx) in y.chunks_exact(n).zip(dy.chunks_exact(n)).zip(out.chunks_exact_mut(n)) {
-            let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-            for i in 0..n {
-                dx[i] = y[i] * (dy[i] - dot);
+        par_rows(&mut out, n, |first, chunk| {
+            let rows = y[first * n..].chunks_exact(n).zip(dy[first * n..].chunks_exact(n));
+            for ((y, dy), dx) in rows.zip(chunk.chunks_exact_mut(n)) {
+                let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+                for i in 0..n {
+                    dx[i] = y[i] * (dy[i] - dot);
+                }
             }
-        }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -297,25 +345,32 @@ mod tests {
 
     fn close(a: &Tensor, b: &Tensor, what: &str) {
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(diff < 1e-4, "{what}: fused and composed differ by {diff}");
+        assert!(diff < 2e-3, "{what}: fused and composed differ by {diff}");
     }
 
-    /// Each fused kernel gives candle's composed op's values and gradients.
+    /// Each fused kernel gives candle's composed op's values and gradients; the tensors are big
+    /// enough for the kernels to split their rows over threads.
     #[test]
     fn fused_kernels_match_the_composed_ops() {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (6, 16), &dev).unwrap()).unwrap();
-        let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.3, 16, &dev).unwrap()).unwrap();
-        let beta = Var::from_tensor(&Tensor::randn(0f32, 0.3, 16, &dev).unwrap()).unwrap();
-        let weights = Tensor::randn(0f32, 1.0, (6, 16), &dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 2.0, (256, 160), &dev).unwrap()).unwrap();
+        let gamma = Var::from_tensor(&Tensor::randn(1f32, 0.3, 160, &dev).unwrap()).unwrap();
+        let beta = Var::from_tensor(&Tensor::randn(0f32, 0.3, 160, &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (256, 160), &dev).unwrap();
         type Op = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
         let cases: [(&str, Op, Op); 4] = [
             ("bias", |x, g, _| add_bias(x, g), |x, g, _| x.broadcast_add(g)),
-            ("layer norm", |x, g, b| layer_norm(x, g, b, 1e-5), |x, g, b| candle_nn::ops::layer_norm_slow(x, g, b, 1e-5)),
+            (
+                "layer norm",
+                |x, g, b| layer_norm(x, g, b, 1e-5),
+                |x, g, b| candle_nn::ops::layer_norm_slow(x, g, b, 1e-5),
+            ),
             ("gelu", |x, g, _| gelu(&x.broadcast_mul(g)?), |x, g, _| x.broadcast_mul(g)?.gelu()),
-            ("softmax", |x, g, _| softmax_last_dim(&x.broadcast_mul(g)?), |x, g, _| {
-                candle_nn::ops::softmax(&x.broadcast_mul(g)?, D::Minus1)
-            }),
+            (
+                "softmax",
+                |x, g, _| softmax_last_dim(&x.broadcast_mul(g)?),
+                |x, g, _| candle_nn::ops::softmax(&x.broadcast_mul(g)?, D::Minus1),
+            ),
         ];
         for (name, fused, composed) in cases {
             let run = |f: Op| {

@@ -117,7 +117,9 @@ impl<'a> Reader<'a> {
     fn int(&mut self, name: &str, default: usize, min: usize, max: usize) -> Result<usize, ParamError> {
         let Some((key, value)) = self.raw(name) else { return Ok(default) };
         let x = match value {
-            Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)),
+            Value::Number(n) => {
+                n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            }
             _ => None,
         };
         let x = x.ok_or_else(|| invalid(&key, format!("expected a whole number, got {value}")))? as usize;
@@ -140,13 +142,15 @@ impl<'a> Reader<'a> {
 
 fn optim(r: &mut Reader, defaults: &Optim, max_steps: usize) -> Result<Optim, ParamError> {
     let lr = r.float("lr", defaults.lr, |x| x > 0.0 && x <= 1.0, "0 < lr <= 1")?;
-    let warmup = r.float("warmup", defaults.warmup, |x| (0.0..1.0).contains(&x), "0 <= warmup < 1 (a fraction of the steps)")?;
+    let warmup =
+        r.float("warmup", defaults.warmup, |x| (0.0..1.0).contains(&x), "0 <= warmup < 1 (a fraction of the steps)")?;
     let schedule = r.choice(
         "schedule",
         defaults.schedule,
         &[("linear", Schedule::Linear), ("cosine", Schedule::Cosine), ("constant", Schedule::Constant)],
     )?;
-    let weight_decay = r.float("weight_decay", defaults.weight_decay, |x| (0.0..1.0).contains(&x), "0 <= weight_decay < 1")?;
+    let weight_decay =
+        r.float("weight_decay", defaults.weight_decay, |x| (0.0..1.0).contains(&x), "0 <= weight_decay < 1")?;
     let grad_clip = r.float("grad_clip", defaults.grad_clip, |x| x >= 0.0, ">= 0 (0 turns clipping off)")?;
     let batch_size = r.int("batch_size", defaults.batch_size, 1, 4096)?;
     let steps = r.int("steps", defaults.steps, 1, max_steps)?;
@@ -161,8 +165,11 @@ fn shape(r: &mut Reader, max_len: usize) -> Result<Shape, ParamError> {
     let heads = r.int("heads", 4, 1, 256)?;
     let ffn = r.int("ffn", 4 * hidden, 8, 32768)?;
     let vocab_size = r.int("vocab_size", 8000, 100, 250_000)?;
-    let tokenizer =
-        r.choice("tokenizer", TokenizerKind::Bpe, &[("bpe", TokenizerKind::Bpe), ("wordpiece", TokenizerKind::Wordpiece)])?;
+    let tokenizer = r.choice(
+        "tokenizer",
+        TokenizerKind::Bpe,
+        &[("bpe", TokenizerKind::Bpe), ("wordpiece", TokenizerKind::Wordpiece)],
+    )?;
     if hidden % heads != 0 {
         let key = format!("{}heads", r.prefix);
         return Err(invalid(&key, format!("hidden size {hidden} is not divisible by {heads} heads")));

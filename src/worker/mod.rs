@@ -9,10 +9,10 @@ pub mod job;
 pub mod model;
 pub mod pretrain;
 pub mod testfn;
-pub mod tokenizer;
-pub mod train;
 #[cfg(test)]
 mod tests;
+pub mod tokenizer;
+pub mod train;
 
 use crate::protocol::{Decision, Hello, Reply};
 use crate::space::Params;

@@ -24,7 +24,7 @@ pub struct Dropout {
 
 impl Dropout {
     pub fn train(p: f64, seed: u64) -> Dropout {
-        Dropout { p, rng: (p > 0.0).then(|| SmallRng::seed_from_u64(seed ^ 0xD80F_0A7)) }
+        Dropout { p, rng: (p > 0.0).then(|| SmallRng::seed_from_u64(seed ^ 0x0D80_F0A7)) }
     }
 
     pub fn eval() -> Dropout {
@@ -100,7 +100,13 @@ impl Layer {
     }
 
     /// `x` is `[batch * len, hidden]`; `mask` is an additive `[batch, 1, 1, len]` or none.
-    fn forward(&self, x: &Tensor, dims: (usize, usize, usize), mask: Option<&Tensor>, drop: &mut Dropout) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        dims: (usize, usize, usize),
+        mask: Option<&Tensor>,
+        drop: &mut Dropout,
+    ) -> Result<Tensor> {
         let (b, l, heads) = dims;
         let h = x.dim(1)?;
         let d = h / heads;

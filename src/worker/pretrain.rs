@@ -159,7 +159,8 @@ pub struct Corpus {
 
 impl Corpus {
     pub fn new(vocab: &Vocab, train: &[String], valid: &[String], len: usize) -> std::result::Result<Corpus, JobError> {
-        let corpus = Corpus { train: Windows::new(&vocab.encode(train)?, len), valid: Windows::new(&vocab.encode(valid)?, len) };
+        let corpus =
+            Corpus { train: Windows::new(&vocab.encode(train)?, len), valid: Windows::new(&vocab.encode(valid)?, len) };
         if corpus.train.count() == 0 || corpus.valid.count() == 0 {
             return Err(JobError::Setup(format!(
                 "not enough text for one window of {len} tokens (train has {}, validation {})",

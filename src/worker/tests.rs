@@ -54,7 +54,11 @@ fn every_variable_receives_a_gradient() {
     let cls = ClsModel::new(&shape, 3, &Device::Cpu, 1).unwrap();
     let encoded = vocab.encode(&text[..6]).unwrap();
     let batch = cls.batch(&encoded, &[0, 1, 2, 0, 1, 2], &[0, 1, 2, 3, 4, 5], 32).unwrap();
-    let loss = super::train::smoothed_cross_entropy(&cls.logits(&batch, &mut Dropout::train(0.1, 1)).unwrap(), &batch.labels, 0.1);
+    let loss = super::train::smoothed_cross_entropy(
+        &cls.logits(&batch, &mut Dropout::train(0.1, 1)).unwrap(),
+        &batch.labels,
+        0.1,
+    );
     let grads = loss.unwrap().backward().unwrap();
     for (name, var) in cls.vars.data().lock().unwrap().iter() {
         let g = grads.get(var).unwrap_or_else(|| panic!("{name} gets no gradient"));
@@ -119,7 +123,9 @@ fn a_saved_checkpoint_loads_to_the_same_outputs() {
 
 #[test]
 fn params_are_checked_by_name_and_range() {
-    let check = |params: serde_json::Value| hparams::pretrain(params.as_object().unwrap()).map(|_| ()).map_err(|e| e.to_string());
+    let check = |params: serde_json::Value| {
+        hparams::pretrain(params.as_object().unwrap()).map(|_| ()).map_err(|e| e.to_string())
+    };
     assert!(check(serde_json::json!({ "lr": 1e-3, "layers": 3 })).is_ok());
     assert!(check(serde_json::json!({ "learning_rate": 1e-3 })).unwrap_err().contains("unknown param learning_rate"));
     assert!(check(serde_json::json!({ "lr": -1.0 })).unwrap_err().contains("param `lr`: -1 is out of range"));
