@@ -449,7 +449,7 @@ class StudyView {
         h(
           'div',
           { class: 'controls' },
-          pause,
+          s.state === 'complete' ? null : pause,
           h('button', { onclick: () => this.enqueueForm() }, 'Enqueue…'),
           waiting ? h('span', { class: 'hint' }, `${s.pending_commands} command(s) wait for a coordinator to run this study`) : null,
         ),

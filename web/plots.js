@@ -57,9 +57,16 @@ function sizeOf(el, height) {
   return { width: Math.max(200, el.clientWidth), height };
 }
 
-/** Keeps a uPlot at its container's width. */
+/** Keeps a uPlot at its container's width. The observer also fires once at the start, with the
+ * size the plot was just drawn at: redrawing then would draw 100,000 points twice. */
 function follow(el, plot, height) {
-  const ro = new ResizeObserver(() => plot.setSize(sizeOf(el, height)));
+  let width = plot.width;
+  const ro = new ResizeObserver((entries) => {
+    const w = Math.max(200, Math.round(entries[0].contentRect.width));
+    if (w === width) return;
+    width = w;
+    plot.setSize({ width: w, height });
+  });
   ro.observe(el);
   return () => ro.disconnect();
 }
@@ -73,6 +80,9 @@ export class HistoryPlot {
     this.el = el;
     this.onPick = onPick;
     this.plot = null;
+    // Read now, while the page is laid out anyway: reading it when the data arrives would
+    // force a layout of everything drawn in between.
+    this.width = el.clientWidth;
   }
 
   update(h) {
@@ -91,7 +101,8 @@ export class HistoryPlot {
     const t = theme();
     const size = n > 20000 ? 2.5 : n > 2000 ? 3.5 : 5;
     const opts = {
-      ...sizeOf(this.el, 260),
+      width: Math.max(200, this.width || this.el.clientWidth),
+      height: 260,
       scales: { x: { time: false } },
       legend: { live: true },
       cursor: { drag: { x: true, y: true, uni: 30 } },
@@ -139,6 +150,7 @@ export class CurvesPlot {
     this.onPick = onPick;
     this.plot = null;
     this.focus = null;
+    this.width = el.clientWidth; // see HistoryPlot
   }
 
   update(c, best) {
@@ -156,6 +168,7 @@ export class CurvesPlot {
     });
     this.el.dataset.points = String(points);
     this.el.dataset.curves = String(curves.length);
+    if (this.plot) this.width = this.plot.width; // follows resizes
     this.destroy();
     if (curves.length === 0) {
       this.el.replaceChildren(Object.assign(document.createElement('p'), { className: 'muted', textContent: 'No reports yet.' }));
@@ -187,7 +200,8 @@ export class CurvesPlot {
       };
     });
     const opts = {
-      ...sizeOf(this.el, 260),
+      width: Math.max(200, this.width),
+      height: 260,
       scales: { x: { time: false } },
       legend: { show: false },
       cursor: { focus: { prox: 24 }, drag: { x: true, y: true, uni: 30 } },
@@ -339,14 +353,17 @@ export class ParallelPlot {
     // Worst first, so the best lines are on top.
     const order = values.map((_, i) => i).sort((a, b) => (maximize ? values[a] - values[b] : values[b] - values[a]));
     const n = order.length;
-    // Few lines can be bold; thousands must be faint to stay readable.
-    const floor = n < 30 ? 0.35 : n < 300 ? 0.15 : 0.06;
+    // Few lines can be bold; thousands must be faint to stay readable. The best few (2%, 3 to
+    // 20 lines) stand out in the accent colour.
+    const floor = n < 30 ? 0.35 : n < 300 ? 0.15 : 0.05;
+    const ceiling = n < 300 ? 0.6 : 0.3;
+    const bright = Math.max(3, Math.min(20, Math.round(n * 0.02)));
     order.forEach((i, rank) => {
       const q = n > 1 ? rank / (n - 1) : 1; // 0 = worst, 1 = best
-      const top = q >= 0.9 || n - rank <= 3;
+      const top = n - rank <= bright;
       g.strokeStyle = top ? t.accent : t.muted;
       g.lineWidth = top ? 1.5 : 1;
-      g.globalAlpha = top ? 0.45 + 0.55 * q : floor + (0.5 - floor) * q;
+      g.globalAlpha = top ? 0.9 : floor + (ceiling - floor) * q;
       g.beginPath();
       let pen = false;
       axes.forEach((a, k) => {

@@ -136,6 +136,15 @@ args = ["--fn", "branin", "--steps", "14", "--sleep-ms", "150", "--metric", "los
 grace = "300ms"
 `;
 
+/** The page as it was when a check failed, for the artifacts. */
+let lastPage = null;
+async function failureShot() {
+  if (!lastPage) return;
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await lastPage.screenshot({ path: join(ARTIFACTS, 'failure.png'), fullPage: true, timeout: 5000 }).catch(() => {});
+  console.error('screenshot of the failure: target/e2e/failure.png');
+}
+
 async function live(bin) {
   const dir = mkdtempSync(join(tmpdir(), 'sweep-e2e-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -146,6 +155,7 @@ async function live(bin) {
 
   const context = await browser();
   const page = context.pages()[0] ?? (await context.newPage());
+  lastPage = page;
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
@@ -199,10 +209,13 @@ async function live(bin) {
   await page.screenshot({ path: join(ARTIFACTS, 'study.png'), fullPage: true });
   ok('screenshot target/e2e/study.png');
 
-  const row = page.locator('#trial-table tbody tr[data-number]').first();
-  const number = await row.getAttribute('data-number');
-  await row.click();
-  await until(page, 'the trial detail opens', (n) => document.querySelector('#detail h2')?.textContent === `Trial ${n}`, number);
+  // The table re-renders as trials arrive (newest first), so the row under the click may be a
+  // newer trial than the one looked at: check that the detail shows the trial the page opened.
+  await page.locator('#trial-table tbody tr[data-number]').first().click();
+  const number = await until(page, 'the trial detail opens', () => {
+    const shown = document.querySelector('#detail h2')?.textContent?.match(/^Trial (\d+)$/)?.[1];
+    return shown && location.hash.endsWith(`/t/${shown}`) && shown;
+  });
   await until(page, 'the detail shows params and reports', () => {
     const text = document.querySelector('#detail')?.textContent ?? '';
     return text.includes('Params') && text.includes('x0') && /Reports \(\d+\)/.test(text);
@@ -267,5 +280,6 @@ try {
   console.log(`e2e: ${passed} passed, 0 failed`);
   process.exit(0);
 } catch (e) {
+  await failureShot();
   fail(e.message);
 }
