@@ -123,7 +123,8 @@ fn child(task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<Split> 
         .output()
         .expect("run the benchmark child");
     assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
-    let numbers: Vec<f64> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let numbers: Vec<f64> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect();
     numbers.chunks(3).map(|c| Split { forward: c[0], backward: c[1], update: c[2] }).collect()
 }
 
@@ -138,7 +139,8 @@ fn main() {
         let (task, warmup, steps) = (&args[i + 1], args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
         sweep::worker::job::keep_freed_memory();
         let splits = measure(task, warmup, steps);
-        let numbers: Vec<String> = splits.iter().flat_map(|s| [s.forward, s.backward, s.update]).map(|t| t.to_string()).collect();
+        let numbers: Vec<String> =
+            splits.iter().flat_map(|s| [s.forward, s.backward, s.update]).map(|t| t.to_string()).collect();
         println!("{}", numbers.join(" "));
         return;
     }
@@ -146,7 +148,9 @@ fn main() {
     let full = args.iter().any(|a| a == "--bench");
     let (warmup, steps, thread_counts) = if full { (3, 20, vec![1, 2]) } else { (1, 1, vec![1]) };
     let reference = [("mlm", 128, [18_069.0, 33_298.0]), ("cls", 64, [25_540.0, 44_511.0])];
-    println!("task  threads  ms/step median [min, max]  (forward / backward / update)   tokens/s   PyTorch 2.15   ratio");
+    println!(
+        "task  threads  ms/step median [min, max]  (forward / backward / update)   tokens/s   PyTorch 2.15   ratio"
+    );
     for (task, seq, torch) in reference {
         for &threads in &thread_counts {
             let splits = child(task, threads, warmup, steps);

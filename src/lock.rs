@@ -52,6 +52,17 @@ pub fn holder(db: &Path) -> Option<u32> {
     })
 }
 
+/// Waits for an exclusive lock on `path` (created if missing): trials that need the same cached
+/// artefact (a tokenizer, a pretraining run) build it once while the others wait.
+pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    // SAFETY: flock on a descriptor we own; blocking is what we want here.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,4 +78,3 @@ mod tests {
         assert_eq!(holder(&db), None);
     }
 }
-

@@ -24,6 +24,7 @@ use crate::trial::{History, Metrics, Trial, TrialState};
 use devices::DevicePool;
 use progress::Progress;
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +46,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Cancelled on Ctrl-C / SIGTERM: stop workers, record them interrupted, return.
     pub shutdown: CancellationToken,
+    /// The database file, told to workers (`SWEEP_DB`) so a fine-tune can find another study's best
+    /// checkpoint.
+    pub db: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,7 @@ struct Coordinator<'a> {
     accepting: bool,
     /// Paused from the web page: no new trials start (kept on the study row across restarts).
     paused: bool,
+    db: PathBuf,
     /// This turn's writes, replies and launches, released together by `commit`.
     writes: Vec<Write>,
     replies: Vec<(oneshot::Sender<Decision>, Decision)>,
@@ -123,6 +128,7 @@ pub async fn run(
         events,
         accepting: true,
         paused,
+        db: std::path::absolute(&options.db).unwrap_or(options.db.clone()),
         writes: Vec::new(),
         replies: Vec::new(),
         launches: Vec::new(),
@@ -266,6 +272,14 @@ impl Coordinator<'_> {
         env.insert("SWEEP_TRIAL_ID".into(), trial.number.to_string());
         env.insert("SWEEP_ATTEMPT".into(), trial.attempt.to_string());
         env.insert("SWEEP_PARAMS".into(), serde_json::Value::Object(trial.params.clone()).to_string());
+        env.insert("SWEEP_DB".into(), self.db.display().to_string());
+        let runs = runs_dir(&spec.workdir);
+        env.insert("SWEEP_TRIAL_DIR".into(), trial_dir(&runs, &self.config.name, trial.number).display().to_string());
+        env.insert("SWEEP_RUNS_DIR".into(), runs.display().to_string());
+        // Parallel CPU trials share the cores instead of each starting one thread per core.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / self.config.budget.parallel.max(1) as usize).max(1);
+        env.insert("SWEEP_CPU_THREADS".into(), threads.to_string());
         Launch {
             trial: trial.number,
             hello: Hello {
@@ -396,4 +410,16 @@ fn new_trial(t: &NewTrial) -> Trial {
         sampler_state: t.sampler_state.clone(),
         ..Trial::new(t.number, t.state, t.params.clone())
     }
+}
+
+/// Where trials keep their files (checkpoints, cached pretraining runs): beside the study's
+/// working directory, so the studies of one project share it.
+pub fn runs_dir(workdir: &Path) -> PathBuf {
+    workdir.join("sweep-runs")
+}
+
+/// One trial's own directory under the runs directory; a fine-tune finds a pretraining
+/// study's best checkpoint here by its number.
+pub fn trial_dir(runs: &Path, study: &str, number: u64) -> PathBuf {
+    runs.join(study).join(format!("trial-{number}"))
 }

@@ -55,7 +55,12 @@ pub fn classify(
         (None, Exit::SpawnFailed(why)) => failed(why.clone(), finish),
         (None, Exit::TimedOut(t)) => failed(format!("timed out after {}", humantime::format_duration(*t)), finish),
         (None, Exit::Stopped) => failed("stopped".into(), finish),
-        (None, Exit::Code(c)) => failed(format!("worker exited with code {c}"), finish),
+        (None, Exit::Code(c)) => {
+            // The worker's last words usually say why (the built-in workers print `error: ...`).
+            let last = outcome.stderr_tail.lines().rev().map(str::trim).find(|l| !l.is_empty());
+            let why = last.map_or(String::new(), |l| format!(": {}", l.chars().take(300).collect::<String>()));
+            failed(format!("worker exited with code {c}{why}"), finish)
+        }
         (None, Exit::Signal(s)) => failed(format!("worker killed by signal {s} ({})", signal_name(*s)), finish),
         (None, Exit::Success) => match value {
             None => {
@@ -105,7 +110,7 @@ mod tests {
         let (s, f) = classify(&o(Exit::Code(3)), None, None, None, &objective());
         assert_eq!(
             (s, f.reason.as_deref(), f.stderr_tail.as_deref()),
-            (TrialState::Failed, Some("worker exited with code 3"), Some("boom"))
+            (TrialState::Failed, Some("worker exited with code 3: boom"), Some("boom"))
         );
         let (s, f) = classify(&o(Exit::Signal(11)), None, None, None, &objective());
         assert_eq!((s, f.reason.unwrap().contains("SIGSEGV")), (TrialState::Failed, true));

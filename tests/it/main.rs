@@ -10,3 +10,4 @@ mod resume;
 mod run;
 mod support;
 mod web;
+mod workers;

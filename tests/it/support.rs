@@ -57,6 +57,13 @@ impl Study {
         self.try_trials().unwrap_or_else(|e| panic!("export failed: {e}"))
     }
 
+    /// The trials of another study in the same database.
+    pub fn trials_of(&self, study: &str) -> Vec<Value> {
+        let out = self.command(&["export", study, "--format", "json"]).output().expect("export");
+        assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("export is JSON")
+    }
+
     /// The trials, or the error while the study does not exist yet.
     pub fn try_trials(&self) -> Result<Vec<Value>, String> {
         let out = self.command(&["export", &self.name, "--format", "json"]).output().expect("export");

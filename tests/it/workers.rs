@@ -7,8 +7,10 @@ use std::process::{Command, Stdio};
 
 /// Tiny labeled and unlabeled files (two easy classes) beside the study.
 fn write_data(s: &Study) {
-    let animals = ["the cat sat on the mat", "a dog ran in the park", "the bird sang in a tree", "my cat sleeps all day"];
-    let numbers = ["one plus two is three", "four times five is twenty", "six minus one is five", "ten over two is five"];
+    let animals =
+        ["the cat sat on the mat", "a dog ran in the park", "the bird sang in a tree", "my cat sleeps all day"];
+    let numbers =
+        ["one plus two is three", "four times five is twenty", "six minus one is five", "ten over two is five"];
     let mut train = String::from("text\tlabel\n");
     for i in 0..24 {
         train += &format!("{} {}\tanimal\n{} {}\tnumber\n", animals[i % 4], i, numbers[i % 4], i);
@@ -19,8 +21,7 @@ fn write_data(s: &Study) {
     s.write("corpus.txt", &corpus);
 }
 
-const DATA_ARGS: &str =
-    r#""--train", "train.tsv", "--valid", "valid.tsv", "--corpus", "corpus.txt", "--corpus-valid", "corpus.txt", "--eval-every", "2""#;
+const DATA_ARGS: &str = r#""--train", "train.tsv", "--valid", "valid.tsv", "--corpus", "corpus.txt", "--corpus-valid", "corpus.txt", "--eval-every", "2""#;
 
 const TINY_SHAPE: &str = r#"
 [params.layers]
