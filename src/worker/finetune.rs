@@ -18,7 +18,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -174,13 +173,8 @@ fn cached_pretraining(
     device: &Device,
 ) -> std::result::Result<PathBuf, JobError> {
     let (train, valid) = corpus_text(args)?;
-    let mut hash = Sha256::new();
-    hash.update(serde_json::to_string(p).expect("params serialise"));
-    for line in train.iter().chain(&valid) {
-        hash.update(line.as_bytes());
-        hash.update(b"\n");
-    }
-    let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let corpus: Vec<String> = train.iter().chain(&valid).cloned().collect();
+    let key = super::tokenizer::cache_key(&serde_json::to_string(p).expect("params serialise"), &corpus);
     let cache = args.common.cache_dir();
     let dir = cache.join(format!("pretrain-{key}"));
     let io = |e: std::io::Error| JobError::Setup(format!("cache {}: {e}", cache.display()));

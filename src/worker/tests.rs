@@ -45,11 +45,7 @@ fn every_variable_receives_a_gradient() {
     let picked: Vec<&[u32]> = (0..4).map(|i| &windows.tokens[i * 32..(i + 1) * 32]).collect();
     let batch = pretrain::mask(&picked, 0.3, shape.vocab_size, &mut StdRng::seed_from_u64(0));
     let grads = mlm.loss(&batch, &mut Dropout::train(0.1, 1)).unwrap().backward().unwrap();
-    for (name, var) in mlm.vars.data().lock().unwrap().iter() {
-        let g = grads.get(var).unwrap_or_else(|| panic!("{name} gets no gradient"));
-        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert!(norm > 0.0 && norm.is_finite(), "{name} has gradient norm {norm}");
-    }
+    assert_every_variable_has_a_gradient(&mlm.vars, &grads);
 
     let cls = ClsModel::new(&shape, 3, &Device::Cpu, 1).unwrap();
     let encoded = vocab.encode(&text[..6]).unwrap();
@@ -60,7 +56,11 @@ fn every_variable_receives_a_gradient() {
         0.1,
     );
     let grads = loss.unwrap().backward().unwrap();
-    for (name, var) in cls.vars.data().lock().unwrap().iter() {
+    assert_every_variable_has_a_gradient(&cls.vars, &grads);
+}
+
+fn assert_every_variable_has_a_gradient(vars: &candle_nn::VarMap, grads: &candle_core::backprop::GradStore) {
+    for (name, var) in vars.data().lock().unwrap().iter() {
         let g = grads.get(var).unwrap_or_else(|| panic!("{name} gets no gradient"));
         let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(norm > 0.0 && norm.is_finite(), "{name} has gradient norm {norm}");

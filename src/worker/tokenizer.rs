@@ -64,6 +64,17 @@ impl Vocab {
     }
 }
 
+/// A short hex digest of `head` and every line of `corpus`: the name of a cached artefact.
+pub fn cache_key(head: &str, corpus: &[String]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(head);
+    for line in corpus {
+        hash.update(line.as_bytes());
+        hash.update(b"\n");
+    }
+    hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The cached tokenizer for this corpus, trained (under a lock, once) when there is none.
 pub fn load_or_train(
     kind: TokenizerKind,
@@ -71,13 +82,7 @@ pub fn load_or_train(
     corpus: &[String],
     cache: &Path,
 ) -> Result<Vocab, TokenizerError> {
-    let mut hash = Sha256::new();
-    hash.update(format!("{kind:?}/{vocab_size}/"));
-    for line in corpus {
-        hash.update(line.as_bytes());
-        hash.update(b"\n");
-    }
-    let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let key = cache_key(&format!("{kind:?}/{vocab_size}/"), corpus);
     let path = cache.join(format!("tokenizer-{key}.json"));
     let io = |e: std::io::Error| TokenizerError::File { path: path.clone(), message: e.to_string() };
     std::fs::create_dir_all(cache).map_err(io)?;
