@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use sweep::coordinator::{self, CoordinatorError, RunEnd, RunOptions};
-use sweep::executor::LocalExecutor;
+use sweep::executor::{Executor, LocalExecutor, SlurmExecutor};
 use sweep::export::{self, Format};
 use sweep::server::Server;
 use sweep::store::{Reader, Store, StudyRecord};
-use sweep::study::{self, StudyFileError};
+use sweep::study::{self, ExecutorConfig, StudyFileError};
 use sweep::trial::{History, Trial, TrialState};
 use sweep::worker::finetune::{self, FinetuneArgs};
 use sweep::worker::pretrain::{self, PretrainArgs};
@@ -75,6 +75,12 @@ enum Command {
     /// Run a built-in worker (the coordinator starts these).
     #[command(subcommand)]
     Worker(Worker),
+    /// Run one trial inside a Slurm job (the coordinator submits this; not for direct use).
+    #[command(hide = true)]
+    Job {
+        /// The job spec the coordinator wrote (job.json in the trial's folder).
+        spec: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +116,10 @@ fn main() -> ExitCode {
         Command::Worker(Worker::Finetune(args)) => {
             finetune::run(&args).map(|()| ExitCode::SUCCESS).map_err(anyhow::Error::from)
         }
+        Command::Job { spec } => runtime().and_then(|rt| {
+            let code = rt.block_on(sweep::executor::slurm::relay::run(&spec))?;
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }),
         command => runtime().and_then(|rt| rt.block_on(dispatch(command, &cli.db))),
     };
     match result {
@@ -140,7 +150,7 @@ async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
         Command::Trials { name } => trials(db, &name).await,
         Command::Best { name, json } => best(db, &name, json).await,
         Command::Export { name, format, output } => export(db, &name, format, output.as_deref()).await,
-        Command::Worker(_) => unreachable!("workers run without the runtime"),
+        Command::Worker(_) | Command::Job { .. } => unreachable!("run without dispatch"),
     }
 }
 
@@ -161,7 +171,16 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
     let options = RunOptions { progress, shutdown, db: db.to_path_buf() };
-    let summary = coordinator::run(&config, &mut store, &mut LocalExecutor, options).await?;
+    let mut executor: Box<dyn Executor> = match &config.executor {
+        ExecutorConfig::Local => Box::new(LocalExecutor),
+        ExecutorConfig::Slurm(slurm) => {
+            let dir = coordinator::runs_dir(&config.trial.workdir).join(&config.name);
+            let executor = SlurmExecutor::start(slurm, &dir).await?;
+            eprintln!("submitting trials to Slurm; jobs report to {}", executor.url());
+            Box::new(executor)
+        }
+    };
+    let summary = coordinator::run(&config, &mut store, executor.as_mut(), options).await?;
     let verb = if summary.resumed { "resumed" } else { "ran" };
     println!("study `{}` ({verb}): {}/{} trials finished", config.name, summary.finished, summary.budget);
     match &summary.best {

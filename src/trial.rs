@@ -59,6 +59,8 @@ pub struct Trial {
     /// The trial this one re-runs (a retry or an interrupted trial's replacement).
     pub rerun_of: Option<u64>,
     pub device: Option<String>,
+    /// The cluster job running it (a Slurm job id), if any.
+    pub job: Option<String>,
     /// The objective's final value.
     pub value: Option<f64>,
     pub metrics: Option<Metrics>,
@@ -85,6 +87,7 @@ impl Trial {
             attempt: 1,
             rerun_of: None,
             device: None,
+            job: None,
             value: None,
             metrics: None,
             curve: Vec::new(),

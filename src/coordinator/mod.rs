@@ -133,7 +133,7 @@ pub async fn run(
         replies: Vec::new(),
         launches: Vec::new(),
     };
-    c.interrupt_leftovers();
+    c.adopt_leftovers();
     let deadline = config.budget.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut end = RunEnd::Complete;
     // Commands sent while no coordinator ran apply before anything is planned.
@@ -158,7 +158,11 @@ pub async fn run(
             },
             _ = options.shutdown.cancelled(), if end != RunEnd::Interrupted => {
                 end = RunEnd::Interrupted;
-                c.stop_all(StopCause::Shutdown);
+                if c.executor.detaches() {
+                    c.detach_all();
+                } else {
+                    c.stop_all(StopCause::Shutdown);
+                }
             },
             _ = commands.tick() => c.apply_commands().await?,
             _ = sleep_until(deadline), if c.accepting => {
@@ -194,10 +198,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Coordinator<'_> {
-    /// Trials left RUNNING by a coordinator that died: interrupted, and re-queued.
-    fn interrupt_leftovers(&mut self) {
-        let leftovers: Vec<u64> = self.history.running().map(|t| t.number).collect();
-        for number in leftovers {
+    /// Trials left RUNNING by an earlier coordinator: adopted again where their worker may
+    /// still run (a cluster job), otherwise interrupted and re-queued.
+    fn adopt_leftovers(&mut self) {
+        let leftovers: Vec<Trial> = self.history.running().cloned().collect();
+        for trial in leftovers {
+            let (number, job, last_step) = (trial.number, trial.job.clone(), trial.last_step);
+            let launch = self.launch_for(trial, None);
+            let cancel = launch.cancel.clone();
+            if self.executor.adopt(launch, job.as_deref(), &self.events) {
+                let active = Active { cancel, device: None, stop: None, last_report: None, last_step };
+                self.active.insert(number, active);
+                continue;
+            }
             let end = Finish {
                 reason: Some("interrupted: the coordinator stopped while it ran".into()),
                 ..Finish::default()
@@ -305,6 +318,12 @@ impl Coordinator<'_> {
                 let decision = self.report(trial, step, metrics);
                 self.replies.push((reply, decision));
             }
+            WorkerEvent::Submitted { trial, job } => {
+                if let Some(t) = self.history.get_mut(trial) {
+                    t.job = Some(job.clone());
+                    self.writes.push(Write::Job { number: trial, job });
+                }
+            }
             WorkerEvent::Done { trial, outcome } => {
                 let Some(active) = self.active.remove(&trial) else { return };
                 self.devices.release(active.device.as_deref());
@@ -392,6 +411,18 @@ impl Coordinator<'_> {
         for active in self.active.values_mut() {
             active.stop.get_or_insert(cause.clone());
             active.cancel.cancel();
+        }
+    }
+
+    /// Shutdown with workers that outlive us: leave them RUNNING for the next run to adopt.
+    fn detach_all(&mut self) {
+        self.accepting = false;
+        if !self.active.is_empty() {
+            let n = self.active.len();
+            self.progress.println(format!("{n} trial(s) keep running as cluster jobs; run again to adopt them"));
+        }
+        for (_, active) in self.active.drain() {
+            self.devices.release(active.device.as_deref());
         }
     }
 

@@ -55,6 +55,11 @@ pub fn classify(
         (None, Exit::SpawnFailed(why)) => failed(why.clone(), finish),
         (None, Exit::TimedOut(t)) => failed(format!("timed out after {}", humantime::format_duration(*t)), finish),
         (None, Exit::Stopped) => failed("stopped".into(), finish),
+        (None, Exit::JobLost(why)) => failed(why.clone(), finish),
+        (None, Exit::JobPreempted(why)) => {
+            finish.reason = Some(format!("interrupted: {why}"));
+            (TrialState::Interrupted, finish)
+        }
         (None, Exit::Code(c)) => {
             // The worker's last words usually say why (the built-in workers print `error: ...`).
             let last = outcome.stderr_tail.lines().rev().map(str::trim).find(|l| !l.is_empty());

@@ -86,6 +86,8 @@ pub enum Write {
     Insert(NewTrial),
     /// A waiting trial starts on `device`.
     Start { number: u64, device: Option<String> },
+    /// The trial's worker runs as cluster job `job`.
+    Job { number: u64, job: String },
     /// An intermediate report; a repeated (trial, step, metric) replaces the earlier value.
     Report { number: u64, step: i64, metrics: Metrics },
     /// The trial ends in `state`.
@@ -313,6 +315,14 @@ impl Batch {
             Write::Start { number, .. } => (*number, "start", None),
             Write::Report { number, step, .. } => (*number, "report", Some(*step)),
             Write::Finish { number, .. } => (*number, "finish", None),
+            // The page shows no job ids live: no change row.
+            Write::Job { number, job } => {
+                self.statement("UPDATE trials SET job = ? WHERE study_id = ? AND number = ?")
+                    .bind(job.clone())
+                    .bind(study_id)
+                    .bind(*number as i64);
+                return;
+            }
             // Not a trial change: the page learns of these from the study and command rows.
             Write::CommandDone { id, result } => {
                 self.statement("UPDATE commands SET done_at = ?, result = ? WHERE id = ?")
@@ -393,7 +403,7 @@ impl Batch {
                 .bind(study_id)
                 .bind(*number as i64);
             }
-            Write::CommandDone { .. } | Write::Paused(_) => {}
+            Write::CommandDone { .. } | Write::Paused(_) | Write::Job { .. } => {}
         }
     }
 }

@@ -64,7 +64,7 @@ impl TryFrom<StudyRow> for StudyRecord {
 /// The columns `TrialRow` reads.
 pub(super) const TRIAL_COLUMNS: &str =
     "id, number, state, params, attempt, rerun_of, device, value, metrics, last_step, reason, stderr_tail, started_at, \
-     finished_at, sampler_state";
+     finished_at, sampler_state, job";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TrialRow {
@@ -83,6 +83,7 @@ pub(super) struct TrialRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     sampler_state: Option<String>,
+    job: Option<String>,
 }
 
 impl TrialRow {
@@ -106,6 +107,7 @@ impl TrialRow {
             attempt: self.attempt as u32,
             rerun_of: self.rerun_of.map(|n| n as u64),
             device: self.device,
+            job: self.job,
             value: self.value,
             metrics,
             curve,

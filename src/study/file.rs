@@ -26,6 +26,8 @@ pub struct StudyFile {
     pub enqueue: Vec<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub devices: DevicesFile,
+    #[serde(default)]
+    pub executor: ExecutorFile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -164,4 +166,39 @@ pub struct DevicesFile {
     pub gpus: Vec<Value>,
     /// How many trials may share one GPU.
     pub per_gpu: Option<i64>,
+}
+
+/// `[executor]`: where trials run. `local` (the default) starts them on this machine; `slurm`
+/// submits each as a Slurm job. Which keys go with which kind is checked in `validate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorFile {
+    #[serde(default)]
+    pub kind: ExecutorKind,
+    pub partition: Option<String>,
+    /// Generic resources per trial, e.g. "gpu:1".
+    pub gres: Option<String>,
+    /// Slurm's time limit per job, e.g. "02:00:00".
+    pub time: Option<String>,
+    /// More sbatch options, passed as given.
+    #[serde(default)]
+    pub extra: Option<Vec<String>>,
+    /// Trials queued or running in Slurm at once.
+    pub max_jobs: Option<i64>,
+    /// The sweep binary as the compute nodes see it (default: this one's path).
+    pub binary: Option<String>,
+    /// Address the coordinator listens on for its jobs (default 0.0.0.0:0, any free port).
+    pub listen: Option<String>,
+    /// Base URL jobs use to reach that listener (default http://<this host>:<port>).
+    pub url: Option<String>,
+    /// How often squeue is asked and jobs send a heartbeat.
+    pub poll: Option<DurationText>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    #[default]
+    Local,
+    Slurm,
 }

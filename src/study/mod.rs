@@ -27,6 +27,7 @@ pub struct StudyConfig {
     pub trial: TrialSpec,
     pub enqueue: Vec<Params>,
     pub devices: Devices,
+    pub executor: ExecutorConfig,
     /// The file's text, stored with the study.
     pub source: String,
 }
@@ -139,6 +140,31 @@ pub const TRIAL_PLACEHOLDER: &str = "trial";
 pub struct Devices {
     pub gpus: Vec<String>,
     pub per_gpu: u32,
+}
+
+/// Where trials run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum ExecutorConfig {
+    /// Child processes on this machine.
+    #[default]
+    Local,
+    /// One Slurm job per trial.
+    Slurm(SlurmConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub gres: Option<String>,
+    pub time: Option<String>,
+    pub extra: Vec<String>,
+    /// Jobs queued or running at once; also bounded by `[budget] parallel`.
+    pub max_jobs: u32,
+    /// The sweep binary on the compute nodes.
+    pub binary: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub url: Option<String>,
+    pub poll: Duration,
 }
 
 /// One problem in a study file.

@@ -1,9 +1,11 @@
 //! Turns a raw `StudyFile` into a `StudyConfig`, collecting every problem with its key path.
 
-use super::file::{DurationText, ParamFile, ParamKind, PrunerFile, PrunerKind, StudyFile, TrialFile};
+use super::file::{
+    DurationText, ExecutorFile, ExecutorKind, ParamFile, ParamKind, PrunerFile, PrunerKind, StudyFile, TrialFile,
+};
 use super::{
-    ArgTemplate, Budget, Devices, Objective, Piece, PrunerConfig, PrunerRule, SamplerConfig, StudyConfig, TrialSpec,
-    TRIAL_PLACEHOLDER,
+    ArgTemplate, Budget, Devices, ExecutorConfig, Objective, Piece, PrunerConfig, PrunerRule, SamplerConfig,
+    SlurmConfig, StudyConfig, TrialSpec, TRIAL_PLACEHOLDER,
 };
 use crate::space::{values_equal, Condition, Distribution, Param, Params, Space};
 use serde_json::Value;
@@ -69,7 +71,12 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     };
     let space = space(&mut check, &raw.params);
     let space_ok = check.errors.is_empty();
-    let trial = trial(&mut check, &raw.trial, &raw.params, base);
+    let executor = executor(&mut check, &raw.executor, budget.parallel);
+    let binary = match &executor {
+        ExecutorConfig::Slurm(s) => s.binary.display().to_string(),
+        ExecutorConfig::Local => this_binary(),
+    };
+    let trial = trial(&mut check, &raw.trial, &raw.params, base, &binary);
     // A broken space would make every enqueued config look wrong too; report the cause only.
     let enqueue = raw
         .enqueue
@@ -84,6 +91,9 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         gpus: gpus(&mut check, &raw.devices.gpus),
         per_gpu: check.count(&["devices", "per_gpu"], raw.devices.per_gpu, 1, 1),
     };
+    if matches!(executor, ExecutorConfig::Slurm(_)) && !devices.gpus.is_empty() {
+        check.fail(&["devices", "gpus"], "lists this machine's GPUs, but Slurm assigns GPUs to its jobs: ask for them with `[executor] gres = \"gpu:1\"` instead");
+    }
     let sampler = SamplerConfig {
         kind: raw.sampler.kind,
         startup_trials: check.count(&["sampler", "startup_trials"], raw.sampler.startup_trials, 10, 0),
@@ -103,6 +113,7 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         trial,
         enqueue,
         devices,
+        executor,
         source: text.to_string(),
     })
 }
@@ -419,7 +430,71 @@ fn is_scalar(v: &Value) -> bool {
     matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
 }
 
-fn trial(check: &mut Check, raw: &TrialFile, declared: &BTreeMap<String, ParamFile>, base: &Path) -> TrialSpec {
+fn this_binary() -> String {
+    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "sweep".into())
+}
+
+/// `[executor]`: Slurm's keys are errors with `kind = "local"`.
+fn executor(check: &mut Check, raw: &ExecutorFile, parallel: u32) -> ExecutorConfig {
+    if raw.kind == ExecutorKind::Local {
+        let given = [
+            ("partition", raw.partition.is_some()),
+            ("gres", raw.gres.is_some()),
+            ("time", raw.time.is_some()),
+            ("extra", raw.extra.is_some()),
+            ("max_jobs", raw.max_jobs.is_some()),
+            ("binary", raw.binary.is_some()),
+            ("listen", raw.listen.is_some()),
+            ("url", raw.url.is_some()),
+            ("poll", raw.poll.is_some()),
+        ];
+        for (key, _) in given.iter().filter(|(_, present)| *present) {
+            check.fail(&["executor", key], "only goes with `kind = \"slurm\"`");
+        }
+        return ExecutorConfig::Local;
+    }
+    let text = |check: &mut Check, key: &str, value: &Option<String>| -> Option<String> {
+        let v = value.as_ref()?.trim().to_string();
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            check.fail(&["executor", key], format!("`{v}` must be one word without spaces"));
+        }
+        Some(v)
+    };
+    let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:0");
+    let listen = listen.parse().unwrap_or_else(|_| {
+        check.fail(&["executor", "listen"], format!("`{listen}` is not an address like \"0.0.0.0:8765\""));
+        std::net::SocketAddr::from(([0, 0, 0, 0], 0))
+    });
+    if let Some(url) = &raw.url {
+        if !url.starts_with("http://") {
+            check.fail(&["executor", "url"], format!("`{url}` must start with http://"));
+        }
+    }
+    let binary = raw.binary.clone().unwrap_or_else(this_binary);
+    if !Path::new(&binary).is_absolute() {
+        check
+            .fail(&["executor", "binary"], format!("`{binary}` must be an absolute path, as the compute nodes see it"));
+    }
+    ExecutorConfig::Slurm(SlurmConfig {
+        partition: text(check, "partition", &raw.partition),
+        gres: text(check, "gres", &raw.gres),
+        time: text(check, "time", &raw.time),
+        extra: raw.extra.clone().unwrap_or_default(),
+        max_jobs: check.count(&["executor", "max_jobs"], raw.max_jobs, parallel as i64, 1),
+        binary: binary.into(),
+        listen,
+        url: raw.url.clone().map(|u| u.trim_end_matches('/').to_string()),
+        poll: check.duration(&["executor", "poll"], &raw.poll).unwrap_or(Duration::from_secs(10)),
+    })
+}
+
+fn trial(
+    check: &mut Check,
+    raw: &TrialFile,
+    declared: &BTreeMap<String, ParamFile>,
+    base: &Path,
+    binary: &str,
+) -> TrialSpec {
     let mut argv: Vec<(Vec<String>, &str)> = Vec::new();
     let mut program: Vec<ArgTemplate> = Vec::new();
     match (&raw.command, &raw.worker) {
@@ -445,8 +520,7 @@ fn trial(check: &mut Check, raw: &TrialFile, declared: &BTreeMap<String, ParamFi
                     format!("unknown built-in worker `{worker}` (known: {})", BUILTIN_WORKERS.join(", ")),
                 );
             }
-            let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "sweep".into());
-            program = vec![literal(&exe), literal("worker"), literal(worker)];
+            program = vec![literal(binary), literal("worker"), literal(worker)];
             for (i, a) in raw.args.iter().enumerate() {
                 argv.push((vec!["trial".into(), "args".into(), i.to_string()], a));
             }
