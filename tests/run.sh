@@ -17,5 +17,11 @@ fi
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 timeout 150 node tests/e2e/e2e.mjs target/debug/sweep
 
-# Unit and integration tests: real processes, real SQLite files.
+# A real single-node Slurm for the cluster tests (installs slurm-wlm and munge if missing),
+# stopped again when the tests end. The Slurm tests fail rather than skip without it.
+eval "$(tests/slurm/up.sh)"
+trap tests/slurm/down.sh EXIT
+export SWEEP_REQUIRE_SLURM=1
+
+# Unit and integration tests: real processes, real SQLite files, a real Slurm.
 cargo test --locked --lib --bins --tests

@@ -34,7 +34,7 @@ pub enum CoordinatorError {
     Store(#[from] StoreError),
     #[error(
         "study `{study}` already exists in this database with a different setup:\n  {}\n\
-         Only [budget], [trial], [sampler], [pruner] and [devices] may change when resuming.\n\
+         Only [budget], [trial], [sampler], [pruner], [devices] and [executor] may change when resuming.\n\
          To start a new study instead, give it another `name` or use another --db.",
         changes.join("\n  ")
     )]

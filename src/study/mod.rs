@@ -158,7 +158,7 @@ pub struct SlurmConfig {
     pub gres: Option<String>,
     pub time: Option<String>,
     pub extra: Vec<String>,
-    /// Jobs queued or running at once; also bounded by `[budget] parallel`.
+    /// Jobs queued or running at once (`[budget] parallel` is lowered to it).
     pub max_jobs: u32,
     /// The sweep binary on the compute nodes.
     pub binary: PathBuf,

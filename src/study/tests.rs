@@ -212,3 +212,48 @@ fn the_example_studies_load() {
     }
     assert!(seen >= 5, "expected the example studies, found {seen}");
 }
+
+/// The good file on Slurm: its `[devices]` (this machine's GPUs) swapped for `[executor]`.
+fn on_slurm(executor: &str) -> String {
+    edit("[devices]\ngpus = [0, 1]\nper_gpu = 2", &format!("[executor]\nkind = \"slurm\"\n{executor}"))
+}
+
+#[test]
+fn a_slurm_executor_validates() {
+    let text = on_slurm("partition = \"gpu\"\ngres = \"gpu:1\"\ntime = \"02:00:00\"\nextra = [\"--qos=normal\"]\nmax_jobs = 16\nbinary = \"/opt/sweep\"\npoll = \"5s\"");
+    let c = parse(&text, Path::new(".")).unwrap();
+    let ExecutorConfig::Slurm(s) = &c.executor else { panic!("{:?}", c.executor) };
+    assert_eq!((s.partition.as_deref(), s.gres.as_deref(), s.max_jobs), (Some("gpu"), Some("gpu:1"), 16));
+    assert_eq!((s.extra.clone(), s.poll), (vec!["--qos=normal".to_string()], Duration::from_secs(5)));
+    // Built-in workers start with the binary the nodes see.
+    let worker = parse(
+        &text.replace(
+            "command = [\"python3\", \"train.py\", \"--lr={lr}\", \"--momentum={momentum}\", \"--trial={trial}\"]",
+            "worker = \"testfn\"",
+        ),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(worker.trial.argv[0], ArgTemplate(vec![Piece::Text("/opt/sweep".into())]));
+    assert_eq!(parse(GOOD, Path::new(".")).unwrap().executor, ExecutorConfig::Local);
+}
+
+#[test]
+fn slurm_settings_are_checked() {
+    let p = one(&edit("[devices]", "[executor]\ngres = \"gpu:1\"\n\n[devices]"));
+    assert_eq!(p.key, "executor.gres");
+    assert!(p.message.contains("kind = \"slurm\""), "{}", p.message);
+    let p = one(&edit("per_gpu = 2", "per_gpu = 2\n\n[executor]\nkind = \"slurm\""));
+    assert_eq!(p.key, "devices.gpus");
+    assert!(p.message.contains("gres"), "{}", p.message);
+    let p = one(&on_slurm("binary = \"sweep\""));
+    assert_eq!(p.key, "executor.binary");
+    let p = one(&on_slurm("listen = \"everywhere\""));
+    assert_eq!(p.key, "executor.listen");
+    let p = one(&on_slurm("kind2 = 1"));
+    assert_eq!(p.key, "executor.kind2");
+    let p = one(&on_slurm("max_jobs = 0"));
+    assert_eq!(p.key, "executor.max_jobs");
+    let p = one(&on_slurm("gres = \"gpu 1\""));
+    assert_eq!(p.key, "executor.gres");
+}

@@ -72,6 +72,14 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     let space = space(&mut check, &raw.params);
     let space_ok = check.errors.is_empty();
     let executor = executor(&mut check, &raw.executor, budget.parallel);
+    let mut budget = budget;
+    if let ExecutorConfig::Slurm(slurm) = &executor {
+        // Trials in flight: `max_jobs` alone sets it; with `parallel` too, the smaller wins.
+        budget.parallel = match raw.budget.parallel {
+            Some(_) => budget.parallel.min(slurm.max_jobs),
+            None => slurm.max_jobs,
+        };
+    }
     let binary = match &executor {
         ExecutorConfig::Slurm(s) => s.binary.display().to_string(),
         ExecutorConfig::Local => this_binary(),

@@ -8,6 +8,7 @@ set -euo pipefail
 state=$(realpath -m "${SLURM_STATE:-target/slurm}")
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   if [ "$(id -u)" != 0 ]; then echo "slurm-wlm and munge are missing and installing them needs root" >&2; exit 1; fi
+  apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
 mkdir -p "$state"/{spool,ctld,log,munge,run}
@@ -53,12 +54,11 @@ cat > "$state/gres.conf" <<CONF
 AutoDetect=off
 NodeName=$host Name=gpu File=$state/gpu[0-1]
 CONF
-cp "$state/slurm.conf" "$state/cgroup.conf.unused" 2>/dev/null || true
 export SLURM_CONF="$state/slurm.conf"
 if ! pgrep -x munged >/dev/null; then
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   [ -s /etc/munge/munge.key ] || mungekey --create --force
-  munged --force
+  munged --force 2>/dev/null
 fi
 pkill -x slurmctld 2>/dev/null || true
 pkill -x slurmd 2>/dev/null || true

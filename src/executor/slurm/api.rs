@@ -73,7 +73,8 @@ async fn done(
     Json(outcome): Json<Outcome>,
 ) -> Result<StatusCode, StatusCode> {
     authorize(&jobs, &headers)?;
-    jobs.events().ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
-    jobs.finish(trial, outcome);
-    Ok(StatusCode::NO_CONTENT)
+    match jobs.finish(trial, outcome) {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(StatusCode::SERVICE_UNAVAILABLE),
+    }
 }

@@ -79,14 +79,19 @@ impl Jobs {
         self.lock().jobs.contains_key(&trial)
     }
 
-    /// The trial's one `Done`: later calls for it do nothing.
-    fn finish(&self, trial: u64, outcome: Outcome) {
+    /// The trial's one `Done`: later calls for it do nothing. False when the coordinator loop
+    /// is gone (shutting down), so the job keeps its outcome for the next run.
+    fn finish(&self, trial: u64, outcome: Outcome) -> bool {
         let mut table = self.lock();
-        if table.jobs.remove(&trial).is_some() {
-            if let Some(events) = &table.events {
-                let _ = events.send(WorkerEvent::Done { trial, outcome });
-            }
+        if !table.jobs.contains_key(&trial) {
+            return true;
         }
+        let Some(events) = &table.events else { return false };
+        let sent = events.send(WorkerEvent::Done { trial, outcome }).is_ok();
+        if sent {
+            table.jobs.remove(&trial);
+        }
+        sent
     }
 
     fn set_id(&self, trial: u64, id: &str) {
@@ -186,7 +191,9 @@ impl Executor for SlurmExecutor {
                     jobs.set_id(trial, &id);
                     stop_when_cancelled(jobs, trial, id, launch.cancel, launch.grace, config.poll).await;
                 }
-                Err(why) => jobs.finish(trial, Outcome { exit: Exit::SpawnFailed(why), ..Outcome::default() }),
+                Err(why) => {
+                    jobs.finish(trial, Outcome { exit: Exit::SpawnFailed(why), ..Outcome::default() });
+                }
             }
         });
     }
@@ -436,6 +443,89 @@ mod tests {
     fn urls_name_a_reachable_host() {
         assert_eq!(default_url("127.0.0.1:8000".parse().unwrap()), "http://127.0.0.1:8000");
         assert!(!default_url("0.0.0.0:8000".parse().unwrap()).contains("0.0.0.0"));
+    }
+
+    fn config() -> SlurmConfig {
+        SlurmConfig {
+            partition: None,
+            gres: None,
+            time: None,
+            extra: Vec::new(),
+            max_jobs: 1,
+            binary: "/bin/false".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            url: None,
+            poll: Duration::from_secs(3600),
+        }
+    }
+
+    fn launch(trial: u64, dir: &Path) -> Launch {
+        Launch {
+            trial,
+            hello: crate::protocol::Hello {
+                protocol: 1,
+                study: "api".into(),
+                trial,
+                attempt: 1,
+                params: Default::default(),
+            },
+            argv: vec!["true".into()],
+            workdir: dir.to_path_buf(),
+            env: Default::default(),
+            device: None,
+            timeout: None,
+            grace: Duration::from_millis(10),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The job API without Slurm: the token is required, a repeated report reaches the
+    /// coordinator with its step (the store replaces the row), a repeated `done` ends the
+    /// trial once, and a trial that is not ours is told to stop.
+    #[tokio::test]
+    async fn the_job_api_is_guarded_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut executor = SlurmExecutor::start(&config(), dir.path()).await.unwrap();
+        let (events, mut inbox) = mpsc::unbounded_channel();
+        assert!(executor.adopt(launch(3, dir.path()), Some("42"), &events));
+        let token = std::fs::read_to_string(dir.path().join("coordinator.token")).unwrap();
+        let base = executor.url().to_string();
+        let post = move |path: &str, token: &str, body: serde_json::Value| {
+            let url = format!("{base}{path}");
+            let token = format!("Bearer {token}");
+            tokio::task::spawn_blocking(move || match ureq::post(&url).set("Authorization", &token).send_json(body) {
+                Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+                Err(e) => panic!("{e}"),
+            })
+        };
+        let report = serde_json::json!({ "step": 5, "metrics": { "loss": 0.5, "bad": "NaN" } });
+        assert_eq!(post("/jobs/3/report", "wrong", report.clone()).await.unwrap().0, 401);
+        for _ in 0..2 {
+            let answer = post("/jobs/3/report", &token, report.clone());
+            match inbox.recv().await.unwrap() {
+                WorkerEvent::Report { trial, step, metrics, reply } => {
+                    assert_eq!((trial, step, metrics["loss"]), (3, Some(5), 0.5));
+                    assert!(metrics["bad"].is_nan());
+                    reply.send(crate::protocol::Decision::Continue).unwrap();
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(answer.await.unwrap(), (200, r#"{"decision":"continue"}"#.to_string()));
+        }
+        let outcome = serde_json::to_value(Outcome { exit: Exit::Code(3), ..Outcome::default() }).unwrap();
+        for _ in 0..2 {
+            assert_eq!(post("/jobs/3/done", &token, outcome.clone()).await.unwrap().0, 204);
+        }
+        match inbox.recv().await.unwrap() {
+            WorkerEvent::Done { trial: 3, outcome } => assert_eq!(outcome.exit, Exit::Code(3)),
+            other => panic!("{other:?}"),
+        }
+        assert!(inbox.try_recv().is_err(), "one Done only");
+        let late = post("/jobs/3/report", &token, report).await.unwrap();
+        assert_eq!(late, (200, r#"{"decision":"stop"}"#.to_string()));
+        let heartbeat = post("/jobs/9/heartbeat", &token, serde_json::Value::Null).await.unwrap();
+        assert_eq!(heartbeat.1, r#"{"decision":"stop"}"#);
     }
 
     #[test]
