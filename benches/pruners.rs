@@ -13,8 +13,15 @@
 //! final value of all trials, relative, in percent.
 //!
 //! Run: `cargo bench --bench pruners`. Under `cargo test --all-targets` it runs a tiny version.
+//!
+//! Real curves: `SWEEP_CURVES=trials.json cargo bench --bench pruners` replays the complete
+//! trials of a `sweep export NAME --format json` instead (the objective read from
+//! `SWEEP_CURVES_METRIC`, default val_acc, maximized unless `SWEEP_CURVES_DIRECTION=minimize`),
+//! one report per step, in 10 random trial orders. A replay is exact for a random sampler:
+//! its proposals do not depend on which trials were pruned.
 
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 use sweep::pruner::{from_config, Pruner, Verdict};
@@ -57,6 +64,8 @@ struct Result {
 }
 
 /// Runs every curve as a trial, `PARALLEL` at a time, asking `pruner` after each report.
+/// Minimization values: a maximized metric is negated. Regret is relative to |best|, so it
+/// reads the same in the metric's own units.
 fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
     let objective = Objective { metric: "loss".into(), direction: Direction::Minimize };
     let mut history = History::new(objective, Vec::new());
@@ -99,7 +108,7 @@ fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
     }
     let best = curves.iter().map(|c| c.last).fold(f64::INFINITY, f64::min);
     let found = history.completed().map(|(_, v)| v).fold(f64::INFINITY, f64::min);
-    Result { steps, regret_pct: (found - best) / best * 100.0, completed: history.count(TrialState::Complete) }
+    Result { steps, regret_pct: (found - best) / best.abs() * 100.0, completed: history.count(TrialState::Complete) }
 }
 
 /// The pruners compared. ASHA and Hyperband run with min_resource 1 and, where the curve is long
@@ -133,6 +142,9 @@ fn pruners(steps: i64) -> Vec<(String, PrunerConfig)> {
 }
 
 fn main() {
+    if let Ok(path) = std::env::var("SWEEP_CURVES") {
+        return replay(&path);
+    }
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = std::env::args().any(|a| a == "--bench");
     let (trials, lengths, seeds): (usize, Vec<usize>, u64) =
@@ -140,26 +152,67 @@ fn main() {
     println!(
         "{trials} trials, {PARALLEL} at a time, {seeds} seeds; eta 3, rN = min_resource N; finals 0.2 + 0.8 u^2, 20% late bloomers, noise sd 0.01"
     );
+    print_header();
+    for &length in &lengths {
+        let all: Vec<Vec<Curve>> = (0..seeds).map(|s| curves(trials, length, s)).collect();
+        compare(length, &all);
+    }
+}
+
+/// The pruners on the curves of a real sweep, in several trial orders.
+fn replay(path: &str) {
+    let metric = std::env::var("SWEEP_CURVES_METRIC").unwrap_or_else(|_| "val_acc".into());
+    let sign = if std::env::var("SWEEP_CURVES_DIRECTION").as_deref() == Ok("minimize") { 1.0 } else { -1.0 };
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let trials: Vec<serde_json::Value> = serde_json::from_str(&text).expect("a `sweep export --format json` file");
+    let curves: Vec<Curve> = trials
+        .iter()
+        .filter(|t| t["state"] == "complete")
+        .filter_map(|t| {
+            let reports = t["reports"].as_array()?;
+            let values: Vec<f64> = reports.iter().filter_map(|r| r[&metric].as_f64()).map(|v| sign * v).collect();
+            let last = sign * t["metrics"][&metric].as_f64()?;
+            (!values.is_empty()).then_some(Curve { values, last })
+        })
+        .collect();
+    let length = curves.iter().map(|c| c.values.len()).min().expect("complete trials with reports of the metric");
+    let curves: Vec<Curve> =
+        curves.into_iter().map(|c| Curve { values: c.values[..length].to_vec(), last: c.last }).collect();
+    println!("{} real curves of `{metric}` from {path}, {length} reports each, {PARALLEL} at a time, 10 trial orders; eta 3, steps = reports", curves.len());
+    let orders: Vec<Vec<Curve>> = (0..10u64)
+        .map(|seed| {
+            let mut order: Vec<usize> = (0..curves.len()).collect();
+            order.shuffle(&mut StdRng::seed_from_u64(seed));
+            order.iter().map(|&i| Curve { values: curves[i].values.clone(), last: curves[i].last }).collect()
+        })
+        .collect();
+    print_header();
+    compare(length, &orders);
+}
+
+fn print_header() {
     println!("steps: share of running every trial to the end; regret: best final found vs best of all, relative");
     println!();
     println!(
         "{:>5}  {:<13} {:>9} {:>10} {:>12} {:>11} {:>10}",
         "steps", "pruner", "steps %", "completed", "mean regret", "max regret", "ms/seed"
     );
-    for &length in &lengths {
-        let all: Vec<Vec<Curve>> = (0..seeds).map(|s| curves(trials, length, s)).collect();
-        let full_steps = (trials * length) as f64;
-        for (name, config) in pruners(length as i64) {
-            let pruner = from_config(&config);
-            let start = std::time::Instant::now();
-            let results: Vec<Result> = all.iter().map(|c| simulate(pruner.as_ref(), c)).collect();
-            let ms = start.elapsed().as_secs_f64() * 1000.0 / seeds as f64;
-            let n = results.len() as f64;
-            let steps = results.iter().map(|r| r.steps as f64).sum::<f64>() / n / full_steps * 100.0;
-            let completed = results.iter().map(|r| r.completed as f64).sum::<f64>() / n;
-            let mean = results.iter().map(|r| r.regret_pct).sum::<f64>() / n;
-            let max = results.iter().map(|r| r.regret_pct).fold(0.0, f64::max);
-            println!("{length:>5}  {name:<13} {steps:>8.1}% {completed:>10.1} {mean:>11.3}% {max:>10.3}% {ms:>10.1}");
-        }
+}
+
+/// Runs every pruner over every set of curves and prints one row per pruner.
+fn compare(length: usize, all: &[Vec<Curve>]) {
+    let trials = all[0].len();
+    let full_steps = (trials * length) as f64;
+    for (name, config) in pruners(length as i64) {
+        let pruner = from_config(&config);
+        let start = std::time::Instant::now();
+        let results: Vec<Result> = all.iter().map(|c| simulate(pruner.as_ref(), c)).collect();
+        let ms = start.elapsed().as_secs_f64() * 1000.0 / all.len() as f64;
+        let n = results.len() as f64;
+        let steps = results.iter().map(|r| r.steps as f64).sum::<f64>() / n / full_steps * 100.0;
+        let completed = results.iter().map(|r| r.completed as f64).sum::<f64>() / n;
+        let mean = results.iter().map(|r| r.regret_pct).sum::<f64>() / n;
+        let max = results.iter().map(|r| r.regret_pct).fold(0.0, f64::max);
+        println!("{length:>5}  {name:<13} {steps:>8.1}% {completed:>10.1} {mean:>11.3}% {max:>10.3}% {ms:>10.1}");
     }
 }

@@ -44,7 +44,8 @@ pub enum CoordinatorError {
 pub struct RunOptions {
     /// Draw a progress bar on stderr.
     pub progress: bool,
-    /// Cancelled on Ctrl-C / SIGTERM: stop workers, record them interrupted, return.
+    /// Cancelled on Ctrl-C / SIGTERM: stop workers and record them interrupted (or, with an
+    /// executor whose workers outlive us, leave them running for the next run), and return.
     pub shutdown: CancellationToken,
     /// The database file, told to workers (`SWEEP_DB`) so a fine-tune can find another study's best
     /// checkpoint.
@@ -421,8 +422,21 @@ impl Coordinator<'_> {
             let n = self.active.len();
             self.progress.println(format!("{n} trial(s) keep running as cluster jobs; run again to adopt them"));
         }
-        for (_, active) in self.active.drain() {
+        let active: Vec<(u64, Active)> = self.active.drain().collect();
+        for (number, active) in active {
             self.devices.release(active.device.as_deref());
+            // A trial already told to stop is not adopted to run on: it ends now, as it would.
+            if let Some(cause) = &active.stop {
+                let stopped = crate::executor::Outcome { exit: crate::executor::Exit::Stopped, ..Default::default() };
+                let (state, end) = outcome::classify(
+                    &stopped,
+                    active.last_report.as_ref(),
+                    active.last_step,
+                    Some(cause),
+                    &self.config.objective,
+                );
+                self.finish(number, state, end);
+            }
         }
     }
 

@@ -30,6 +30,11 @@ pub enum StoreError {
     Missing(PathBuf),
     #[error("{0} is not a sweep database (or a coordinator is creating it right now)")]
     NotSweep(PathBuf),
+    #[error(
+        "{path} was written by an older sweep (schema {have}; this one reads {need}): run a study in it once \
+         with this sweep (`sweep run`), which upgrades it, then read it"
+    )]
+    OldSchema { path: PathBuf, have: i64, need: i64 },
     #[error("cannot open database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
     #[error("cannot apply database migrations: {0}")]
@@ -111,6 +116,20 @@ pub struct Store {
     conn: SqliteConnection,
 }
 
+/// Read-only opens cannot migrate: a database behind this binary's migrations is refused with
+/// a way out, instead of failing later on a missing column.
+pub(crate) async fn check_schema(conn: &mut SqliteConnection, path: &Path) -> Result<()> {
+    let have: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or(None);
+    let need = sqlx::migrate!("./migrations").iter().map(|m| m.version).max().unwrap_or(0);
+    match have {
+        Some(have) if have < need => Err(StoreError::OldSchema { path: path.to_path_buf(), have, need }),
+        _ => Ok(()),
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
@@ -137,6 +156,7 @@ impl Store {
         if tables == 0 {
             return Err(StoreError::NotSweep(path.to_path_buf()));
         }
+        check_schema(&mut conn, path).await?;
         Ok(Store { conn })
     }
 

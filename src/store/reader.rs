@@ -73,6 +73,7 @@ impl Reader {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        super::check_schema(&mut *pool.acquire().await?, path).await?;
         Ok(Reader { pool, path: path.to_path_buf() })
     }
 

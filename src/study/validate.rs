@@ -549,7 +549,9 @@ fn trial(
             Err(m) => check.fail_owned(path, m),
         }
     }
+    // Absolute, so that it means the same to a Slurm job started elsewhere.
     let workdir = base.join(raw.workdir.as_deref().unwrap_or("."));
+    let workdir = std::path::absolute(&workdir).unwrap_or(workdir);
     if !workdir.is_dir() {
         check.fail(&["trial", "workdir"], format!("{} is not a directory", workdir.display()));
     }

@@ -93,7 +93,16 @@ fn slurm_state(job: &str) -> String {
 
 fn runs_to_budget_each_trial_on_its_own_gpu(kind: Kind) {
     let s = study(kind, "budget", "trials = 4\nparallel = 2", "STEPS = \"4\", PAUSE = \"0.2\"", "");
-    let out = s.run();
+    // From the folder above, as `sweep run studies/x.toml` is: relative paths must still hold
+    // on the node.
+    let folder = s.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let out = Command::new(crate::support::BIN)
+        .arg("--db")
+        .arg(s.db())
+        .args(["run", &format!("{folder}/study.toml"), "--no-progress"])
+        .current_dir(s.dir.path().parent().unwrap())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", crate::support::text(&out));
     let trials = s.trials();
     assert_eq!(trials.len(), 4);

@@ -60,9 +60,11 @@ if ! pgrep -x munged >/dev/null; then
   [ -s /etc/munge/munge.key ] || mungekey --create --force
   munged --force 2>/dev/null
 fi
-pkill -x slurmctld 2>/dev/null || true
-pkill -x slurmd 2>/dev/null || true
-sleep 0.5
+# Our own daemons from an earlier start (never a real cluster's: only the pid files here).
+for daemon in slurmd slurmctld; do
+  pid_file="$state/run/$daemon.pid"
+  if [ -s "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null; then sleep 1; fi
+done
 slurmctld -c -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
 for _ in $(seq 60); do

@@ -51,7 +51,7 @@ pub struct JobState {
 /// What a job's state means for its trial.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Phase {
-    /// Waiting for resources.
+    /// Waiting for resources, or suspended.
     Queued,
     Running,
     /// Over, and the worker's own word (a done message, outcome.json) says how.
@@ -64,10 +64,10 @@ impl JobState {
     pub fn phase(&self) -> Phase {
         // sacct writes "CANCELLED by 0"; squeue plain names.
         match self.state.split_whitespace().next().unwrap_or("") {
-            "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "CONFIGURING" => Phase::Queued,
-            "RUNNING" | "COMPLETING" | "SUSPENDED" | "STOPPED" | "SIGNALING" | "STAGE_OUT" | "RESIZING" => {
-                Phase::Running
-            }
+            // Suspended jobs send no heartbeats either.
+            "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "CONFIGURING" | "SUSPENDED"
+            | "STOPPED" => Phase::Queued,
+            "RUNNING" | "COMPLETING" | "SIGNALING" | "STAGE_OUT" | "RESIZING" => Phase::Running,
             "PREEMPTED" | "NODE_FAIL" => Phase::TakenAway,
             _ => Phase::Ended,
         }
@@ -125,20 +125,20 @@ pub async fn sacct(id: &str) -> Option<JobState> {
 
 /// The id of our job with this name, if Slurm still knows one (for a trial whose id the
 /// coordinator died before recording).
-pub async fn find_by_name(name: &str) -> Option<String> {
+pub async fn find_by_name(name: &str) -> Result<Option<String>, String> {
     let user = std::env::var("USER").ok();
     let mut cmd = Command::new("squeue");
     cmd.args(["--noheader", "--states=all", "--format=%i|%T|%r", "--name"]).arg(name);
     if let Some(u) = user {
         cmd.arg(format!("--user={u}"));
     }
-    let stdout = output(cmd, "squeue").await.ok()?;
-    let jobs = parse_squeue(&stdout);
+    let jobs = parse_squeue(&output(cmd, "squeue").await?);
     // Prefer one still alive; several would mean an earlier duplicate, which we leave alone.
-    jobs.iter()
+    Ok(jobs
+        .iter()
         .find(|(_, s)| matches!(s.phase(), Phase::Queued | Phase::Running))
         .or_else(|| jobs.iter().next())
-        .map(|(id, _)| id.clone())
+        .map(|(id, _)| id.clone()))
 }
 
 /// Sends `signal` to every process of the job, batch script included; None cancels it.

@@ -49,9 +49,13 @@ struct Job {
     /// None until sbatch (or the lookup of an adopted job) answers.
     id: Option<String>,
     cancel: CancellationToken,
+    /// Cancelled when the trial ends, to end the tasks that wait on it.
+    gone: CancellationToken,
     outcome_file: PathBuf,
     /// The last word from the job, or the moment it was seen to start running.
     last_seen: Instant,
+    /// Whether the job has said anything: then it runs, whatever the last poll saw.
+    heard: bool,
     phase: Option<Phase>,
     /// Polls in a row that found the job over with no word from it.
     strikes: u32,
@@ -68,7 +72,11 @@ impl Jobs {
 
     /// Notes word from a job; false when the trial is not (or no longer) ours.
     fn touch(&self, trial: u64) -> bool {
-        self.lock().jobs.get_mut(&trial).map(|j| j.last_seen = Instant::now()).is_some()
+        let mut table = self.lock();
+        let Some(job) = table.jobs.get_mut(&trial) else { return false };
+        job.last_seen = Instant::now();
+        job.heard = true;
+        true
     }
 
     fn stopping(&self, trial: u64) -> bool {
@@ -79,19 +87,38 @@ impl Jobs {
         self.lock().jobs.contains_key(&trial)
     }
 
-    /// The trial's one `Done`: later calls for it do nothing. False when the coordinator loop
-    /// is gone (shutting down), so the job keeps its outcome for the next run.
+    /// The trial's one `Done`: later calls for it do nothing, and say it was taken. False while
+    /// the coordinator is not listening (not yet adopting after a restart, or shutting down):
+    /// the job is to try again.
     fn finish(&self, trial: u64, outcome: Outcome) -> bool {
         let mut table = self.lock();
+        let Some(events) = table.events.clone() else { return false };
         if !table.jobs.contains_key(&trial) {
             return true;
         }
-        let Some(events) = &table.events else { return false };
-        let sent = events.send(WorkerEvent::Done { trial, outcome }).is_ok();
-        if sent {
-            table.jobs.remove(&trial);
+        if events.send(WorkerEvent::Done { trial, outcome }).is_err() {
+            return false;
         }
-        sent
+        if let Some(job) = table.jobs.remove(&trial) {
+            job.gone.cancel();
+        }
+        true
+    }
+
+    /// The job is running as far as we know: it said so, or squeue did.
+    fn running(&self, trial: u64) -> bool {
+        self.lock().jobs.get(&trial).is_some_and(|j| j.heard || j.phase == Some(Phase::Running))
+    }
+
+    fn gone(&self, trial: u64) -> CancellationToken {
+        self.lock().jobs.get(&trial).map_or_else(
+            || {
+                let gone = CancellationToken::new();
+                gone.cancel();
+                gone
+            },
+            |j| j.gone.clone(),
+        )
     }
 
     fn set_id(&self, trial: u64, id: &str) {
@@ -152,8 +179,10 @@ impl SlurmExecutor {
         let job = Job {
             id,
             cancel: launch.cancel.clone(),
+            gone: CancellationToken::new(),
             outcome_file: dir.join("outcome.json"),
             last_seen: Instant::now(),
+            heard: false,
             phase: None,
             strikes: 0,
         };
@@ -175,6 +204,14 @@ impl SlurmExecutor {
             heartbeat: self.config.poll,
             outcome_file: dir.join("outcome.json"),
         }
+    }
+}
+
+/// Jobs of a coordinator that is gone find no address (rather than whatever listens on its
+/// port next) until the next run writes one.
+impl Drop for SlurmExecutor {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.url_file);
     }
 }
 
@@ -206,15 +243,13 @@ impl Executor for SlurmExecutor {
             // The coordinator may have died between sbatch and recording the id.
             let id = match known {
                 Some(id) => id,
-                None => match commands::find_by_name(&job_name(&launch.hello.study, trial)).await {
-                    Some(id) => {
+                None => match find_unrecorded(&launch, poll).await {
+                    Ok(id) => {
                         jobs.set_id(trial, &id);
                         id
                     }
-                    None => {
-                        let why =
-                            "the coordinator stopped before recording its Slurm job, and Slurm has none by its name";
-                        jobs.finish(trial, Outcome { exit: Exit::JobPreempted(why.into()), ..Outcome::default() });
+                    Err(outcome) => {
+                        jobs.finish(trial, outcome);
                         return;
                     }
                 },
@@ -230,24 +265,37 @@ impl Executor for SlurmExecutor {
     }
 }
 
+/// The job of a trial whose id the coordinator died before recording, by its name; or, if
+/// Slurm has none, how the trial ended: what its job left in the outcome file, else interrupted.
+async fn find_unrecorded(launch: &Launch, poll: Duration) -> Result<String, Outcome> {
+    let name = job_name(&launch.hello.study, launch.trial);
+    loop {
+        match commands::find_by_name(&name).await {
+            Ok(Some(id)) => return Ok(id),
+            Ok(None) => break,
+            // slurmctld busy: ask again rather than re-run a trial that may be running.
+            Err(e) => tracing::warn!("trial {}: {e}", launch.trial),
+        }
+        tokio::time::sleep(poll).await;
+    }
+    Err(read_outcome(&trial_dir(launch).join("outcome.json")).unwrap_or_else(|| {
+        let why = "the coordinator stopped before recording its Slurm job, and Slurm has none by its name";
+        Outcome { exit: Exit::JobPreempted(why.into()), ..Outcome::default() }
+    }))
+}
+
 /// Writes the job's spec and script and submits it.
 async fn submit(config: &SlurmConfig, spec: &JobSpec, dir: &Path, launch: &Launch) -> Result<String, String> {
     let spec_file = dir.join("job.json");
     let script = dir.join("job.sh");
     let text = serde_json::to_vec_pretty(spec).expect("job spec serializes");
     let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
-    let body = format!(
-        "#!/bin/sh\n# sweep: study {}, trial {}\nexec {} job {}\n",
-        launch.hello.study,
-        launch.trial,
-        quote(&config.binary),
-        quote(&spec_file)
-    );
+    let name = job_name(&launch.hello.study, launch.trial);
+    let body = format!("#!/bin/sh\n# {name}\nexec {} job {}\n", quote(&config.binary), quote(&spec_file));
     std::fs::create_dir_all(dir)
         .and_then(|()| write_atomically(&spec_file, &text, 0o600))
         .and_then(|()| write_atomically(&script, body.as_bytes(), 0o700))
         .map_err(|e| format!("cannot write the job files in {}: {e}", dir.display()))?;
-    let name = job_name(&launch.hello.study, launch.trial);
     let output = dir.join("slurm-%j.out");
     let submission = Submission {
         name: &name,
@@ -262,8 +310,9 @@ async fn submit(config: &SlurmConfig, spec: &JobSpec, dir: &Path, launch: &Launc
     commands::sbatch(&submission).await
 }
 
-/// Once the trial is to stop: its worker hears `stop` in its next decision or heartbeat; a job
-/// still there after that gets SIGTERM (every process, the script included), then is cancelled.
+/// Once the trial is to stop: a running job's worker hears `stop` in its next decision or
+/// heartbeat; a job still there a heartbeat and `grace` later gets SIGTERM (every process, the
+/// script included), and after `grace` more is cancelled. A queued job is cancelled at once.
 async fn stop_when_cancelled(
     jobs: Arc<Jobs>,
     trial: u64,
@@ -272,9 +321,12 @@ async fn stop_when_cancelled(
     grace: Duration,
     poll: Duration,
 ) {
-    cancel.cancelled().await;
-    let running = jobs.lock().jobs.get(&trial).is_some_and(|j| j.phase == Some(Phase::Running));
-    if running {
+    let gone = jobs.gone(trial);
+    tokio::select! {
+        _ = cancel.cancelled() => {},
+        _ = gone.cancelled() => return,
+    }
+    if jobs.running(trial) {
         tokio::time::sleep(poll + grace).await;
         if !jobs.contains(trial) {
             return;
@@ -422,8 +474,12 @@ fn load_or_create_token(path: &Path) -> std::io::Result<String> {
 
 /// Whole or not at all: a reader never sees half a file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    // A leftover from a crash could carry other permissions: start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)

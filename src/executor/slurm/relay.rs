@@ -13,16 +13,17 @@ use crate::protocol::Decision;
 use crate::trial::Metrics;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// How long a report waits for its decision before the worker is told to go on.
+/// How long a report waits for its decision before the worker is told to go on (it does not
+/// wait at all while earlier reports are still undelivered).
 const DECISION_WAIT: Duration = Duration::from_secs(5);
-/// How long the outcome is offered to an unreachable coordinator before the job gives up (the
-/// outcome file still tells it).
+/// How long the last reports and the outcome are offered to an unreachable coordinator before
+/// the job gives up and frees its allocation (the outcome file still tells it).
 const DONE_PATIENCE: Duration = Duration::from_secs(600);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -45,7 +46,9 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
     let terminated = Arc::new(AtomicBool::new(false));
     tokio::spawn(on_sigterm(cancel.clone(), terminated.clone()));
     tokio::spawn(heartbeat(client.clone(), spec.heartbeat, cancel.clone(), told_to_stop.clone()));
-    let (deliveries, delivered) = deliver_in_order(client.clone(), cancel.clone(), told_to_stop.clone());
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let (deliveries, delivered) =
+        deliver_in_order(client.clone(), cancel.clone(), told_to_stop.clone(), backlog.clone());
 
     let (events, mut inbox) = mpsc::unbounded_channel();
     LocalExecutor.launch(launch(&spec, cancel.clone()), &events);
@@ -55,9 +58,11 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
             WorkerEvent::Report { step, metrics, reply, .. } => {
                 let step = step.unwrap_or_else(|| last.as_ref().map_or(0, |(s, _)| s + 1));
                 last = Some((step, metrics.clone()));
+                // With the coordinator away the worker trains on; a late stop still arrives.
+                let wait = if backlog.fetch_add(1, Ordering::SeqCst) == 0 { DECISION_WAIT } else { Duration::ZERO };
                 let (tx, decision) = oneshot::channel();
                 let _ = deliveries.send((ReportBody { step, metrics }, tx));
-                let decision = tokio::time::timeout(DECISION_WAIT, decision).await;
+                let decision = tokio::time::timeout(wait, decision).await;
                 let _ = reply.send(decision.ok().and_then(Result::ok).unwrap_or(Decision::Continue));
             }
             WorkerEvent::Done { outcome, .. } => break outcome,
@@ -76,15 +81,16 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
         eprintln!("sweep job: cannot write {}: {e}", spec.outcome_file.display());
     }
     // Reports before the outcome, so the coordinator has them all when the trial ends.
+    let deadline = Instant::now() + DONE_PATIENCE;
     drop(deliveries);
-    let _ = tokio::time::timeout(DONE_PATIENCE, delivered).await;
+    let _ = tokio::time::timeout_at(deadline.into(), delivered).await;
     let code = match (&outcome.exit, told_to_stop.load(Ordering::SeqCst)) {
         (Exit::Success, _) | (_, true) => 0,
-        (Exit::Code(c), _) => *c,
+        (Exit::Code(c), _) if (1..=255).contains(c) => *c,
         _ => 1,
     };
     let path = format!("/jobs/{}/done", spec.trial);
-    if client.post::<_, serde_json::Value>(&path, &outcome, Some(Instant::now() + DONE_PATIENCE)).await.is_none() {
+    if client.post::<_, serde_json::Value>(&path, &outcome, Some(deadline)).await.is_none() {
         eprintln!("sweep job: the coordinator did not take the outcome; it is in {}", spec.outcome_file.display());
     }
     Ok(code)
@@ -142,12 +148,15 @@ fn deliver_in_order(
     client: Client,
     cancel: CancellationToken,
     told_to_stop: Arc<AtomicBool>,
+    backlog: Arc<AtomicUsize>,
 ) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
     let task = tokio::spawn(async move {
         let path = format!("/jobs/{}/report", client.trial);
         while let Some((body, reply)) = rx.recv().await {
-            let Some(answer) = client.post::<_, DecisionBody>(&path, &body, None).await else { continue };
+            let answer = client.post::<_, DecisionBody>(&path, &body, None).await;
+            backlog.fetch_sub(1, Ordering::SeqCst);
+            let Some(answer) = answer else { continue };
             if answer.decision == Decision::Stop {
                 told_to_stop.store(true, Ordering::SeqCst);
                 if reply.is_closed() {
@@ -219,7 +228,8 @@ impl Client {
                 serde_json::from_value(serde_json::Value::Null).map_err(|e| Failure::Refused(e.to_string()))
             }
             Ok(r) => r.into_json().map_err(|e| Failure::Retry(e.to_string())),
-            Err(ureq::Error::Status(code @ (400 | 401 | 404 | 422), r)) => {
+            // 401 and 404 may come from whatever holds a stale address: retried.
+            Err(ureq::Error::Status(code @ (400 | 413 | 422), r)) => {
                 Err(Failure::Refused(format!("{code} {}", r.into_string().unwrap_or_default())))
             }
             Err(e) => Err(Failure::Retry(e.to_string())),
