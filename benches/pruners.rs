@@ -17,8 +17,8 @@
 //! Real curves: `SWEEP_CURVES=trials.json cargo bench --bench pruners` replays the complete
 //! trials of a `sweep export NAME --format json` instead (the objective read from
 //! `SWEEP_CURVES_METRIC`, default val_acc, maximized unless `SWEEP_CURVES_DIRECTION=minimize`),
-//! one report per step, in 10 random trial orders. A replay is exact for a random sampler:
-//! its proposals do not depend on which trials were pruned.
+//! one report per step, in the order run and 9 random ones (`SWEEP_CURVES_ORDERS`). A replay is
+//! exact for a random sampler: its proposals do not depend on which trials were pruned.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -28,7 +28,12 @@ use sweep::pruner::{from_config, Pruner, Verdict};
 use sweep::study::{Direction, Objective, PrunerConfig, PrunerRule};
 use sweep::trial::{History, Trial, TrialState};
 
+/// Trials at a time in the simulation (`SWEEP_CURVES_PARALLEL` sets it for a replay).
 const PARALLEL: usize = 8;
+
+fn parallel() -> usize {
+    std::env::var("SWEEP_CURVES_PARALLEL").ok().and_then(|p| p.parse().ok()).unwrap_or(PARALLEL)
+}
 
 /// A trial's reports at steps 1..=steps (the last one is its final value) and that final value.
 struct Curve {
@@ -63,7 +68,7 @@ struct Result {
     completed: usize,
 }
 
-/// Runs every curve as a trial, `PARALLEL` at a time, asking `pruner` after each report.
+/// Runs every curve as a trial, `parallel()` at a time, asking `pruner` after each report.
 /// Minimization values: a maximized metric is negated. Regret is relative to |best|, so it
 /// reads the same in the metric's own units.
 fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
@@ -73,7 +78,7 @@ fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
     let mut next = 0;
     let mut steps = 0;
     loop {
-        while running.len() < PARALLEL && next < curves.len() {
+        while running.len() < parallel() && next < curves.len() {
             history.trials.push(new_trial(next as u64));
             running.push(next);
             next += 1;
@@ -178,11 +183,18 @@ fn replay(path: &str) {
     let length = curves.iter().map(|c| c.values.len()).min().expect("complete trials with reports of the metric");
     let curves: Vec<Curve> =
         curves.into_iter().map(|c| Curve { values: c.values[..length].to_vec(), last: c.last }).collect();
-    println!("{} real curves of `{metric}` from {path}, {length} reports each, {PARALLEL} at a time, 10 trial orders; eta 3, steps = reports", curves.len());
-    let orders: Vec<Vec<Curve>> = (0..10u64)
+    let n_orders: u64 = std::env::var("SWEEP_CURVES_ORDERS").ok().and_then(|n| n.parse().ok()).unwrap_or(10);
+    println!(
+        "{} real curves of `{metric}` from {path}, {length} reports each, {} at a time, {n_orders} trial orders (the first as run); eta 3, steps = reports",
+        curves.len(),
+        parallel()
+    );
+    let orders: Vec<Vec<Curve>> = (0..n_orders)
         .map(|seed| {
             let mut order: Vec<usize> = (0..curves.len()).collect();
-            order.shuffle(&mut StdRng::seed_from_u64(seed));
+            if seed > 0 {
+                order.shuffle(&mut StdRng::seed_from_u64(seed));
+            }
             order.iter().map(|&i| Curve { values: curves[i].values.clone(), last: curves[i].last }).collect()
         })
         .collect();
