@@ -19,8 +19,9 @@ timeout 150 node tests/e2e/e2e.mjs target/debug/sweep
 
 # A real single-node Slurm for the cluster tests (installs slurm-wlm and munge if missing),
 # stopped again when the tests end. The Slurm tests fail rather than skip without it.
-eval "$(tests/slurm/up.sh)"
 trap tests/slurm/down.sh EXIT
+slurm_env=$(tests/slurm/up.sh)
+eval "$slurm_env"
 export SWEEP_REQUIRE_SLURM=1
 
 # Unit and integration tests: real processes, real SQLite files, a real Slurm.
