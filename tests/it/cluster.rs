@@ -285,3 +285,24 @@ fn slurm_ctrl_c_leaves_jobs_for_the_next_run() {
         assert_eq!(jobs(&trials), jobs(&left));
     });
 }
+
+/// A job past its Slurm time limit (one minute, the smallest) is signalled by Slurm; its trial
+/// fails saying so, and is not left running.
+#[test]
+fn slurm_job_over_its_time_limit_fails() {
+    on(Kind::Slurm, |kind| {
+        let s = study(kind, "overtime", "trials = 1", "STEPS = \"1000\", PAUSE = \"0.5\"", "");
+        let text = std::fs::read_to_string(s.path()).unwrap().replace("poll = \"1s\"", "poll = \"1s\"\ntime = \"1\"");
+        std::fs::write(s.path(), text).unwrap();
+        let out = s.run();
+        assert!(out.status.success(), "{}", crate::support::text(&out));
+        let trials = s.trials();
+        assert_eq!(trials.len(), 1);
+        let t = &trials[0];
+        assert_eq!(t["state"], "failed", "{t:#}");
+        let reason = t["reason"].as_str().unwrap();
+        assert!(reason.contains("SIGTERM") && reason.contains("out of time"), "{reason}");
+        let steps = t["last_step"].as_i64().unwrap();
+        assert!((60..1000).contains(&steps), "ran about a minute, its reports kept: {t:#}");
+    });
+}
