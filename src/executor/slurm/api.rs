@@ -73,7 +73,7 @@ async fn done(
     Json(outcome): Json<Outcome>,
 ) -> Result<StatusCode, StatusCode> {
     authorize(&jobs, &headers)?;
-    match jobs.finish(trial, outcome) {
+    match jobs.done(trial, outcome) {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(StatusCode::SERVICE_UNAVAILABLE),
     }

@@ -59,6 +59,9 @@ struct Job {
     phase: Option<Phase>,
     /// Polls in a row that found the job over with no word from it.
     strikes: u32,
+    /// The job's own outcome after Slurm signalled it: held until squeue says why (cancelled,
+    /// out of time, preempted).
+    signalled: Option<Outcome>,
 }
 
 impl Jobs {
@@ -101,6 +104,22 @@ impl Jobs {
         }
         if let Some(job) = table.jobs.remove(&trial) {
             job.gone.cancel();
+        }
+        true
+    }
+
+    /// A job's own account of its end. One that Slurm signalled (the relay reports `JobLost`)
+    /// waits for the poller, which knows why from squeue.
+    fn done(&self, trial: u64, outcome: Outcome) -> bool {
+        if !matches!(outcome.exit, Exit::JobLost(_)) {
+            return self.finish(trial, outcome);
+        }
+        let mut table = self.lock();
+        if table.events.is_none() {
+            return false;
+        }
+        if let Some(job) = table.jobs.get_mut(&trial) {
+            job.signalled = Some(outcome);
         }
         true
     }
@@ -185,6 +204,7 @@ impl SlurmExecutor {
             heard: false,
             phase: None,
             strikes: 0,
+            signalled: None,
         };
         table.jobs.insert(launch.trial, job);
         dir
@@ -377,13 +397,25 @@ async fn poll(jobs: Arc<Jobs>, every: Duration) {
             let verdict = {
                 let mut table = jobs.lock();
                 let Some(job) = table.jobs.get_mut(&trial) else { continue };
-                judge(job, &id, states.get(&id), silence).map(|(exit, cancel)| (exit, cancel, job.outcome_file.clone()))
+                judge(job, &id, states.get(&id), silence)
+                    .map(|(exit, cancel)| (exit, cancel, job.signalled.take(), job.outcome_file.clone()))
             };
-            if let Some((exit, cancel, outcome_file)) = verdict {
+            if let Some((exit, cancel, signalled, outcome_file)) = verdict {
                 if cancel {
                     let _ = commands::scancel(&id, None).await;
                 }
-                let outcome = read_outcome(&outcome_file).unwrap_or(Outcome { exit, ..Outcome::default() });
+                let outcome = match signalled.or_else(|| read_outcome(&outcome_file)) {
+                    // Signalled: Slurm's account says why, and whether the trial deserves a re-run.
+                    Some(mut o) if matches!(o.exit, Exit::JobLost(_)) => {
+                        o.exit = match exit {
+                            Exit::JobLost(why) => Exit::JobLost(format!("{why}: its worker got SIGTERM")),
+                            other => other,
+                        };
+                        o
+                    }
+                    Some(o) => o,
+                    None => Outcome { exit, ..Outcome::default() },
+                };
                 jobs.finish(trial, outcome);
             }
         }
@@ -410,10 +442,10 @@ fn judge(job: &mut Job, id: &str, state: Option<&commands::JobState>, silence: D
             (quiet > silence)
                 .then(|| (Exit::JobLost(format!("no word from slurm job {id} for {}s", quiet.as_secs())), true))
         }
-        // A job that is over gets one more poll for its own `done` to arrive.
+        // A job that is over gets one more poll for its own `done` to arrive, unless it came.
         _ => {
             job.strikes += 1;
-            if job.strikes < 2 {
+            if job.strikes < 2 && job.signalled.is_none() {
                 return None;
             }
             let why = state.map_or(format!("slurm job {id} vanished from squeue and sacct"), |s| s.describe(id));
