@@ -73,6 +73,12 @@ impl JobState {
         }
     }
 
+    /// Whether Slurm ended the job, rather than the job ending on its own.
+    pub fn ended_by_slurm(&self) -> bool {
+        let state = self.state.split_whitespace().next().unwrap_or("");
+        matches!(state, "CANCELLED" | "TIMEOUT" | "DEADLINE" | "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL")
+    }
+
     pub fn describe(&self, id: &str) -> String {
         match self.reason.as_str() {
             "" | "None" => format!("slurm job {id} ended {}", self.state),

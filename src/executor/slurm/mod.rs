@@ -59,9 +59,9 @@ struct Job {
     phase: Option<Phase>,
     /// Polls in a row that found the job over with no word from it.
     strikes: u32,
-    /// The job's own outcome after Slurm signalled it: held until squeue says why (cancelled,
-    /// out of time, preempted).
-    signalled: Option<Outcome>,
+    /// The job's own account of a failure, held until squeue says whether Slurm ended the job
+    /// (cancelled, out of time, preempted), which is then the reason.
+    failed: Option<Outcome>,
 }
 
 impl Jobs {
@@ -108,20 +108,23 @@ impl Jobs {
         true
     }
 
-    /// A job's own account of its end. One that Slurm signalled (the relay reports `JobLost`)
-    /// waits for the poller, which knows why from squeue.
+    /// A job's own account of its end. A failure we did not ask for waits for the poller: Slurm
+    /// may have ended the job, and the worker cannot always tell (its SIGTERM may beat ours).
     fn done(&self, trial: u64, outcome: Outcome) -> bool {
-        if !matches!(outcome.exit, Exit::JobLost(_)) {
-            return self.finish(trial, outcome);
-        }
         let mut table = self.lock();
         if table.events.is_none() {
             return false;
         }
-        if let Some(job) = table.jobs.get_mut(&trial) {
-            job.signalled = Some(outcome);
+        match table.jobs.get_mut(&trial) {
+            Some(job) if outcome.exit != Exit::Success && !job.cancel.is_cancelled() => {
+                job.failed = Some(outcome);
+                true
+            }
+            _ => {
+                drop(table);
+                self.finish(trial, outcome)
+            }
         }
-        true
     }
 
     /// The job is running as far as we know: it said so, or squeue did.
@@ -204,7 +207,7 @@ impl SlurmExecutor {
             heard: false,
             phase: None,
             strikes: 0,
-            signalled: None,
+            failed: None,
         };
         table.jobs.insert(launch.trial, job);
         dir
@@ -398,22 +401,14 @@ async fn poll(jobs: Arc<Jobs>, every: Duration) {
                 let mut table = jobs.lock();
                 let Some(job) = table.jobs.get_mut(&trial) else { continue };
                 judge(job, &id, states.get(&id), silence)
-                    .map(|(exit, cancel)| (exit, cancel, job.signalled.take(), job.outcome_file.clone()))
+                    .map(|(exit, cancel)| (exit, cancel, job.failed.take(), job.outcome_file.clone()))
             };
-            if let Some((exit, cancel, signalled, outcome_file)) = verdict {
+            if let Some((exit, cancel, failed, outcome_file)) = verdict {
                 if cancel {
                     let _ = commands::scancel(&id, None).await;
                 }
-                let outcome = match signalled.or_else(|| read_outcome(&outcome_file)) {
-                    // Signalled: Slurm's account says why, and whether the trial deserves a re-run.
-                    Some(mut o) if matches!(o.exit, Exit::JobLost(_)) => {
-                        o.exit = match exit {
-                            Exit::JobLost(why) => Exit::JobLost(format!("{why}: its worker got SIGTERM")),
-                            other => other,
-                        };
-                        o
-                    }
-                    Some(o) => o,
+                let outcome = match failed.or_else(|| read_outcome(&outcome_file)) {
+                    Some(o) => by_slurm(o, exit, states.get(&id)),
                     None => Outcome { exit, ..Outcome::default() },
                 };
                 jobs.finish(trial, outcome);
@@ -445,7 +440,7 @@ fn judge(job: &mut Job, id: &str, state: Option<&commands::JobState>, silence: D
         // A job that is over gets one more poll for its own `done` to arrive, unless it came.
         _ => {
             job.strikes += 1;
-            if job.strikes < 2 && job.signalled.is_none() {
+            if job.strikes < 2 && job.failed.is_none() {
                 return None;
             }
             let why = state.map_or(format!("slurm job {id} vanished from squeue and sacct"), |s| s.describe(id));
@@ -453,6 +448,20 @@ fn judge(job: &mut Job, id: &str, state: Option<&commands::JobState>, silence: D
             Some((exit, false))
         }
     }
+}
+
+/// A job's own outcome, with Slurm's account as the reason where Slurm ended the job: then a
+/// preempted job's trial runs again, and a cancelled or timed-out one says so.
+fn by_slurm(mut own: Outcome, slurm: Exit, state: Option<&commands::JobState>) -> Outcome {
+    if own.exit == Exit::Success || !state.is_some_and(commands::JobState::ended_by_slurm) {
+        return own;
+    }
+    let signalled = matches!(own.exit, Exit::JobLost(_) | Exit::Signal(libc::SIGTERM) | Exit::Stopped);
+    own.exit = match slurm {
+        Exit::JobLost(why) if signalled => Exit::JobLost(format!("{why}: its worker got SIGTERM")),
+        other => other,
+    };
+    own
 }
 
 /// The outcome a job left behind, if it got that far.
@@ -601,12 +610,12 @@ mod tests {
             }
             assert_eq!(answer.await.unwrap(), (200, r#"{"decision":"continue"}"#.to_string()));
         }
-        let outcome = serde_json::to_value(Outcome { exit: Exit::Code(3), ..Outcome::default() }).unwrap();
+        let outcome = serde_json::to_value(Outcome { stderr_tail: "bye".into(), ..Outcome::default() }).unwrap();
         for _ in 0..2 {
             assert_eq!(post("/jobs/3/done", &token, outcome.clone()).await.unwrap().0, 204);
         }
         match inbox.recv().await.unwrap() {
-            WorkerEvent::Done { trial: 3, outcome } => assert_eq!(outcome.exit, Exit::Code(3)),
+            WorkerEvent::Done { trial: 3, outcome } => assert_eq!(outcome.stderr_tail, "bye"),
             other => panic!("{other:?}"),
         }
         assert!(inbox.try_recv().is_err(), "one Done only");
@@ -614,6 +623,20 @@ mod tests {
         assert_eq!(late, (200, r#"{"decision":"stop"}"#.to_string()));
         let heartbeat = post("/jobs/9/heartbeat", &token, serde_json::Value::Null).await.unwrap();
         assert_eq!(heartbeat.1, r#"{"decision":"stop"}"#);
+    }
+
+    /// A failure Slurm caused takes Slurm's account; one the worker caused keeps its own.
+    #[test]
+    fn slurm_says_why_a_job_it_ended_failed() {
+        let state = |s: &str| commands::JobState { state: s.into(), reason: "None".into() };
+        let own = |exit| Outcome { exit, ..Outcome::default() };
+        let lost = Exit::JobLost("slurm job 7 ended TIMEOUT".into());
+        let timed_out = by_slurm(own(Exit::Signal(libc::SIGTERM)), lost.clone(), Some(&state("TIMEOUT")));
+        assert_eq!(timed_out.exit, Exit::JobLost("slurm job 7 ended TIMEOUT: its worker got SIGTERM".into()));
+        let taken = Exit::JobPreempted("slurm job 7 ended PREEMPTED".into());
+        assert_eq!(by_slurm(own(Exit::Code(1)), taken.clone(), Some(&state("PREEMPTED"))).exit, taken);
+        assert_eq!(by_slurm(own(Exit::Code(2)), lost.clone(), Some(&state("FAILED"))).exit, Exit::Code(2));
+        assert_eq!(by_slurm(own(Exit::Success), lost, Some(&state("CANCELLED"))).exit, Exit::Success);
     }
 
     #[test]
