@@ -4,7 +4,7 @@
 
 use super::kernel::{matern52, KernelParams};
 use super::lbfgs;
-use super::linalg::{cholesky_with_jitter, packed_inverse};
+use super::linalg::{cholesky_with_jitter, dot, packed_inverse, packed_row};
 use nalgebra::DVector;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -49,43 +49,59 @@ pub(crate) struct FitData {
     n: usize,
     d: usize,
     y: Vec<f64>,
-    /// `(x_i,c - x_j,c)^2` for pairs `i > j` in row order, `d` values per pair.
+    /// `(x_i,c - x_j,c)^2` for pairs `i > j`, dimension-major: pair `p` (in row order) of
+    /// coordinate `c` at `c * pairs + p`, so the per-pair sums over coordinates vectorize.
     sq_diff: Vec<f64>,
 }
 
 impl FitData {
     pub(crate) fn new(x: &[f64], d: usize, y: &[f64]) -> Self {
         let n = y.len();
-        let mut sq_diff = Vec::with_capacity(n * (n - 1) / 2 * d);
+        let pairs = n * (n - 1) / 2;
+        let mut sq_diff = vec![0.0; pairs * d];
+        let mut p = 0;
         for i in 0..n {
             for j in 0..i {
                 for c in 0..d {
                     let diff = x[i * d + c] - x[j * d + c];
-                    sq_diff.push(diff * diff);
+                    sq_diff[c * pairs + p] = diff * diff;
                 }
+                p += 1;
             }
         }
         FitData { n, d, y: y.to_vec(), sq_diff }
     }
 
+    fn pairs(&self) -> usize {
+        self.n * (self.n - 1) / 2
+    }
+
+    fn sq_diff(&self, c: usize) -> &[f64] {
+        let pairs = self.pairs();
+        &self.sq_diff[c * pairs..(c + 1) * pairs]
+    }
+
     /// Negative log posterior of `theta` (see [`KernelParams::to_log`]) and its gradient.
     pub(crate) fn objective(&self, theta: &[f64]) -> (f64, Vec<f64>) {
-        let (n, d) = (self.n, self.d);
+        let (n, d, pairs) = (self.n, self.d, self.pairs());
         let p = KernelParams::from_log(theta);
         let inv_l2 = p.inv_sq_lengthscales();
         let s2 = p.signal_var;
-        // Kernel matrix, keeping each pair's correlation and slope for the gradient.
+        // Each pair's scaled squared distance, then its correlation m and slope g.
+        let mut m = vec![0.0; pairs];
+        for (c, w) in inv_l2.iter().enumerate() {
+            m.iter_mut().zip(self.sq_diff(c)).for_each(|(r2, sq)| *r2 += sq * w);
+        }
+        let mut g = vec![0.0; pairs];
+        for (mp, gp) in m.iter_mut().zip(&mut g) {
+            (*mp, *gp) = matern52(*mp);
+        }
         let mut k = nalgebra::DMatrix::from_diagonal_element(n, n, s2);
-        let mut pair_mg = Vec::with_capacity(n * (n - 1) / 2);
         let mut pidx = 0;
         for i in 0..n {
             for j in 0..i {
-                let sq = &self.sq_diff[pidx * d..(pidx + 1) * d];
-                let r2: f64 = sq.iter().zip(&inv_l2).map(|(a, b)| a * b).sum();
-                let (m, g) = matern52(r2);
-                k[(i, j)] = s2 * m;
-                k[(j, i)] = s2 * m;
-                pair_mg.push((m, g));
+                k[(i, j)] = s2 * m[pidx];
+                k[(j, i)] = s2 * m[pidx];
                 pidx += 1;
             }
         }
@@ -97,24 +113,25 @@ impl FitData {
         let lml = -0.5 * self.y.iter().zip(alpha.iter()).map(|(a, b)| a * b).sum::<f64>()
             - log_det_half
             - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
-        // d lml / d theta = 0.5 tr(W dK/dtheta), W = alpha alpha^T - K^-1.
+        // d lml / d theta = 0.5 tr(W dK/dtheta), W = alpha alpha^T - K^-1, summed over pairs
+        // (each counted once, so without the 0.5).
         let k_inv = packed_inverse(&chol);
-        let mut grad = vec![0.0; d + 2];
+        let mut w = vec![0.0; pairs];
         let mut pidx = 0;
         for i in 0..n {
             for j in 0..i {
-                let w = alpha[i] * alpha[j] - k_inv[i * (i + 1) / 2 + j];
-                let (m, g) = pair_mg[pidx];
-                let sq = &self.sq_diff[pidx * d..(pidx + 1) * d];
-                let wl = w * 2.0 * s2 * g;
-                for c in 0..d {
-                    grad[c] += wl * sq[c] * inv_l2[c];
-                }
-                grad[d] += w * s2 * m;
+                w[pidx] = alpha[i] * alpha[j] - k_inv[packed_row(i) + j];
                 pidx += 1;
             }
         }
-        let trace_w: f64 = (0..n).map(|i| alpha[i] * alpha[i] - k_inv[i * (i + 1) / 2 + i]).sum();
+        let mut grad = vec![0.0; d + 2];
+        // d K_ij / d ln l_c = 2 s2 g_ij sq_ij,c / l_c^2.
+        let wg: Vec<f64> = w.iter().zip(&g).map(|(wp, gp)| wp * 2.0 * s2 * gp).collect();
+        for (c, gc) in grad[..d].iter_mut().enumerate() {
+            *gc = dot(&wg, self.sq_diff(c)) * inv_l2[c];
+        }
+        grad[d] = s2 * dot(&w, &m);
+        let trace_w: f64 = (0..n).map(|i| alpha[i] * alpha[i] - k_inv[packed_row(i) + i]).sum();
         grad[d] += 0.5 * s2 * trace_w;
         grad[d + 1] = 0.5 * theta[d + 1].exp() * trace_w;
         let lp = self.add_log_prior(theta, &mut grad);

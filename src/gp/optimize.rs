@@ -21,7 +21,10 @@ const PERTURBED_DIMS: f64 = 4.0;
 const PERTURB_SCALES: [f64; 4] = [0.2, 0.05, 0.01, 0.002];
 /// Best screened candidates refined by L-BFGS.
 const REFINE_STARTS: usize = 3;
-const REFINE_EVALS: u64 = 30;
+/// Log EI evaluations per refinement. 15 instead of 30 took the median suggestion at trial
+/// 100 from 3.6-6.9 ms to 3.0-4.0 ms, and no function's median regret at trials 50 or 100
+/// got worse beyond the seeds' spread (hartmann6 at 50 improved).
+const REFINE_EVALS: u64 = 15;
 /// Gradient norm of log EI at which refinement stops.
 const REFINE_TOL_GRAD: f64 = 1e-4;
 /// Discrete or categorical dimensions up to this size are swept level by level.
