@@ -97,6 +97,9 @@ struct Coordinator<'a> {
     /// Paused from the web page: no new trials start (kept on the study row across restarts).
     paused: bool,
     db: PathBuf,
+    /// Threads each CPU trial may use (`SWEEP_CPU_THREADS`): the cores shared by `parallel`.
+    /// Counted once, as reading the cgroup quota costs more than the rest of a launch.
+    cpu_threads: usize,
     /// This turn's writes, replies and launches, released together by `commit`.
     writes: Vec<Write>,
     replies: Vec<(oneshot::Sender<Decision>, Decision)>,
@@ -130,6 +133,7 @@ pub async fn run(
         accepting: true,
         paused,
         db: std::path::absolute(&options.db).unwrap_or(options.db.clone()),
+        cpu_threads: cpu_threads(config.budget.parallel),
         writes: Vec::new(),
         replies: Vec::new(),
         launches: Vec::new(),
@@ -290,10 +294,7 @@ impl Coordinator<'_> {
         let runs = runs_dir(&spec.workdir);
         env.insert("SWEEP_TRIAL_DIR".into(), trial_dir(&runs, &self.config.name, trial.number).display().to_string());
         env.insert("SWEEP_RUNS_DIR".into(), runs.display().to_string());
-        // Parallel CPU trials share the cores instead of each starting one thread per core.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = (cores / self.config.budget.parallel.max(1) as usize).max(1);
-        env.insert("SWEEP_CPU_THREADS".into(), threads.to_string());
+        env.insert("SWEEP_CPU_THREADS".into(), self.cpu_threads.to_string());
         Launch {
             trial: trial.number,
             hello: Hello {
@@ -444,6 +445,12 @@ impl Coordinator<'_> {
         let best = self.history.best().and_then(|t| t.value);
         self.progress.update(self.history.counted(), self.active.len(), best);
     }
+}
+
+/// Parallel CPU trials share the cores instead of each starting one thread per core.
+fn cpu_threads(parallel: u32) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / parallel.max(1) as usize).max(1)
 }
 
 fn new_trial(t: &NewTrial) -> Trial {
