@@ -108,6 +108,8 @@ fn main() {
         "{:<12} {:<7} {:>28} {:>28} {:>28} {:>16}",
         "function", "sampler", "trial 25", "trial 50", "trial 100", "ms"
     );
+    // Trials 91-100 of every gp run, all functions together: the "at trial 100" figure.
+    let mut late_gp_ms = Vec::new();
     for f in &functions {
         for (name, sampler) in samplers {
             let runs: Vec<(Vec<f64>, Vec<f64>)> = (0..seeds).map(|s| optimize(f, sampler, s, trials)).collect();
@@ -124,10 +126,13 @@ fn main() {
                 let (_, last, _) =
                     quartiles(runs.iter().flat_map(|(_, t)| t[trials.saturating_sub(10)..].to_vec()).collect());
                 line += &format!(" {first:>7.2} | {last:>6.2}");
+                late_gp_ms.extend(runs.iter().flat_map(|(_, t)| t[trials.saturating_sub(10)..].to_vec()));
             }
             println!("{line}");
         }
     }
+    let (q1, median, q3) = quartiles(late_gp_ms);
+    println!("gp ms/suggestion over trials {}-{trials} of every function and seed: median {median:.2} [q1 {q1:.2}, q3 {q3:.2}]", trials.saturating_sub(9));
     if full {
         for n in [100, 300, 1000] {
             println!(
