@@ -122,7 +122,7 @@ impl Reader {
             // Index-only counts; retried failures are found through the small reruns index.
             "SELECT
                (SELECT count(*) FROM trials WHERE study_id = ?1 AND state IN ('complete', 'pruned'))
-               + (SELECT count(*) FROM trials t
+               + (SELECT count(*) FROM trials t INDEXED BY trials_by_study_state
                    WHERE t.study_id = ?1 AND t.state = 'failed' AND t.number NOT IN
                    (SELECT r.rerun_of FROM trials r WHERE r.study_id = ?1 AND r.rerun_of IS NOT NULL)),
                (SELECT min(started_at) FROM
