@@ -103,8 +103,7 @@ impl ClsModel {
         for picked in all.chunks(batch) {
             let b = self.batch(&set.ids, &set.labels, picked, len)?;
             let logits = self.logits(&b, &mut Dropout::eval())?;
-            loss +=
-                candle_nn::loss::cross_entropy(&logits, &b.labels)?.to_scalar::<f32>()? as f64 * picked.len() as f64;
+            loss += smoothed_cross_entropy(&logits, &b.labels, 0.0)?.to_scalar::<f32>()? as f64 * picked.len() as f64;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             let truth = b.labels.to_vec1::<u32>()?;
             correct += predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();

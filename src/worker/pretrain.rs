@@ -129,7 +129,7 @@ impl MlmModel {
         let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), &self.device)?;
         let logits = self.head.forward(&self.encoder, &hidden.index_select(&positions, 0)?)?;
         let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), &self.device)?;
-        candle_nn::loss::cross_entropy(&logits, &targets)
+        super::train::smoothed_cross_entropy(&logits, &targets, 0.0)
     }
 
     /// Mean loss per masked token over fixed validation batches.

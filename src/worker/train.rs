@@ -85,8 +85,16 @@ impl Trainer {
 }
 
 /// Mean cross entropy of `logits [n, classes]` against `targets [n]`, with the target's
-/// probability mass spread by `smoothing` over all classes.
+/// probability mass spread by `smoothing` over all classes. One fused kernel on CPU.
 pub fn smoothed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
+    if logits.device().is_cpu() {
+        return super::fused::cross_entropy(logits, targets, smoothing);
+    }
+    composed_cross_entropy(logits, targets, smoothing)
+}
+
+/// The same loss from candle's ops, for other devices (and as the fused kernel's reference).
+pub fn composed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
     let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let nll = log_probs.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
     if smoothing == 0.0 {
@@ -130,10 +138,10 @@ mod tests {
     fn smoothing_spreads_the_target() {
         let logits = Tensor::new(&[[2.0f32, 0.0, 0.0]], &candle_core::Device::Cpu).unwrap();
         let targets = Tensor::new(&[0u32], &candle_core::Device::Cpu).unwrap();
-        let plain = smoothed_cross_entropy(&logits, &targets, 0.0).unwrap().to_scalar::<f32>().unwrap();
+        let plain = composed_cross_entropy(&logits, &targets, 0.0).unwrap().to_scalar::<f32>().unwrap();
         let reference = candle_nn::loss::cross_entropy(&logits, &targets).unwrap().to_scalar::<f32>().unwrap();
         assert!((plain - reference).abs() < 1e-6);
-        let smoothed = smoothed_cross_entropy(&logits, &targets, 0.3).unwrap().to_scalar::<f32>().unwrap();
+        let smoothed = composed_cross_entropy(&logits, &targets, 0.3).unwrap().to_scalar::<f32>().unwrap();
         assert!(smoothed > plain, "smoothing penalises a confident right answer");
     }
 }
