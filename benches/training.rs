@@ -7,6 +7,9 @@
 //! in a child process per thread count (1 and 2), because candle's thread pools are sized once
 //! per process.
 //!
+//! After the throughput table it times the MLM step's matrix products alone through candle's
+//! matmul, the floor those kernels put under a step.
+//!
 //! Run: `cargo bench --bench training`. Reference, PyTorch 2.15 on this kind of machine:
 //! MLM 18,069 tok/s (1 thread), 33,298 (2); classification 25,540 (1), 44,511 (2).
 //! Under `cargo test --benches` it runs two steps of each on one thread, as a smoke test.
@@ -115,6 +118,58 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<Split> {
     times
 }
 
+/// One matrix product of a training step: `[m, k] x [k, n]`, `count` times per step, with the
+/// right operand transposed as the model stores it (`x W^T`) or not.
+struct Product {
+    name: &'static str,
+    m: usize,
+    k: usize,
+    n: usize,
+    count: usize,
+    transposed: bool,
+}
+
+/// The matrix products of one MLM step (forward, and the two products of each one's
+/// backward), timed alone through candle's matmul: the floor candle's CPU kernels put under
+/// a step, whatever the rest of the step costs. Prints one line per product and the total.
+fn matmul_floor(max_reps: usize) {
+    let (tokens, masked, hidden, ffn, heads) = (BATCH * 128, BATCH * 128 * 15 / 100, 128, 512, 4);
+    let per_head = hidden / heads;
+    let products = [
+        Product { name: "qkv", m: tokens, k: hidden, n: 3 * hidden, count: 2, transposed: true },
+        Product { name: "scores", m: 128, k: per_head, n: 128, count: 2 * BATCH * heads, transposed: true },
+        Product { name: "context", m: 128, k: 128, n: per_head, count: 2 * BATCH * heads, transposed: false },
+        Product { name: "attn_out", m: tokens, k: hidden, n: hidden, count: 2, transposed: true },
+        Product { name: "ff_in", m: tokens, k: hidden, n: ffn, count: 2, transposed: true },
+        Product { name: "ff_out", m: tokens, k: ffn, n: hidden, count: 2, transposed: true },
+        Product { name: "mlm transform", m: masked, k: hidden, n: hidden, count: 1, transposed: true },
+        Product { name: "mlm decoder", m: masked, k: hidden, n: VOCAB, count: 1, transposed: true },
+    ];
+    let device = Device::Cpu;
+    let random = |dims: (usize, usize)| candle_core::Tensor::randn(0f32, 1.0, dims, &device).unwrap();
+    let mut total = 0.0;
+    for p in products {
+        let a = random((p.m, p.k));
+        let b = if p.transposed { random((p.n, p.k)).t().unwrap() } else { random((p.k, p.n)) };
+        let g = random((p.m, p.n));
+        // Forward, then backward: dA = G B^T and dB = A^T G.
+        let once = || {
+            let start = Instant::now();
+            a.matmul(&b).unwrap();
+            g.matmul(&b.t().unwrap()).unwrap();
+            a.t().unwrap().matmul(&g).unwrap();
+            start.elapsed().as_secs_f64() * 1000.0
+        };
+        once();
+        let reps = (200 / p.count).clamp(1, max_reps);
+        let ms = median((0..reps).map(|_| once()).collect()) * p.count as f64;
+        let gflops = 6.0 * (p.m * p.k * p.n * p.count) as f64 / (ms / 1000.0) / 1e9;
+        println!("{} {ms} {gflops}", p.name);
+        total += ms;
+    }
+    println!("total {total} 0");
+}
+
 fn child(task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<Split> {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--child", task, &warmup.to_string(), &steps.to_string()])
@@ -138,6 +193,10 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let (task, warmup, steps) = (&args[i + 1], args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
         sweep::worker::job::keep_freed_memory();
+        if task == "matmul" {
+            matmul_floor(steps);
+            return;
+        }
         let splits = measure(task, warmup, steps);
         let numbers: Vec<String> =
             splits.iter().flat_map(|s| [s.forward, s.backward, s.update]).map(|t| t.to_string()).collect();
@@ -169,6 +228,35 @@ fn main() {
                 part(|s| s.update),
                 tokens / baseline
             );
+        }
+    }
+    print_matmul_floor(if full { 15 } else { 1 });
+}
+
+/// Runs the matmul floor in a one-thread child (median of up to `max_reps` timings per
+/// product) and prints it against PyTorch's whole step.
+fn print_matmul_floor(max_reps: usize) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--child", "matmul", "0", &max_reps.to_string()])
+        .env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "1")
+        .output()
+        .expect("run the matmul child");
+    assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+    println!("\nmlm step's matrix products alone, candle matmul, 1 thread (forward + both backward products):");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let fields: Vec<&str> = line.rsplitn(3, ' ').collect();
+        let (gflops, ms, name) = (fields[0], fields[1], fields[2]);
+        let ms: f64 = ms.parse().unwrap();
+        if name == "total" {
+            let torch_step = (BATCH * 128) as f64 / 18_069.0 * 1000.0;
+            println!(
+                "  total            {ms:>7.1} ms/step: caps mlm at {:.0} tokens/s, {:.2} of PyTorch's whole step ({torch_step:.0} ms)",
+                (BATCH * 128) as f64 / (ms / 1000.0),
+                torch_step / ms
+            );
+        } else {
+            println!("  {name:<15}  {ms:>7.1} ms/step  {:>5.1} GFLOP/s", gflops.parse::<f64>().unwrap());
         }
     }
 }
