@@ -407,8 +407,9 @@ impl CustomOp2 for SoftmaxGrad {
 
 /// Mean cross entropy of `logits [n, classes]` against `targets [n]` (u32), with `smoothing`
 /// of the target's mass spread uniformly over the classes. candle's log-softmax is seven ops,
-/// each a full pass and a fresh buffer over the MLM head's `[masked, vocab]` logits; this is
-/// one pass forward and one back.
+/// each a full pass and a fresh buffer over the MLM head's `[masked, vocab]` logits, and its
+/// backward as many again; this is one op each way that reads the logits row by row and
+/// writes only the loss, then only the gradient.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
     logits.contiguous()?.apply_op2(&targets.contiguous()?, CrossEntropy { smoothing: smoothing as f32 })
 }
