@@ -108,8 +108,10 @@ metric = "loss"
 direction = "minimize"
 seed = 5
 
+# Enough trials that the sweep (and so its server) outlives every check on a slow machine:
+# with 10 it once finished, taking the page's server with it, before the last check.
 [budget]
-trials = 10
+trials = 60
 parallel = 2
 
 [params.x0]
