@@ -159,6 +159,7 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
     let config = study::load(path)?;
     let _lock = sweep::lock::lock_database(db)?;
     let mut store = Store::open(db).await?;
+    let served = web.is_some();
     if let Some((addr, token)) = web {
         let server = Server::bind(addr, token, Reader::open(db).await?).await?;
         eprintln!("serving http://{}/", server.local_addr());
@@ -192,6 +193,9 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
             serde_json::Value::Object(t.params.clone())
         ),
         None => println!("best: none yet"),
+    }
+    if served {
+        eprintln!("the page stops with this run; `sweep --db {} serve` keeps it up", db.display());
     }
     Ok(match summary.end {
         RunEnd::Complete => ExitCode::SUCCESS,
