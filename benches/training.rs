@@ -27,6 +27,10 @@ use sweep::worker::train::{smoothed_cross_entropy, Trainer};
 
 const VOCAB: usize = 8000;
 const BATCH: usize = 32;
+/// The MLM task's sequence length.
+const MLM_SEQ: usize = 128;
+/// PyTorch's MLM tokens/s on one thread, the figure the matmul floor is set against.
+const TORCH_MLM_ONE_THREAD: f64 = 18_069.0;
 
 fn shape(max_len: usize) -> Shape {
     Shape { layers: 2, hidden: 128, heads: 4, ffn: 512, vocab_size: VOCAB, tokenizer: TokenizerKind::Bpe, max_len }
@@ -80,7 +84,7 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<Split> {
     let mut times = Vec::new();
     match task {
         "mlm" => {
-            let seq = 128;
+            let seq = MLM_SEQ;
             let model = MlmModel::new(&shape(seq), &device, 1).unwrap();
             let mut trainer = Trainer::new(&model.vars, &["encoder.", "mlm."], &optim(seq)).unwrap();
             for i in 0..warmup + steps {
@@ -133,15 +137,17 @@ struct Product {
 /// backward), timed alone through candle's matmul: the floor candle's CPU kernels put under
 /// a step, whatever the rest of the step costs. Prints one line per product and the total.
 fn matmul_floor(max_reps: usize) {
-    let (tokens, masked, hidden, ffn, heads) = (BATCH * 128, BATCH * 128 * 15 / 100, 128, 512, 4);
-    let per_head = hidden / heads;
+    let s = shape(MLM_SEQ);
+    let (seq, tokens, masked) = (MLM_SEQ, BATCH * MLM_SEQ, BATCH * MLM_SEQ * 15 / 100);
+    let (hidden, per_head, layers) = (s.hidden, s.hidden / s.heads, s.layers);
+    let per_sequence = layers * BATCH * s.heads;
     let products = [
-        Product { name: "qkv", m: tokens, k: hidden, n: 3 * hidden, count: 2, transposed: true },
-        Product { name: "scores", m: 128, k: per_head, n: 128, count: 2 * BATCH * heads, transposed: true },
-        Product { name: "context", m: 128, k: 128, n: per_head, count: 2 * BATCH * heads, transposed: false },
-        Product { name: "attn_out", m: tokens, k: hidden, n: hidden, count: 2, transposed: true },
-        Product { name: "ff_in", m: tokens, k: hidden, n: ffn, count: 2, transposed: true },
-        Product { name: "ff_out", m: tokens, k: ffn, n: hidden, count: 2, transposed: true },
+        Product { name: "qkv", m: tokens, k: hidden, n: 3 * hidden, count: layers, transposed: true },
+        Product { name: "scores", m: seq, k: per_head, n: seq, count: per_sequence, transposed: true },
+        Product { name: "context", m: seq, k: seq, n: per_head, count: per_sequence, transposed: false },
+        Product { name: "attn_out", m: tokens, k: hidden, n: hidden, count: layers, transposed: true },
+        Product { name: "ff_in", m: tokens, k: hidden, n: s.ffn, count: layers, transposed: true },
+        Product { name: "ff_out", m: tokens, k: s.ffn, n: hidden, count: layers, transposed: true },
         Product { name: "mlm transform", m: masked, k: hidden, n: hidden, count: 1, transposed: true },
         Product { name: "mlm decoder", m: masked, k: hidden, n: VOCAB, count: 1, transposed: true },
     ];
@@ -206,7 +212,7 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = args.iter().any(|a| a == "--bench");
     let (warmup, steps, thread_counts) = if full { (3, 20, vec![1, 2]) } else { (1, 1, vec![1]) };
-    let reference = [("mlm", 128, [18_069.0, 33_298.0]), ("cls", 64, [25_540.0, 44_511.0])];
+    let reference = [("mlm", MLM_SEQ, [TORCH_MLM_ONE_THREAD, 33_298.0]), ("cls", 64, [25_540.0, 44_511.0])];
     println!(
         "task  threads  ms/step median [min, max]  (forward / backward / update)   tokens/s   PyTorch 2.15   ratio"
     );
@@ -249,10 +255,10 @@ fn print_matmul_floor(max_reps: usize) {
         let (gflops, ms, name) = (fields[0], fields[1], fields[2]);
         let ms: f64 = ms.parse().unwrap();
         if name == "total" {
-            let torch_step = (BATCH * 128) as f64 / 18_069.0 * 1000.0;
+            let torch_step = (BATCH * MLM_SEQ) as f64 / TORCH_MLM_ONE_THREAD * 1000.0;
             println!(
                 "  total            {ms:>7.1} ms/step: caps mlm at {:.0} tokens/s, {:.2} of PyTorch's whole step ({torch_step:.0} ms)",
-                (BATCH * 128) as f64 / (ms / 1000.0),
+                (BATCH * MLM_SEQ) as f64 / (ms / 1000.0),
                 torch_step / ms
             );
         } else {
