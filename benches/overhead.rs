@@ -107,7 +107,8 @@ fn measure(trials: u32, runs: usize, parallel: u32) -> (Vec<f64>, Vec<f64>) {
                 let lr = p["lr"].as_f64().unwrap_or(0.0);
                 Metrics::from([("loss".to_string(), lr)])
             });
-            let options = RunOptions { progress: false, shutdown: CancellationToken::new(), db: db.clone() };
+            let options =
+                RunOptions { progress: false, shutdown: CancellationToken::new(), db: db.clone(), sampler: None };
             let start = Instant::now();
             let summary = run(&config, &mut store, &mut executor, options).await.unwrap();
             let elapsed = start.elapsed();

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use sweep::coordinator::{self, CoordinatorError, RunEnd, RunOptions};
 use sweep::executor::{Executor, LocalExecutor, SlurmExecutor};
 use sweep::export::{self, Format};
+use sweep::lock::LockError;
 use sweep::server::Server;
-use sweep::store::{Reader, Store, StudyRecord};
+use sweep::store::{Reader, Store, StoreError, StudyRecord};
 use sweep::study::{self, ExecutorConfig, StudyFileError};
 use sweep::trial::{History, Trial, TrialState};
 use sweep::worker::finetune::{self, FinetuneArgs};
@@ -19,7 +20,14 @@ use sweep::worker::testfn::{self, TestFnArgs};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "sweep", version, about = "Hyperparameter optimization for training runs")]
+#[command(
+    name = "sweep",
+    version,
+    about = "Hyperparameter optimization for training runs",
+    after_help = "Exit codes: 0 done (or a study timeout reached: run again to continue), 1 runtime error, \
+                  2 bad input (a study file, a database that is not sweep's or is in use by another \
+                  coordinator, an unknown study), 130 interrupted (Ctrl-C or SIGTERM: run again to resume)."
+)]
 struct Cli {
     /// The SQLite database holding the studies.
     #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweep.db")]
@@ -72,6 +80,14 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Copy a database to a new file, safe while a coordinator writes to it; the copy holds
+    /// every trial finished before the copy began, in one file.
+    Backup {
+        /// The database to copy (e.g. sweep.db).
+        src: PathBuf,
+        /// The new file to write; it must not exist.
+        dest: PathBuf,
+    },
     /// Run a built-in worker (the coordinator starts these).
     #[command(subcommand)]
     Worker(Worker),
@@ -95,7 +111,8 @@ enum Worker {
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
-/// Exit code for a bad study file or an incompatible resume.
+/// Exit code for bad input: a study file, an incompatible resume, a database that is not
+/// sweep's or that another coordinator holds, an unknown study.
 const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code after Ctrl-C or SIGTERM (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -125,12 +142,59 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let bad_input = e.downcast_ref::<StudyFileError>().is_some()
-                || matches!(e.downcast_ref::<CoordinatorError>(), Some(CoordinatorError::Incompatible { .. }));
-            ExitCode::from(if bad_input { EXIT_BAD_INPUT } else { 1 })
+            eprintln!("error: {}", describe(&e));
+            ExitCode::from(if is_bad_input(&e) { EXIT_BAD_INPUT } else { 1 })
         }
     }
+}
+
+/// The error and its causes on one line, each said once: many errors quote their cause in
+/// their own message already.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Whether an error is the user's input to fix rather than something that went wrong.
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    let store = |e: &StoreError| {
+        matches!(
+            e,
+            StoreError::Missing(_)
+                | StoreError::NotSweep(_)
+                | StoreError::NotSqlite(_)
+                | StoreError::OldSchema { .. }
+                | StoreError::BackupExists(_)
+        )
+    };
+    e.downcast_ref::<StudyFileError>().is_some()
+        || e.downcast_ref::<UnknownStudy>().is_some()
+        || matches!(e.downcast_ref::<LockError>(), Some(LockError::Busy { .. }))
+        || e.downcast_ref::<StoreError>().is_some_and(store)
+        || match e.downcast_ref::<CoordinatorError>() {
+            Some(CoordinatorError::Incompatible { .. }) => true,
+            Some(CoordinatorError::Store(s)) => store(s),
+            None => false,
+        }
+}
+
+/// A study name the database does not hold.
+#[derive(Debug, thiserror::Error)]
+#[error("no study named `{name}` in {db} (studies: {known})")]
+struct UnknownStudy {
+    name: String,
+    db: String,
+    known: String,
 }
 
 /// One thread: worker processes are tied to the thread that spawned them (PR_SET_PDEATHSIG),
@@ -145,13 +209,28 @@ async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
             let web = serve.map(|addr| (addr, token));
             run(&study, db, !no_progress && std::io::stderr().is_terminal(), web).await
         }
-        Command::Serve { addr, token } => serve(db, addr, token).await,
-        Command::Status => status(db).await,
-        Command::Trials { name } => trials(db, &name).await,
-        Command::Best { name, json } => best(db, &name, json).await,
-        Command::Export { name, format, output } => export(db, &name, format, output.as_deref()).await,
+        Command::Serve { addr, token } => reading(db, serve(db, addr, token)).await,
+        Command::Status => reading(db, status(db)).await,
+        Command::Trials { name } => reading(db, trials(db, &name)).await,
+        Command::Best { name, json } => reading(db, best(db, &name, json)).await,
+        Command::Export { name, format, output } => reading(db, export(db, &name, format, output.as_deref())).await,
+        Command::Backup { src, dest } => {
+            Store::backup(&src, &dest).await?;
+            println!("backed up {} to {}", src.display(), dest.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Worker(_) | Command::Job { .. } => unreachable!("run without dispatch"),
     }
+}
+
+/// Reads a database with `read`, then folds its log back into the file if no coordinator holds
+/// it, so a database last touched by a killed coordinator is one file again after a look.
+async fn reading<T>(db: &Path, read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let result = read.await;
+    if db.exists() && sweep::lock::holder(db).is_none() {
+        Store::checkpoint(db).await;
+    }
+    result
 }
 
 async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Option<String>)>) -> Result<ExitCode> {
@@ -159,6 +238,21 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
     let config = study::load(path)?;
     let _lock = sweep::lock::lock_database(db)?;
     let mut store = Store::open(db).await?;
+    // Whatever happens from here, the log is folded back and the database closed.
+    let result = run_open(&config, &mut store, db, progress, web).await;
+    let closed = store.close().await;
+    let code = result?;
+    closed?;
+    Ok(code)
+}
+
+async fn run_open(
+    config: &study::StudyConfig,
+    store: &mut Store,
+    db: &Path,
+    progress: bool,
+    web: Option<(SocketAddr, Option<String>)>,
+) -> Result<ExitCode> {
     let served = web.is_some();
     if let Some((addr, token)) = web {
         let server = Server::bind(addr, token, Reader::open(db).await?).await?;
@@ -171,7 +265,7 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
-    let options = RunOptions { progress, shutdown, db: db.to_path_buf() };
+    let options = RunOptions { progress, shutdown, db: db.to_path_buf(), sampler: None };
     let mut executor: Box<dyn Executor> = match &config.executor {
         ExecutorConfig::Local => Box::new(LocalExecutor),
         ExecutorConfig::Slurm(slurm) => {
@@ -181,7 +275,7 @@ async fn run(path: &Path, db: &Path, progress: bool, web: Option<(SocketAddr, Op
             Box::new(executor)
         }
     };
-    let summary = coordinator::run(&config, &mut store, executor.as_mut(), options).await?;
+    let summary = coordinator::run(config, store, executor.as_mut(), options).await?;
     let verb = if summary.resumed { "resumed" } else { "ran" };
     println!("study `{}` ({verb}): {}/{} trials finished", config.name, summary.finished, summary.budget);
     match &summary.best {
@@ -227,10 +321,17 @@ async fn forward_signals(shutdown: CancellationToken) {
     }
 }
 
+/// Serves until Ctrl-C or SIGTERM, its usual end (exit 0).
 async fn serve(db: &Path, addr: SocketAddr, token: Option<String>) -> Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
     let server = Server::bind(addr, token, Reader::open(db).await?).await?;
     println!("serving {} on http://{}/", db.display(), server.local_addr());
-    server.run().await?;
+    let (mut int, mut term) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+    tokio::select! {
+        served = server.run() => served?,
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -241,11 +342,8 @@ async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
         Some(s) => s,
         None => {
             let names: Vec<String> = store.studies().await?.into_iter().map(|s| s.name).collect();
-            anyhow::bail!(
-                "no study named `{name}` in {} (studies: {})",
-                db.display(),
-                if names.is_empty() { "none".into() } else { names.join(", ") }
-            );
+            let known = if names.is_empty() { "none".into() } else { names.join(", ") };
+            return Err(UnknownStudy { name: name.to_string(), db: db.display().to_string(), known }.into());
         }
     };
     Ok((store, study))

@@ -64,14 +64,21 @@ pub fn parse_line(line: &str) -> WorkerLine {
         let metrics = fin.as_object().map(numeric_fields).unwrap_or_default();
         return if metrics.is_empty() { WorkerLine::Log } else { WorkerLine::Final(metrics) };
     }
+    let numbered = object.contains_key("step");
     let step = object.get("step").and_then(|s| s.as_i64().or_else(|| s.as_f64().map(|f| f as i64)));
     let mut metrics = numeric_fields(&object);
     metrics.remove("step");
-    if metrics.is_empty() {
-        WorkerLine::Log
-    } else {
+    // A line with a `step` is a report whatever its values (the worker waits for a reply);
+    // without one, it takes a value that is a number.
+    if numbered || has_number(&object) {
         WorkerLine::Report { step, metrics }
+    } else {
+        WorkerLine::Log
     }
+}
+
+fn has_number(object: &Map<String, Value>) -> bool {
+    object.values().any(|v| v.is_number() || v.as_str().and_then(parse_non_finite).is_some())
 }
 
 /// Metrics as JSON, with NaN and infinities as strings (JSON has no such numbers).
@@ -91,6 +98,9 @@ pub fn metrics_from_json(value: &Value) -> Option<Metrics> {
     value.as_object().map(numeric_fields)
 }
 
+/// The values that are metrics: numbers, the non-finite tokens, and `null`, which is what
+/// Python's `None` and JavaScript's `JSON.stringify(NaN)` write for a diverged value, so it
+/// counts as NaN. Other strings, booleans and nested values are annotations, not metrics.
 fn numeric_fields(object: &Map<String, Value>) -> Metrics {
     object
         .iter()
@@ -98,6 +108,7 @@ fn numeric_fields(object: &Map<String, Value>) -> Metrics {
             let x = match v {
                 Value::Number(n) => n.as_f64()?,
                 Value::String(s) => parse_non_finite(s)?,
+                Value::Null => f64::NAN,
                 _ => return None,
             };
             Some((k.clone(), x))
@@ -167,6 +178,30 @@ mod tests {
         assert_eq!(parse_line(r#"{"msg": "hello"}"#), WorkerLine::Log);
         assert_eq!(parse_line(r#"{"final": 3}"#), WorkerLine::Log, "final must hold metrics");
         assert_eq!(parse_line(""), WorkerLine::Log);
+    }
+
+    #[test]
+    fn a_line_with_a_step_is_a_report_whatever_its_values() {
+        match parse_line(r#"{"step": 3, "y": null}"#) {
+            WorkerLine::Report { step: Some(3), metrics } => assert!(metrics["y"].is_nan(), "null counts as NaN"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_line(r#"{"step": 4}"#), WorkerLine::Report { step: Some(4), metrics: Metrics::new() });
+        assert_eq!(
+            parse_line(r#"{"step": 5, "phase": "eval", "ok": true}"#),
+            WorkerLine::Report { step: Some(5), metrics: Metrics::new() },
+            "strings and booleans are annotations, but the line still gets its reply"
+        );
+        match parse_line(r#"{"final": {"y": null}}"#) {
+            WorkerLine::Final(m) => assert!(m["y"].is_nan()),
+            other => panic!("{other:?}"),
+        }
+        // Without a step, a line needs a number to be a report.
+        assert_eq!(parse_line(r#"{"msg": "hello", "extra": null}"#), WorkerLine::Log);
+        assert_eq!(
+            parse_line(r#"{"loss": 0.5}"#),
+            WorkerLine::Report { step: None, metrics: metrics(&[("loss", 0.5)]) }
+        );
     }
 
     #[test]

@@ -153,6 +153,12 @@ impl History {
         self.trials.iter().map(|t| t.number + 1).max().unwrap_or(0)
     }
 
+    /// Adds a trial where its number puts it, so the order does not depend on timing.
+    pub fn insert(&mut self, trial: Trial) {
+        let at = self.trials.partition_point(|t| t.number < trial.number);
+        self.trials.insert(at, trial);
+    }
+
     pub fn get_mut(&mut self, number: u64) -> Option<&mut Trial> {
         self.trials.iter_mut().find(|t| t.number == number)
     }

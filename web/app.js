@@ -790,6 +790,7 @@ class StudyView {
         ]),
       ),
       t.reason ? h('section', {}, h('h2', {}, t.state === 'failed' ? 'Failure' : 'Reason'), h('pre', { id: 'detail-reason' }, t.reason)) : null,
+      t.sampler_state?.fallback ? h('section', {}, h('h2', {}, 'Sampler'), h('p', { id: 'detail-sampler', class: 'error' }, t.sampler_state.fallback)) : null,
       h('section', {}, h('h2', {}, 'Params'), kv(Object.entries(t.params).map(([k, v]) => [k, h('span', { class: 'mono' }, paramText(v))]))),
       t.metrics ? h('section', {}, h('h2', {}, 'Final metrics'), kv(Object.entries(t.metrics).map(([k, v]) => [k, fmt(v)]))) : null,
       h('section', {}, h('h2', {}, `Reports (${t.reports.length})`), t.reports.length ? [plotBox, reportsTable] : h('p', { class: 'muted' }, 'None yet.')),

@@ -17,7 +17,7 @@ pub use outcome::StopCause;
 use crate::executor::{Executor, Launch, WorkerEvent};
 use crate::protocol::{Decision, Hello, VERSION};
 use crate::pruner::{Pruner, Verdict};
-use crate::sampler::{trial_rng, Sampler};
+use crate::sampler::{trial_rng, Proposal, Sampler};
 use crate::store::{now_ms, Finish, NewTrial, Store, StoreError, StudyRecord, Write};
 use crate::study::StudyConfig;
 use crate::trial::{History, Metrics, Trial, TrialState};
@@ -25,6 +25,7 @@ use devices::DevicePool;
 use progress::Progress;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +51,8 @@ pub struct RunOptions {
     /// The database file, told to workers (`SWEEP_DB`) so a fine-tune can find another study's best
     /// checkpoint.
     pub db: PathBuf,
+    /// A sampler to use instead of the one the study file names (benchmarks and tests).
+    pub sampler: Option<Arc<dyn Sampler>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +88,10 @@ struct Coordinator<'a> {
     config: &'a StudyConfig,
     store: &'a mut Store,
     executor: &'a mut dyn Executor,
-    sampler: Box<dyn Sampler>,
+    sampler: Arc<dyn Sampler>,
+    /// The trial number and device of the proposal being computed on the sampler's thread.
+    proposing: Option<(u64, Option<String>)>,
+    proposals: mpsc::UnboundedSender<(u64, Proposal)>,
     pruner: Box<dyn Pruner>,
     study: StudyRecord,
     history: History,
@@ -117,10 +123,13 @@ pub async fn run(
     store.set_study_state(study.id, "running").await?;
     let trials = store.trials(study.id, &config.objective.metric).await?;
     let (events, mut inbox) = mpsc::unbounded_channel();
+    let (proposals, mut proposed) = mpsc::unbounded_channel();
     let paused = study.paused;
     let mut c = Coordinator {
         config,
-        sampler: crate::sampler::from_config(&config.sampler),
+        sampler: options.sampler.clone().unwrap_or_else(|| crate::sampler::from_config(&config.sampler).into()),
+        proposing: None,
+        proposals,
         pruner: crate::pruner::from_config(&config.pruner),
         history: History::new(config.objective.clone(), trials),
         active: HashMap::new(),
@@ -169,6 +178,7 @@ pub async fn run(
                     c.stop_all(StopCause::Shutdown);
                 }
             },
+            Some((number, proposal)) = proposed.recv() => c.land(number, proposal),
             _ = commands.tick() => c.apply_commands().await?,
             _ = sleep_until(deadline), if c.accepting => {
                 end = RunEnd::TimedOut;
@@ -224,49 +234,100 @@ impl Coordinator<'_> {
         }
     }
 
+    /// Whether a slot is free and budget is left for one more trial.
+    fn room(&self) -> bool {
+        let capacity = self.devices.capacity(self.config.budget.parallel) as usize;
+        self.active.len() < capacity && self.history.counted() + self.active.len() < self.config.budget.trials as usize
+    }
+
     /// Plans trials for the free slots while budget is left: queued ones first, then the
     /// sampler's proposals. They start once `commit` has recorded them RUNNING.
+    ///
+    /// A sampler that `runs_long` (a GP fit) proposes on a thread of its own, one trial at a
+    /// time, so this loop goes on reading and answering reports, commands and the page's
+    /// requests meanwhile; `land` starts the trial when its params arrive. Each proposal sees
+    /// the one before it as a running trial, as when proposals were made here.
     fn plan(&mut self) {
-        let capacity = self.devices.capacity(self.config.budget.parallel) as usize;
-        while self.active.len() < capacity
-            && self.history.counted() + self.active.len() < self.config.budget.trials as usize
-        {
+        while self.proposing.is_none() && self.room() {
             let Some(device) = self.devices.acquire() else { break };
             let waiting = self.history.trials.iter().find(|t| t.state == TrialState::Waiting).map(|t| t.number);
-            let number = match waiting {
-                Some(number) => {
-                    self.writes.push(Write::Start { number, device: device.clone() });
-                    number
-                }
-                None => {
-                    let number = self.history.next_number();
-                    let mut rng = trial_rng(self.config.seed, number);
-                    let proposal = self.sampler.propose(&self.config.space, &self.history, &mut rng);
-                    let new = NewTrial {
-                        number,
-                        state: TrialState::Running,
-                        params: proposal.params,
-                        attempt: 1,
-                        rerun_of: None,
-                        device: None,
-                        sampler_state: proposal.state,
-                    };
-                    self.history.trials.push(new_trial(&new));
-                    self.writes.push(Write::Insert(NewTrial { device: device.clone(), ..new }));
-                    number
-                }
-            };
-            let trial = self.history.get_mut(number).expect("trial in history");
-            trial.state = TrialState::Running;
-            trial.device = device.clone();
-            trial.started_at = Some(now_ms());
-            let trial = trial.clone();
-            let launch = self.launch_for(trial, device.clone());
-            let active =
-                Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None };
-            self.active.insert(number, active);
-            self.launches.push(launch);
+            if let Some(number) = waiting {
+                self.writes.push(Write::Start { number, device: device.clone() });
+                self.start(number, device);
+                continue;
+            }
+            let number = self.next_number();
+            let mut rng = trial_rng(self.config.seed, number);
+            if !self.sampler.runs_long() {
+                let proposal = self.sampler.propose(&self.config.space, &self.history, &mut rng);
+                self.insert_proposed(number, device, proposal);
+                continue;
+            }
+            self.proposing = Some((number, device));
+            let (sampler, space, history) = (self.sampler.clone(), self.config.space.clone(), self.history.clone());
+            let proposals = self.proposals.clone();
+            let spawned = std::thread::Builder::new().name("sweep-sampler".into()).spawn(move || {
+                let proposal = propose_guarded(sampler.as_ref(), &space, &history, &mut rng);
+                let _ = proposals.send((number, proposal));
+            });
+            if let Err(e) = spawned {
+                // No thread to be had: propose here rather than not at all.
+                tracing::warn!("cannot start the sampler's thread ({e}); proposing on the coordinator's");
+                let (number, device) = self.proposing.take().expect("just set");
+                let mut rng = trial_rng(self.config.seed, number);
+                let proposal = self.sampler.propose(&self.config.space, &self.history, &mut rng);
+                self.insert_proposed(number, device, proposal);
+            }
         }
+    }
+
+    /// A proposal computed on the sampler's thread arrives: its trial starts if there is still
+    /// room for it (not paused, not shutting down, budget left); otherwise it is dropped, and
+    /// its number is proposed afresh when a slot frees.
+    fn land(&mut self, number: u64, proposal: Proposal) {
+        let Some((expected, device)) = self.proposing.take() else { return };
+        debug_assert_eq!(expected, number, "one proposal at a time");
+        if self.accepting && !self.paused && self.room() {
+            self.insert_proposed(number, device, proposal);
+        } else {
+            self.devices.release(device.as_deref());
+        }
+    }
+
+    /// The next trial number, past the one being proposed (a retry inserted meanwhile must not
+    /// take it).
+    fn next_number(&self) -> u64 {
+        let next = self.history.next_number();
+        self.proposing.as_ref().map_or(next, |(n, _)| next.max(n + 1))
+    }
+
+    /// Records a sampler's new trial RUNNING on `device` and starts it.
+    fn insert_proposed(&mut self, number: u64, device: Option<String>, proposal: Proposal) {
+        let new = NewTrial {
+            number,
+            state: TrialState::Running,
+            params: proposal.params,
+            attempt: 1,
+            rerun_of: None,
+            device: None,
+            sampler_state: proposal.state,
+        };
+        self.history.insert(new_trial(&new));
+        self.writes.push(Write::Insert(NewTrial { device: device.clone(), ..new }));
+        self.start(number, device);
+    }
+
+    /// Marks a recorded trial RUNNING on `device` and queues its launch for after the commit.
+    fn start(&mut self, number: u64, device: Option<String>) {
+        let trial = self.history.get_mut(number).expect("trial in history");
+        trial.state = TrialState::Running;
+        trial.device = device.clone();
+        trial.started_at = Some(now_ms());
+        let trial = trial.clone();
+        let launch = self.launch_for(trial, device.clone());
+        let active = Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None };
+        self.active.insert(number, active);
+        self.launches.push(launch);
     }
 
     /// Commits this turn's writes in one transaction, then answers workers and starts trials.
@@ -379,7 +440,7 @@ impl Coordinator<'_> {
         let trial = self.history.get_mut(number).expect("finished trial in history").clone();
         let retry = state == TrialState::Failed && trial.attempt <= self.config.budget.retries;
         let rerun = (retry || state == TrialState::Interrupted).then(|| NewTrial {
-            number: self.history.next_number(),
+            number: self.next_number(),
             state: TrialState::Waiting,
             params: trial.params.clone(),
             attempt: trial.attempt + u32::from(retry),
@@ -403,7 +464,7 @@ impl Coordinator<'_> {
         t.finished_at = Some(now_ms());
         if let Some(r) = rerun {
             self.history.retried.insert(number);
-            self.history.trials.push(new_trial(&r));
+            self.history.insert(new_trial(&r));
             self.writes.push(Write::Insert(r));
         }
     }
@@ -445,6 +506,25 @@ impl Coordinator<'_> {
         let best = self.history.best().and_then(|t| t.value);
         self.progress.update(self.history.counted(), self.active.len(), best);
     }
+}
+
+/// Proposes on the sampler's thread; a sampler that panics costs its trial a random proposal,
+/// with the panic's message in the sampler state (shown with the trial), not the coordinator.
+fn propose_guarded(
+    sampler: &dyn Sampler,
+    space: &crate::space::Space,
+    history: &History,
+    rng: &mut rand::rngs::StdRng,
+) -> Proposal {
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sampler.propose(space, history, rng)));
+    attempt.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        crate::sampler::fallback(space, rng, format!("the sampler panicked: {why}"))
+    })
 }
 
 /// Parallel CPU trials share the cores instead of each starting one thread per core.

@@ -45,7 +45,7 @@ pub fn suggest(
     let d = encoded_width(dims);
     validate(d, obs)?;
     let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
-    let y = standardize(&warp(obs.y));
+    let y = scaled(obs.y)?;
     let params = fit_params(&x, d, &y, warm_start, rng);
     suggest_with(dims, obs, x, y, params, rng)
 }
@@ -69,7 +69,7 @@ pub fn suggest_reusing(
         });
     }
     let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
-    let y = standardize(&warp(obs.y));
+    let y = scaled(obs.y)?;
     suggest_with(dims, obs, x, y, params.clone(), rng)
 }
 
@@ -114,6 +114,16 @@ fn validate(d: usize, obs: &Observations) -> Result<(), GpError> {
         return Err(GpError::NonFinite("y"));
     }
     Ok(())
+}
+
+/// The values the model fits: warped and standardized. Finite values can still overflow on the
+/// way (a spread beyond f64's range): that is an error, not a fit on NaN.
+fn scaled(y: &[f64]) -> Result<Vec<f64>, GpError> {
+    let y = standardize(&warp(y));
+    if y.iter().any(|v| !v.is_finite()) {
+        return Err(GpError::NonFinite("the scaled objective values (their spread overflows)"));
+    }
+    Ok(y)
 }
 
 /// Maps y to `ln(1 + (y - min) / s)`, with `s` the median gap above the minimum.

@@ -67,8 +67,12 @@ impl Sampler for GpSampler {
         };
         match result {
             Ok(s) => Proposal { params: layout.decode(space, &s.x), state: Some(kernel_to_json(&s.params)) },
-            Err(_) => random(rng),
+            Err(e) => super::fallback(space, rng, format!("the GP failed ({e}); this trial's params are random")),
         }
+    }
+
+    fn runs_long(&self) -> bool {
+        true
     }
 }
 

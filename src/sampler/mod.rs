@@ -25,6 +25,18 @@ pub struct Proposal {
 pub trait Sampler: Send + Sync {
     /// Proposes the params of the next trial. `history` holds finished and running trials.
     fn propose(&self, space: &Space, history: &History, rng: &mut StdRng) -> Proposal;
+
+    /// Whether a proposal may take long enough (a model fit) to run on a thread of its own
+    /// instead of the coordinator's, which must keep answering workers meanwhile.
+    fn runs_long(&self) -> bool {
+        false
+    }
+}
+
+/// A random proposal standing in for a sampler that could not do its job, with the reason
+/// kept in the trial's sampler state (`{"fallback": why}`) so it shows with the trial.
+pub fn fallback(space: &Space, rng: &mut StdRng, why: String) -> Proposal {
+    Proposal { params: space.sample(rng), state: Some(serde_json::json!({ "fallback": why })) }
 }
 
 /// Builds the sampler a study asks for.

@@ -259,6 +259,8 @@ pub(crate) async fn trial(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("study `{name}` has no trial {number}")))?;
     let mut t = serde_json::to_value(&trial).expect("trial serializes");
     t["reports"] = json!(crate::export::reports_json(&reports));
+    // What the sampler recorded: a fitted kernel, or why it fell back to random params.
+    t["sampler_state"] = trial.sampler_state.clone().unwrap_or(Value::Null);
     Ok(Json(t))
 }
 

@@ -30,13 +30,15 @@ pub enum StoreError {
     Missing(PathBuf),
     #[error("{0} is not a sweep database (or a coordinator is creating it right now)")]
     NotSweep(PathBuf),
+    #[error("{0} is not a SQLite database (is it the right file?)")]
+    NotSqlite(PathBuf),
     #[error(
         "{path} was written by an older sweep (schema {have}; this one reads {need}): run a study in it once \
          with this sweep (`sweep run`), which upgrades it, then read it"
     )]
     OldSchema { path: PathBuf, have: i64, need: i64 },
-    #[error("cannot open database {path}: {source}")]
-    Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot open database {path}: {detail}")]
+    Open { path: PathBuf, detail: String },
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -45,6 +47,10 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
     #[error("this database predates control commands: run a study on it with this version of sweep first")]
     Outdated,
+    #[error("{0} already exists; back up to a new path")]
+    BackupExists(PathBuf),
+    #[error("cannot write the backup {dest}: {detail}")]
+    Backup { dest: PathBuf, detail: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -158,6 +164,66 @@ impl Store {
         }
         check_schema(&mut conn, path).await?;
         Ok(Store { conn })
+    }
+
+    /// Folds the write-ahead log back into the database file and closes the connection, so the
+    /// `.db` file alone holds every trial: copied to a laptop, attached to a bug report, or
+    /// opened after its `-wal` file was lost. Every exit that sweep controls ends with this.
+    pub async fn close(mut self) -> Result<()> {
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut self.conn).await;
+        self.conn.close().await?;
+        checkpoint?;
+        Ok(())
+    }
+
+    /// What `close` does, for a database this process only read: a reader cannot fold the log
+    /// itself, so a short write connection does. Call it only when no coordinator holds the
+    /// database (it would wait for the coordinator's commits). Best effort: a file this user
+    /// may not write keeps its log, which SQLite still reads.
+    pub async fn checkpoint(path: &Path) {
+        let options = base_options(path).create_if_missing(false);
+        let Ok(mut conn) = options.connect().await else { return };
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
+            tracing::debug!("no checkpoint of {}: {e}", path.display());
+        }
+        let _ = conn.close().await;
+    }
+
+    /// Writes a consistent copy of the database at `src` to `dest` (SQLite's `VACUUM INTO`, one
+    /// read transaction), safe while a coordinator writes to `src`: the copy holds every trial
+    /// committed before it began, in one file with no log beside it. Written to a temporary
+    /// name and renamed, so `dest` is never half a database.
+    pub async fn backup(src: &Path, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            return Err(StoreError::BackupExists(dest.to_path_buf()));
+        }
+        let mut store = Store::open_read_only(src).await?;
+        let partial = PathBuf::from(format!("{}.partial", dest.display()));
+        let _ = std::fs::remove_file(&partial);
+        let written = sqlx::query("VACUUM INTO ?")
+            .bind(partial.display().to_string())
+            .execute(&mut store.conn)
+            .await
+            .map_err(|source| StoreError::Backup { dest: dest.to_path_buf(), detail: source.to_string() });
+        let _ = store.conn.close().await;
+        // The copy comes out in rollback-journal mode; sweep's databases are WAL (readers open
+        // them so), and closing this one connection leaves no log beside it.
+        let written = match written {
+            Ok(_) => match base_options(&partial).connect().await {
+                Ok(conn) => conn.close().await.map_err(StoreError::from),
+                Err(e) => Err(StoreError::Backup { dest: dest.to_path_buf(), detail: e.to_string() }),
+            },
+            Err(e) => Err(e),
+        };
+        let finished = written.and_then(|_| {
+            let io = |e: std::io::Error| StoreError::Backup { dest: dest.to_path_buf(), detail: e.to_string() };
+            std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io)?;
+            std::fs::rename(&partial, dest).map_err(io)
+        });
+        if finished.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        finished
     }
 
     pub async fn find_study(&mut self, name: &str) -> Result<Option<StudyRecord>> {
@@ -304,7 +370,26 @@ fn base_options(path: &Path) -> SqliteConnectOptions {
 }
 
 async fn connect(path: &Path, options: SqliteConnectOptions) -> Result<SqliteConnection> {
-    options.connect().await.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })
+    let mut conn = options.connect().await.map_err(|source| open_error(path, source))?;
+    probe(&mut conn, path).await?;
+    Ok(conn)
+}
+
+/// SQLite reads a file only at the first query: this one makes a file that is not a database
+/// say so once, here, instead of as a migration's or a query's error.
+pub(crate) async fn probe(conn: &mut SqliteConnection, path: &Path) -> Result<()> {
+    match sqlx::query("SELECT count(*) FROM sqlite_master").fetch_one(conn).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(open_error(path, source)),
+    }
+}
+
+/// SQLITE_NOTADB (26) means the file is something else; the rest keep sqlx's words.
+pub(crate) fn open_error(path: &Path, source: sqlx::Error) -> StoreError {
+    match source.as_database_error().and_then(|e| e.code()) {
+        Some(code) if code == "26" => StoreError::NotSqlite(path.to_path_buf()),
+        _ => StoreError::Open { path: path.to_path_buf(), detail: source.to_string() },
+    }
 }
 
 /// SQL text and its arguments, built statement by statement.

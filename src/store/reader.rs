@@ -72,8 +72,11 @@ impl Reader {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        super::check_schema(&mut *pool.acquire().await?, path).await?;
+            .map_err(|source| super::open_error(path, source))?;
+        let mut conn = pool.acquire().await?;
+        super::probe(&mut conn, path).await?;
+        super::check_schema(&mut conn, path).await?;
+        drop(conn);
         Ok(Reader { pool, path: path.to_path_buf() })
     }
 

@@ -63,6 +63,6 @@ fn an_unknown_study_is_named_in_reads() {
     let s = Study::new("known", &testfn_study(1, 1, 0, 0));
     assert!(s.run().status.success());
     let out = s.command(&["best", "unknown"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an unknown study is bad input");
     assert!(text(&out).contains("no study named `unknown`") && text(&out).contains("known"), "{}", text(&out));
 }

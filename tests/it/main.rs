@@ -5,6 +5,7 @@ mod bad_input;
 mod cluster;
 mod control;
 mod disk;
+mod durability;
 mod failures;
 mod prune;
 mod resume;

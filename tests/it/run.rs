@@ -135,7 +135,7 @@ fn a_second_coordinator_on_the_same_database_is_refused() {
     let mut first = s.spawn();
     s.wait_for_state("running", 1);
     let out = s.run();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "a database in use is bad input: {}", text(&out));
     assert!(text(&out).contains("in use by another sweep coordinator"), "{}", text(&out));
     first.kill().unwrap();
     first.wait().unwrap();
