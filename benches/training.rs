@@ -10,9 +10,13 @@
 //! After the throughput table it times the MLM step's matrix products alone through candle's
 //! matmul, the floor those kernels put under a step.
 //!
-//! Run: `cargo bench --bench training`. Reference, PyTorch 2.15 on this kind of machine:
-//! MLM 18,069 tok/s (1 thread), 33,298 (2); classification 25,540 (1), 44,511 (2).
-//! Under `cargo test --benches` it runs two steps of each on one thread, as a smoke test.
+//! PyTorch runs the same model and step in the same run (`benches/torch_reference.py`, in a child
+//! per row, alternating with candle's), so each row's ratio compares like with like: set
+//! `SWEEP_TORCH_PYTHON` to a Python with torch, or create `.venv-torch` with
+//! `benches/torch-venv.sh`. Without one it prints candle's figures and says the ratio needs it.
+//!
+//! Run: `cargo bench --bench training`. Under `cargo test --benches` it runs two steps of each on
+//! one thread, as a smoke test (without PyTorch).
 
 use candle_core::Device;
 use rand::rngs::StdRng;
@@ -29,8 +33,6 @@ const VOCAB: usize = 8000;
 const BATCH: usize = 32;
 /// The MLM task's sequence length.
 const MLM_SEQ: usize = 128;
-/// PyTorch's MLM tokens/s on one thread, the figure the matmul floor is set against.
-const TORCH_MLM_ONE_THREAD: f64 = 18_069.0;
 
 fn shape(max_len: usize) -> Shape {
     Shape { layers: 2, hidden: 128, heads: 4, ffn: 512, vocab_size: VOCAB, tokenizer: TokenizerKind::Bpe, max_len }
@@ -189,6 +191,28 @@ fn child(task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<Split> 
     numbers.chunks(3).map(|c| Split { forward: c[0], backward: c[1], update: c[2] }).collect()
 }
 
+/// The Python that runs the PyTorch reference, if there is one with torch.
+fn torch_python() -> Option<String> {
+    let python = std::env::var("SWEEP_TORCH_PYTHON").ok().or_else(|| {
+        let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv-torch/bin/python");
+        std::path::Path::new(venv).exists().then(|| venv.to_string())
+    })?;
+    let works = Command::new(&python).args(["-c", "import torch"]).output().is_ok_and(|o| o.status.success());
+    works.then_some(python)
+}
+
+/// Milliseconds of each measured PyTorch step of `task` on `threads` threads.
+fn torch_child(python: &str, task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_reference.py");
+    let out = Command::new(python)
+        .args([script, task, &threads.to_string(), &warmup.to_string(), &steps.to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .output()
+        .expect("run the PyTorch reference");
+    assert!(out.status.success(), "PyTorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(|t| t.parse().unwrap()).collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -212,36 +236,50 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = args.iter().any(|a| a == "--bench");
     let (warmup, steps, thread_counts) = if full { (3, 20, vec![1, 2]) } else { (1, 1, vec![1]) };
-    let reference = [("mlm", MLM_SEQ, [TORCH_MLM_ONE_THREAD, 33_298.0]), ("cls", 64, [25_540.0, 44_511.0])];
+    let python = if full { torch_python() } else { None };
+    if python.is_none() && full {
+        println!("no PyTorch found (SWEEP_TORCH_PYTHON, or benches/torch-venv.sh): the ratios need it\n");
+    }
     println!(
-        "task  threads  ms/step median [min, max]  (forward / backward / update)   tokens/s   PyTorch 2.15   ratio"
+        "task  threads  ms/step median [min, max]  (forward / backward / update)   tokens/s   PyTorch tokens/s [min, max]   ratio"
     );
-    for (task, seq, torch) in reference {
+    let mut torch_mlm_step = None;
+    for (task, seq) in [("mlm", MLM_SEQ), ("cls", 64)] {
         for &threads in &thread_counts {
             let splits = child(task, threads, warmup, steps);
             let mut totals: Vec<f64> = splits.iter().map(Split::total).collect();
             totals.sort_by(f64::total_cmp);
             let step = median(totals.clone());
             let part = |f: fn(&Split) -> f64| median(splits.iter().map(f).collect());
-            let tokens = (BATCH * seq) as f64 / (step / 1000.0);
-            let baseline = torch[threads - 1];
+            let tokens_per_s = |ms: f64| (BATCH * seq) as f64 / (ms / 1000.0);
+            let tokens = tokens_per_s(step);
+            let torch = python.as_deref().map(|py| {
+                let mut ms = torch_child(py, task, threads, warmup, steps);
+                ms.sort_by(f64::total_cmp);
+                let torch_step = median(ms.clone());
+                if task == "mlm" && threads == 1 {
+                    torch_mlm_step = Some(torch_step);
+                }
+                let spread = format!("[{:.0}, {:.0}]", tokens_per_s(ms[ms.len() - 1]), tokens_per_s(ms[0]));
+                format!("{:>8.0} {spread:<18}   {:.2}", tokens_per_s(torch_step), torch_step / step)
+            });
             println!(
-                "{task:<5} {threads:>7}  {step:>8.1} [{:.1}, {:.1}]  ({:.1} / {:.1} / {:.1})   {tokens:>8.0}   {baseline:>12.0}   {:.2}",
+                "{task:<5} {threads:>7}  {step:>8.1} [{:.1}, {:.1}]  ({:.1} / {:.1} / {:.1})   {tokens:>8.0}   {}",
                 totals[0],
                 totals[totals.len() - 1],
                 part(|s| s.forward),
                 part(|s| s.backward),
                 part(|s| s.update),
-                tokens / baseline
+                torch.unwrap_or_else(|| "(needs PyTorch)".into())
             );
         }
     }
-    print_matmul_floor(if full { 15 } else { 1 });
+    print_matmul_floor(if full { 15 } else { 1 }, torch_mlm_step);
 }
 
 /// Runs the matmul floor in a one-thread child (median of up to `max_reps` timings per
-/// product) and prints it against PyTorch's whole step.
-fn print_matmul_floor(max_reps: usize) {
+/// product) and prints it against PyTorch's whole step, when PyTorch ran.
+fn print_matmul_floor(max_reps: usize, torch_step: Option<f64>) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--child", "matmul", "0", &max_reps.to_string()])
         .env("RAYON_NUM_THREADS", "1")
@@ -255,11 +293,11 @@ fn print_matmul_floor(max_reps: usize) {
         let (gflops, ms, name) = (fields[0], fields[1], fields[2]);
         let ms: f64 = ms.parse().unwrap();
         if name == "total" {
-            let torch_step = (BATCH * MLM_SEQ) as f64 / TORCH_MLM_ONE_THREAD * 1000.0;
+            let against =
+                torch_step.map_or(String::new(), |t| format!(", {:.2} of PyTorch's whole step ({t:.0} ms)", t / ms));
             println!(
-                "  total            {ms:>7.1} ms/step: caps mlm at {:.0} tokens/s, {:.2} of PyTorch's whole step ({torch_step:.0} ms)",
-                (BATCH * MLM_SEQ) as f64 / (ms / 1000.0),
-                torch_step / ms
+                "  total            {ms:>7.1} ms/step: caps mlm at {:.0} tokens/s{against}",
+                (BATCH * MLM_SEQ) as f64 / (ms / 1000.0)
             );
         } else {
             println!("  {name:<15}  {ms:>7.1} ms/step  {:>5.1} GFLOP/s", gflops.parse::<f64>().unwrap());

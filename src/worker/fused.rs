@@ -5,7 +5,7 @@
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(super) fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(values) = storage else { bail!("fused kernels take f32 tensors") };
     let Some((start, end)) = layout.contiguous_offsets() else { bail!("fused kernels take contiguous tensors") };
     Ok(&values[start..end])
@@ -13,7 +13,11 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
 
 /// Runs `kernel(first_row, out_rows)` over disjoint chunks of whole rows of `out`, on as many
 /// threads as candle uses (one for small tensors), and returns each chunk's result in order.
-fn par_rows<R: Send>(out: &mut [f32], width: usize, kernel: impl Fn(usize, &mut [f32]) -> R + Sync) -> Vec<R> {
+pub(super) fn par_rows<T: Send, R: Send>(
+    out: &mut [T],
+    width: usize,
+    kernel: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
     let threads = candle_core::utils::get_num_threads().max(1);
     let rows = out.len() / width.max(1);
     if threads == 1 || out.len() < 1 << 15 || rows < 2 {
@@ -64,12 +68,106 @@ pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&bias.contiguous()?, AddBias)
 }
 
+/// `x [n, in] W^T + b` with `W [out, in]`, as one op with its own backward. On the CPU the bias
+/// rows are written first and the product is accumulated onto them by one GEMM, so the output
+/// is touched once (no zeroed buffer, no separate bias pass); the backward gives `dx = g W`,
+/// `dW = g^T x` (already in W's layout, no transposed copy) and `db` as row sums, where
+/// candle's matmul, transpose and bias nodes would each add a full-size gradient buffer.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return x.matmul(&weight.t()?)?.broadcast_add(bias);
+    }
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
+}
+
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let (&[n, input], &[output, w_input]) = (l1.dims(), l2.dims()) else {
+            bail!("linear takes x [n, in] and W [out, in], got {:?} and {:?}", l1.dims(), l2.dims())
+        };
+        if w_input != input || b.len() != output {
+            bail!("linear: x {:?}, W {:?} and b {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
+        }
+        // The bias rows are the output's first touch, written on all threads (a serial fill or
+        // memset of a fresh multi-megabyte buffer held two threads back).
+        let mut out: Vec<f32> = Vec::with_capacity(n * output);
+        par_rows(&mut out.spare_capacity_mut()[..n * output], output, |_, rows| {
+            for row in rows.chunks_exact_mut(output) {
+                row.iter_mut().zip(b).for_each(|(o, &v)| {
+                    o.write(v);
+                });
+            }
+        });
+        // SAFETY: every one of the n * output values was written just above.
+        unsafe { out.set_len(n * output) };
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        // SAFETY: the three buffers hold n x output, n x input and output x input values, which
+        // are the extents the strides below walk.
+        unsafe {
+            gemm::gemm(
+                n,
+                output,
+                input,
+                out.as_mut_ptr(),
+                1,
+                output as isize,
+                true,
+                x.as_ptr(),
+                1,
+                input as isize,
+                // W^T: element (i, o) is W[o, i].
+                w.as_ptr(),
+                input as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, output))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.matmul(weight)?;
+        let dw = grad.t()?.matmul(x)?;
+        let db = grad.apply_op1_no_bwd(&RowSum { width: bias.elem_count() })?.reshape(bias.shape())?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
 /// e^x, accurate to a few units in the last place, with no branches or library calls so that
 /// loops over it vectorize: glibc's `expf` is a scalar call and was an eighth of a training
 /// step (softmax, GELU's tanh, cross entropy). `x = k ln 2 + r` with `|r| <= ln 2 / 2`, `e^r`
 /// by its Taylor series to degree 7 (truncation below 1e-8), and `2^k` built in the exponent.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     // ln 2 split so that `k * LN2_HI` is exact (Cody and Waite).
@@ -90,7 +188,7 @@ fn exp(x: f32) -> f32 {
 
 /// `f(v)` summed over `row` in 8 running lanes: a sum taken in order cannot vectorize.
 #[inline(always)]
-fn sum_lanes(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(super) fn sum_lanes(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = row.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
@@ -105,7 +203,7 @@ fn sum_lanes(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 
 /// `a . b` in 8 running lanes, like `sum_lanes`.
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (chunks_a, chunks_b) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = chunks_a.remainder().iter().zip(chunks_b.remainder()).map(|(x, y)| x * y).sum();
@@ -121,7 +219,7 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
 
 /// The largest value of `row`, in 8 running lanes like `sum_lanes`.
 #[inline(always)]
-fn max_lanes(row: &[f32]) -> f32 {
+pub(super) fn max_lanes(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let chunks = row.chunks_exact(8);
     let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -278,6 +376,9 @@ impl CustomOp2 for AddBias {
     }
 }
 
+/// Rows per band of a row sum.
+const BAND_ROWS: usize = 256;
+
 /// The sum of the rows of a `[n, width]` tensor.
 struct RowSum {
     width: usize,
@@ -290,11 +391,35 @@ impl CustomOp1 for RowSum {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(storage, layout)?;
-        let mut sums = vec![0f32; self.width];
-        for row in x.chunks_exact(self.width) {
-            sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        let width = self.width.max(1);
+        // Bands of a fixed number of rows, summed on candle's threads and then added in order,
+        // so the result does not depend on the thread count.
+        let band = BAND_ROWS * width;
+        let sum_band = |rows: &[f32]| {
+            let mut sums = vec![0f32; width];
+            for row in rows.chunks_exact(width) {
+                sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            sums
+        };
+        let threads = candle_core::utils::get_num_threads().max(1);
+        let bands: Vec<Vec<f32>> = if threads == 1 || x.len() <= band {
+            x.chunks(band).map(sum_band).collect()
+        } else {
+            let per_thread = x.len().div_ceil(band).div_ceil(threads) * band;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = x
+                    .chunks(per_thread)
+                    .map(|part| scope.spawn(move || part.chunks(band).map(sum_band).collect::<Vec<_>>()))
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().expect("row-sum thread")).collect()
+            })
+        };
+        let mut total = vec![0f32; width];
+        for sums in &bands {
+            total.iter_mut().zip(sums).for_each(|(t, v)| *t += v);
         }
-        Ok((CpuStorage::F32(sums), Shape::from(self.width)))
+        Ok((CpuStorage::F32(total), Shape::from(width)))
     }
 }
 
@@ -551,6 +676,55 @@ mod tests {
             close(&a.1, &b.1, &format!("{name} dx"));
             close(&a.2, &b.2, &format!("{name} dgamma"));
             close(&a.3, &b.3, &format!("{name} dbeta"));
+        }
+    }
+
+    /// The fused linear gives candle's `x W^T + b`, values and all three gradients, on an
+    /// uneven shape (edges of the GEMM's tiles) and on an offset weight (a narrowed matrix).
+    #[test]
+    fn fused_linear_matches_the_composed_product() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (301, 97), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.5, (3 * 71, 97), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 0.5, 71, &dev).unwrap()).unwrap();
+        let weights = Tensor::randn(0f32, 1.0, (301, 71), &dev).unwrap();
+        let run = |fused: bool| {
+            let middle = w.as_tensor().narrow(0, 71, 71).unwrap();
+            let y = if fused {
+                linear(x.as_tensor(), &middle, b.as_tensor()).unwrap()
+            } else {
+                x.as_tensor().matmul(&middle.t().unwrap()).unwrap().broadcast_add(b.as_tensor()).unwrap()
+            };
+            let grads = (&y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+            let grad = |v: &Var| grads.get(v).cloned().unwrap();
+            (y, grad(&x), grad(&w), grad(&b))
+        };
+        let (a, c) = (run(true), run(false));
+        close(&a.0, &c.0, "linear value");
+        close(&a.1, &c.1, "linear dx");
+        close(&a.2, &c.2, "linear dW");
+        close(&a.3, &c.3, "linear db");
+    }
+
+    /// candle's matmul (the `gemm` crate, with its AVX-512 kernels where the CPU has them) agrees
+    /// with an f64 reference within f32 rounding on the encoder's product shapes.
+    #[test]
+    fn matmul_agrees_with_an_f64_reference() {
+        let dev = Device::Cpu;
+        for (m, k, n) in [(512, 128, 384), (96, 512, 128), (77, 128, 1000), (128, 32, 128)] {
+            let a = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let got = a.matmul(&b.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+            let (a, b) = (a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+            for i in (0..m).step_by(7) {
+                for j in (0..n).step_by(5) {
+                    let exact: f64 = (0..k).map(|t| a[i][t] as f64 * b[j][t] as f64).sum();
+                    let bound: f64 = (0..k).map(|t| (a[i][t] as f64 * b[j][t] as f64).abs()).sum();
+                    // Summation error of k f32 products: at most about k * 2^-24 of the magnitudes.
+                    let tolerance = bound * k as f64 * f32::EPSILON as f64;
+                    assert!((got[i][j] as f64 - exact).abs() <= tolerance, "[{m}x{k}x{n}] ({i}, {j})");
+                }
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! Built-in workers, run as `sweep worker NAME`. They speak the protocol in `protocol.rs`
 //! like any user script would.
 
+mod adamw;
+mod attention;
 pub mod data;
 pub mod finetune;
 mod fused;

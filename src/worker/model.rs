@@ -31,14 +31,40 @@ impl Dropout {
         Dropout { p: 0.0, rng: None }
     }
 
+    /// For a kernel that draws its own masks: the drop probability and a seed for this call's
+    /// masks, or None when nothing is dropped.
+    fn seed_for_kernel(&mut self) -> Option<(f32, u64)> {
+        let p = self.p as f32;
+        self.rng.as_mut().map(|rng| (p, rng.next_u64()))
+    }
+
     fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
-        let Some(rng) = self.rng.as_mut() else { return Ok(x.clone()) };
-        let keep = 1.0 - self.p;
-        let threshold = (keep * 4_294_967_296.0) as u64;
-        let scale = (1.0 / keep) as f32;
-        let mask: Vec<f32> =
-            (0..x.elem_count()).map(|_| if (rng.next_u32() as u64) < threshold { scale } else { 0.0 }).collect();
+        let Some((p, seed)) = self.seed_for_kernel() else { return Ok(x.clone()) };
+        let mut mask = vec![0f32; x.elem_count()];
+        super::fused::par_rows(&mut mask, MASK_BLOCK, |first, blocks| {
+            for (i, block) in blocks.chunks_mut(MASK_BLOCK).enumerate() {
+                dropout_mask(p, seed ^ ((first + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), block);
+            }
+        });
         x * Tensor::from_vec(mask, x.shape(), x.device())?
+    }
+}
+
+/// Values per independently seeded block of a dropout mask: blocks are drawn on candle's
+/// threads, and the mask is the same whatever their number.
+const MASK_BLOCK: usize = 4096;
+
+/// Dropout multipliers (0, or 1 / keep) from a generator seeded with `seed`, four decisions per
+/// 64-bit draw (16 bits each: the keep rate is exact to 1 / 65,536).
+pub(super) fn dropout_mask(p: f32, seed: u64, out: &mut [f32]) {
+    let keep = 1.0 - p;
+    let threshold = (keep as f64 * 65_536.0).round() as u64;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    for chunk in out.chunks_mut(4) {
+        let bits = rng.next_u64();
+        for (i, m) in chunk.iter_mut().enumerate() {
+            *m = if (bits >> (16 * i)) & 0xFFFF < threshold { 1.0 / keep } else { 0.0 };
+        }
     }
 }
 
@@ -68,7 +94,7 @@ struct Linear {
 
 impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        super::fused::add_bias(&x.matmul(&self.weight.t()?)?, &self.bias)
+        super::fused::linear(x, &self.weight, &self.bias)
     }
 }
 
@@ -110,16 +136,23 @@ impl Layer {
         let (b, l, heads) = dims;
         let h = x.dim(1)?;
         let d = h / heads;
-        let qkv = self.qkv.forward(x)?.reshape((b, l, 3, heads, d))?.permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * (1.0 / (d as f64).sqrt()))?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let mut scores = q.matmul(&k.t()?)?;
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs = drop.apply(&super::fused::softmax_last_dim(&scores)?)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?;
+        let qkv = self.qkv.forward(x)?;
+        let context = if x.device().is_cpu() {
+            let mask = mask.map(|m| m.flatten_all()?.to_vec1::<f32>()).transpose()?.map(std::sync::Arc::new);
+            let attention =
+                super::attention::Attention { batch: b, len: l, heads, mask, dropout: drop.seed_for_kernel() };
+            attention.forward(&qkv)?
+        } else {
+            let qkv = qkv.reshape((b, l, 3, heads, d))?.permute((2, 0, 3, 1, 4))?;
+            let q = (qkv.get(0)?.contiguous()? * (1.0 / (d as f64).sqrt()))?;
+            let (k, v) = (qkv.get(1)?.contiguous()?, qkv.get(2)?.contiguous()?);
+            let mut scores = q.matmul(&k.t()?)?;
+            if let Some(mask) = mask {
+                scores = scores.broadcast_add(mask)?;
+            }
+            let probs = drop.apply(&super::fused::softmax_last_dim(&scores)?)?;
+            probs.matmul(&v)?.transpose(1, 2)?.reshape((b * l, h))?
+        };
         let attended = drop.apply(&self.attn_out.forward(&context)?)?;
         let x = self.attn_norm.forward(&(x + attended)?)?;
         let ff = self.ff_out.forward(&super::fused::gelu(&self.ff_in.forward(&x)?)?)?;
@@ -192,7 +225,7 @@ impl MlmHead {
     /// Vocabulary logits for the hidden states of the masked positions only.
     pub fn forward(&self, encoder: &Encoder, hidden: &Tensor) -> Result<Tensor> {
         let x = self.norm.forward(&super::fused::gelu(&self.transform.forward(hidden)?)?)?;
-        super::fused::add_bias(&x.matmul(&encoder.token_embeddings().t()?)?, &self.bias)
+        super::fused::linear(&x, encoder.token_embeddings(), &self.bias)
     }
 }
 

@@ -2,6 +2,7 @@
 //! matrices only, warmup then linear/cosine/constant learning rate, global-norm gradient
 //! clipping, and label-smoothed cross entropy.
 
+use super::adamw::FusedAdamW;
 use super::hparams::{Optim, Schedule};
 use super::model;
 use candle_core::backprop::GradStore;
@@ -23,13 +24,18 @@ pub fn learning_rate(optim: &Optim, step: usize) -> f64 {
     optim.lr * factor.max(0.0)
 }
 
-/// Two AdamW groups, with and without weight decay, stepped together.
+/// AdamW over the trained variables: fused and in place on the CPU, candle_nn's two groups
+/// (with and without weight decay) elsewhere.
 pub struct Trainer {
-    decayed: AdamW,
-    plain: AdamW,
+    optimizer: Optimizers,
     vars: Vec<Var>,
     optim: Optim,
     step: usize,
+}
+
+enum Optimizers {
+    Fused(FusedAdamW),
+    Candle { decayed: AdamW, plain: AdamW },
 }
 
 impl Trainer {
@@ -39,11 +45,21 @@ impl Trainer {
         let mut named: Vec<(&String, &Var)> =
             data.iter().filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p))).collect();
         named.sort_by(|a, b| a.0.cmp(b.0));
-        let (decayed, plain): (Vec<_>, Vec<_>) = named.iter().partition(|(name, var)| model::decays(name, var.rank()));
-        let params = |weight_decay| ParamsAdamW { lr: optim.lr, weight_decay, ..ParamsAdamW::default() };
+        let on_cpu = named.iter().all(|(_, var)| var.device().is_cpu());
+        let optimizer = if on_cpu {
+            let decay = |name: &str, var: &Var| if model::decays(name, var.rank()) { optim.weight_decay } else { 0.0 };
+            Optimizers::Fused(FusedAdamW::new(named.iter().map(|(n, v)| ((*v).clone(), decay(n, v))).collect()))
+        } else {
+            let (decayed, plain): (Vec<_>, Vec<_>) =
+                named.iter().partition(|(name, var)| model::decays(name, var.rank()));
+            let params = |weight_decay| ParamsAdamW { lr: optim.lr, weight_decay, ..ParamsAdamW::default() };
+            Optimizers::Candle {
+                decayed: AdamW::new(decayed.iter().map(|(_, v)| (*v).clone()).collect(), params(optim.weight_decay))?,
+                plain: AdamW::new(plain.iter().map(|(_, v)| (*v).clone()).collect(), params(0.0))?,
+            }
+        };
         Ok(Trainer {
-            decayed: AdamW::new(decayed.iter().map(|(_, v)| (*v).clone()).collect(), params(optim.weight_decay))?,
-            plain: AdamW::new(plain.iter().map(|(_, v)| (*v).clone()).collect(), params(0.0))?,
+            optimizer,
             vars: named.iter().map(|(_, v)| (*v).clone()).collect(),
             optim: optim.clone(),
             step: 0,
@@ -59,28 +75,40 @@ impl Trainer {
     /// Clips the gradients and applies them at this step's learning rate.
     pub fn update(&mut self, mut grads: GradStore) -> Result<()> {
         self.step += 1;
-        if self.optim.grad_clip > 0.0 {
-            let mut total = 0f32;
-            for var in &self.vars {
-                if let Some(g) = grads.get(var) {
-                    total += g.sqr()?.sum_all()?.to_scalar::<f32>()?;
-                }
-            }
-            let norm = total.sqrt() as f64;
-            if norm > self.optim.grad_clip {
-                let scale = self.optim.grad_clip / (norm + 1e-6);
-                for var in &self.vars {
-                    if let Some(g) = grads.remove(var) {
-                        grads.insert(var, (g * scale)?);
+        let lr = learning_rate(&self.optim, self.step);
+        let scale = self.clip_scale(&grads)?;
+        match &mut self.optimizer {
+            Optimizers::Fused(adamw) => adamw.step(&grads, lr, scale),
+            Optimizers::Candle { decayed, plain } => {
+                if scale != 1.0 {
+                    for var in &self.vars {
+                        if let Some(g) = grads.remove(var) {
+                            grads.insert(var, (g * scale)?);
+                        }
                     }
                 }
+                decayed.set_learning_rate(lr);
+                plain.set_learning_rate(lr);
+                decayed.step(&grads)?;
+                plain.step(&grads)
             }
         }
-        let lr = learning_rate(&self.optim, self.step);
-        self.decayed.set_learning_rate(lr);
-        self.plain.set_learning_rate(lr);
-        self.decayed.step(&grads)?;
-        self.plain.step(&grads)
+    }
+
+    /// What the gradients are multiplied by so their global norm is at most `grad_clip`.
+    fn clip_scale(&self, grads: &GradStore) -> Result<f64> {
+        if self.optim.grad_clip <= 0.0 {
+            return Ok(1.0);
+        }
+        let mut total = 0f64;
+        for g in self.vars.iter().filter_map(|var| grads.get(var)) {
+            total += match g.device().is_cpu() {
+                true => super::adamw::sum_of_squares(g)?,
+                false => g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64,
+            };
+        }
+        let norm = total.sqrt();
+        Ok(if norm > self.optim.grad_clip { self.optim.grad_clip / (norm + 1e-6) } else { 1.0 })
     }
 }
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Creates .venv-torch with PyTorch from PyPI, for `cargo bench --bench training` to run the
+# PyTorch reference beside candle. A few GB of downloads (torch pulls its CUDA libraries even
+# where only the CPU is used); not part of the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv-torch
+.venv-torch/bin/pip install --progress-bar off torch numpy
+.venv-torch/bin/python -c "import torch; print('torch', torch.__version__)"
