@@ -25,6 +25,7 @@ fn space_of(f: &TestFn) -> Space {
                 name: format!("x{i}"),
                 distribution: Distribution::Float { low, high, log: false, step: None },
                 conditions: vec![],
+                grid: None,
             }
         })
         .collect();

@@ -32,6 +32,9 @@ pub struct Param {
     pub distribution: Distribution,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The values a grid search tries for a float or int parameter (`grid = [...]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<Vec<Value>>,
 }
 
 /// The validated search space. Parameters are ordered so that every parent comes before the
@@ -42,6 +45,17 @@ pub struct Space {
 }
 
 impl Param {
+    /// The values a grid search tries: the `grid` list, the choices, or the fixed value; None
+    /// for a numeric range without a grid.
+    pub fn grid_values(&self) -> Option<Vec<Value>> {
+        match (&self.grid, &self.distribution) {
+            (Some(values), _) => Some(values.clone()),
+            (None, Distribution::Categorical { choices }) => Some(choices.clone()),
+            (None, Distribution::Fixed { value }) => Some(vec![value.clone()]),
+            (None, _) => None,
+        }
+    }
+
     /// Whether this parameter is active given the values chosen so far.
     pub fn is_active(&self, chosen: &Params) -> bool {
         self.conditions
@@ -181,6 +195,34 @@ impl Space {
         Ok(chosen)
     }
 
+    /// Every configuration of a grid search, in a fixed order: parameters in the space's order
+    /// (the first changes slowest), each one's values as listed, a conditional parameter only
+    /// where its condition holds. Err names a numeric parameter with no `grid`, or says that
+    /// the grid has more than `limit` configurations.
+    pub fn grid(&self, limit: usize) -> Result<Vec<Params>, String> {
+        let mut configs = vec![Params::new()];
+        for p in &self.params {
+            let values = p.grid_values().ok_or_else(|| format!("`{}` needs a `grid = [...]` list", p.name))?;
+            let mut next = Vec::new();
+            for config in configs {
+                if !p.is_active(&config) {
+                    next.push(config);
+                    continue;
+                }
+                for v in &values {
+                    let mut c = config.clone();
+                    c.insert(p.name.clone(), v.clone());
+                    next.push(c);
+                }
+            }
+            if next.len() > limit {
+                return Err(format!("the grid has more than {limit} configurations"));
+            }
+            configs = next;
+        }
+        Ok(configs)
+    }
+
     /// Canonical JSON of the space: equal spaces give equal text, used for the stored hash
     /// and to tell a user what changed between runs.
     pub fn canonical(&self) -> Value {
@@ -293,11 +335,13 @@ mod tests {
                     name: "opt".into(),
                     distribution: Distribution::Categorical { choices: vec![json!("sgd"), json!("adam")] },
                     conditions: vec![],
+                    grid: None,
                 },
                 Param {
                     name: "momentum".into(),
                     distribution: float(0.0, 0.99, false, None),
                     conditions: vec![Condition { parent: "opt".into(), values: vec![json!("sgd")] }],
+                    grid: Some(vec![json!(0.0), json!(0.9)]),
                 },
             ],
         };
@@ -311,5 +355,12 @@ mod tests {
         let good: Params = serde_json::from_value(json!({"opt": "sgd", "momentum": 0.5})).unwrap();
         assert_eq!(space.complete(&good).unwrap(), good);
         assert_eq!(Space::from_canonical(&space.canonical()).unwrap(), space);
+        let grid: Vec<Value> = space.grid(10).unwrap().into_iter().map(Value::Object).collect();
+        assert_eq!(
+            grid,
+            [json!({"opt": "sgd", "momentum": 0.0}), json!({"opt": "sgd", "momentum": 0.9}), json!({"opt": "adam"})],
+            "a conditional parameter multiplies only the configurations where it is active"
+        );
+        assert!(space.grid(2).unwrap_err().contains("more than 2"));
     }
 }

@@ -186,7 +186,8 @@ mod tests {
 
     /// Log float, int, two categoricals and a conditional float.
     fn mixed_space() -> Space {
-        let p = |name: &str, distribution, conditions| Param { name: name.into(), distribution, conditions };
+        let p =
+            |name: &str, distribution, conditions| Param { name: name.into(), distribution, conditions, grid: None };
         Space {
             params: vec![
                 p("lr", Distribution::Float { low: 1e-5, high: 1.0, log: true, step: None }, vec![]),

@@ -4,9 +4,11 @@
 //! with the trial, and comes back in the history.
 
 mod gp;
+mod grid;
 mod random;
 
 pub use gp::GpSampler;
+pub use grid::GridSampler;
 pub use random::RandomSampler;
 
 use crate::space::{Params, Space};
@@ -44,6 +46,7 @@ pub fn from_config(config: &SamplerConfig) -> Box<dyn Sampler> {
     match config.kind {
         SamplerKind::Random => Box::new(RandomSampler),
         SamplerKind::Gp => Box::new(GpSampler { startup_trials: config.startup_trials as usize }),
+        SamplerKind::Grid => Box::new(GridSampler),
     }
 }
 

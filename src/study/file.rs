@@ -40,7 +40,8 @@ pub enum Direction {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetFile {
-    pub trials: i64,
+    /// Required, except with the grid sampler, where it defaults to the grid's size.
+    pub trials: Option<i64>,
     #[serde(default)]
     pub parallel: Option<i64>,
     /// Per trial; seconds or a duration such as "30m".
@@ -75,6 +76,8 @@ pub struct ParamFile {
     pub value: Option<Value>,
     /// `{ parent = value }` or `{ parent = [value, ...] }`: active only then.
     pub when: Option<BTreeMap<String, Value>>,
+    /// The values a grid search tries (float and int parameters).
+    pub grid: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -102,6 +105,8 @@ pub enum SamplerKind {
     Random,
     /// Gaussian-process Bayesian optimization.
     Gp,
+    /// Every combination of the parameters' values, each once, in a fixed order.
+    Grid,
 }
 
 /// `[pruner]`: a rule (`kind`) and its options, plus the wrappers any rule takes (`patience`,

@@ -257,3 +257,55 @@ fn slurm_settings_are_checked() {
     let p = one(&on_slurm("gres = \"gpu 1\""));
     assert_eq!(p.key, "executor.gres");
 }
+
+const GRID: &str = r#"
+name = "grid"
+metric = "acc"
+direction = "maximize"
+[budget]
+parallel = 2
+[sampler]
+kind = "grid"
+[params.examples]
+type = "int"
+low = 100
+high = 3000
+grid = [100, 300, 3000]
+[params.init]
+choices = ["scratch", "pretrained"]
+[params.lr]
+value = 0.001
+[trial]
+command = ["true"]
+"#;
+
+#[test]
+fn a_grid_defaults_its_budget_to_its_size() {
+    let c = parse(GRID, Path::new(".")).unwrap();
+    assert_eq!(c.budget.trials, 6);
+    let smaller = parse(&GRID.replace("parallel = 2", "trials = 4"), Path::new(".")).unwrap();
+    assert_eq!(smaller.budget.trials, 4, "a partial grid is allowed");
+}
+
+#[test]
+fn bad_grids_are_located() {
+    let cases = [
+        (GRID.replace("grid = [100, 300, 3000]\n", ""), "params.examples", "needs a `grid = [...]` list"),
+        (GRID.replace("[100, 300, 3000]", "[100, 5000]"), "params.examples.grid.1", "5000 is outside"),
+        (GRID.replace("[100, 300, 3000]", "[100, 100]"), "params.examples.grid.1", "listed twice"),
+        (GRID.replace("[100, 300, 3000]", "[]"), "params.examples.grid", "at least one value"),
+        (GRID.replace("parallel = 2", "trials = 7"), "budget.trials", "more than the grid's 6 configurations"),
+        (
+            GRID.replace("choices = [\"scratch\", \"pretrained\"]", "choices = [\"a\"]\ngrid = [\"a\"]"),
+            "params.init.grid",
+            "is for float and int parameters",
+        ),
+        (GRID.replace("kind = \"grid\"", "kind = \"random\""), "budget.trials", "is required"),
+    ];
+    for (text, key, message) in cases {
+        let p = one(&text);
+        assert_eq!(p.key, key, "{p:?}");
+        assert!(p.message.contains(message), "{key}: `{}` lacks `{message}`", p.message);
+        assert!(p.line > 0, "{p:?}");
+    }
+}

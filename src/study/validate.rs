@@ -1,7 +1,8 @@
 //! Turns a raw `StudyFile` into a `StudyConfig`, collecting every problem with its key path.
 
 use super::file::{
-    DurationText, ExecutorFile, ExecutorKind, ParamFile, ParamKind, PrunerFile, PrunerKind, StudyFile, TrialFile,
+    BudgetFile, DurationText, ExecutorFile, ExecutorKind, ParamFile, ParamKind, PrunerFile, PrunerKind, SamplerKind,
+    StudyFile, TrialFile,
 };
 use super::{
     ArgTemplate, Budget, Devices, ExecutorConfig, Objective, Piece, PrunerConfig, PrunerRule, SamplerConfig,
@@ -63,7 +64,7 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         check.fail(&["metric"], "must name the metric the worker reports");
     }
     let budget = Budget {
-        trials: check.count(&["budget", "trials"], Some(raw.budget.trials), 1, 1),
+        trials: 1, // set below, once the space is known (a grid's size is its default)
         parallel: check.count(&["budget", "parallel"], raw.budget.parallel, 1, 1),
         trial_timeout: check.duration(&["budget", "trial_timeout"], &raw.budget.trial_timeout),
         timeout: check.duration(&["budget", "timeout"], &raw.budget.timeout),
@@ -71,8 +72,9 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     };
     let space = space(&mut check, &raw.params);
     let space_ok = check.errors.is_empty();
-    let executor = executor(&mut check, &raw.executor, budget.parallel);
     let mut budget = budget;
+    budget.trials = trials(&mut check, &raw.budget, raw.sampler.kind, &space, space_ok);
+    let executor = executor(&mut check, &raw.executor, budget.parallel);
     if let ExecutorConfig::Slurm(slurm) = &executor {
         // Trials in flight: `max_jobs` alone sets it; with `parallel` too, the smaller wins.
         budget.parallel = match raw.budget.parallel {
@@ -124,6 +126,71 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         executor,
         source: text.to_string(),
     })
+}
+
+/// Most configurations a grid may have: more is a space to sample, not to enumerate.
+const MAX_GRID: usize = 100_000;
+
+/// `budget.trials`: required, except with the grid sampler, where it defaults to the number of
+/// configurations in the grid and may not exceed it.
+fn trials(check: &mut Check, raw: &BudgetFile, kind: SamplerKind, space: &Space, space_ok: bool) -> u32 {
+    let path = ["budget", "trials"];
+    if kind != SamplerKind::Grid {
+        if raw.trials.is_none() {
+            check.fail(&path, "is required: how many finished trials the study runs");
+        }
+        return check.count(&path, raw.trials, 1, 1);
+    }
+    if !space_ok {
+        return 1;
+    }
+    let size = match space.grid(MAX_GRID) {
+        Ok(configs) => configs.len(),
+        Err(why) => {
+            let at = space.params.iter().find(|p| p.grid_values().is_none()).map(|p| p.name.as_str());
+            match at {
+                Some(name) => check.fail(
+                    &["params", name],
+                    "the grid sampler needs a `grid = [...]` list of the values to try for a float or int parameter",
+                ),
+                None => check.fail(&["sampler", "kind"], format!("{why}: the grid sampler enumerates every one")),
+            }
+            return 1;
+        }
+    };
+    let trials = check.count(&path, raw.trials, size as i64, 1);
+    if trials as usize > size {
+        check.fail(
+            &path,
+            format!("is {trials}, more than the grid's {size} configurations (leave it out to run each once)"),
+        );
+    }
+    trials
+}
+
+/// `params.NAME.grid`: for float and int parameters, a non-empty list of distinct legal values.
+fn grid(check: &mut Check, name: &str, p: &ParamFile, distribution: &Distribution) -> Option<Vec<Value>> {
+    let values = p.grid.as_ref()?;
+    let path = |rest: Option<usize>| {
+        let mut path = vec!["params".to_string(), name.to_string(), "grid".to_string()];
+        path.extend(rest.map(|i| i.to_string()));
+        path
+    };
+    if !matches!(distribution, Distribution::Float { .. } | Distribution::Int { .. }) {
+        check.fail_owned(path(None), "is for float and int parameters (choices and values are their own grid)");
+        return None;
+    }
+    if values.is_empty() {
+        check.fail_owned(path(None), "must list at least one value");
+    }
+    for (i, v) in values.iter().enumerate() {
+        if !distribution.contains(v) {
+            check.fail_owned(path(Some(i)), format!("{v} is outside {}", crate::space::describe(distribution)));
+        } else if values[..i].iter().any(|w| values_equal(v, w)) {
+            check.fail_owned(path(Some(i)), format!("{v} is listed twice"));
+        }
+    }
+    Some(values.clone())
 }
 
 /// `[pruner]`: options that do not go with the kind are errors, as are out-of-range values.
@@ -259,7 +326,8 @@ fn space(check: &mut Check, raw: &BTreeMap<String, ParamFile>) -> Space {
             continue;
         }
         if let Some(distribution) = distribution(check, name, p) {
-            params.push(Param { name: name.clone(), distribution, conditions: Vec::new() });
+            let grid = grid(check, name, p, &distribution);
+            params.push(Param { name: name.clone(), distribution, conditions: Vec::new(), grid });
         }
     }
     // Conditions need every parent's distribution, so they come second.

@@ -32,7 +32,7 @@ impl Attention {
     }
 
     fn hidden(&self, qkv_width: usize) -> Result<usize> {
-        if qkv_width % 3 != 0 || (qkv_width / 3) % self.heads != 0 {
+        if !qkv_width.is_multiple_of(3) || !(qkv_width / 3).is_multiple_of(self.heads) {
             bail!("attention: qkv width {qkv_width} is not 3 x heads ({}) x head size", self.heads);
         }
         Ok(qkv_width / 3)

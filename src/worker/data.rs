@@ -160,6 +160,59 @@ pub fn read_train(source: &Source) -> Result<Labeled, DataError> {
     Ok(Labeled { texts: rows.into_iter().map(|(_, t, _)| t).collect(), labels, classes })
 }
 
+/// `n` passages of `set` for a label budget: class-stratified (each class keeps its share of
+/// `n`, rounded by largest remainders, and at least one passage while `n` allows), drawn at
+/// random within each class from `seed`, and kept in the file's order. The same set, `n` and
+/// seed always give the same subset; `n` at or above the set's size keeps the set whole.
+pub fn stratified_subset(set: &Labeled, n: usize, seed: u64) -> Labeled {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    if n >= set.texts.len() {
+        return set.clone();
+    }
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); set.classes.len()];
+    for (i, &label) in set.labels.iter().enumerate() {
+        by_class[label].push(i);
+    }
+    let share = |members: &Vec<usize>| members.len() as f64 * n as f64 / set.texts.len() as f64;
+    let mut quota: Vec<usize> = by_class.iter().map(|m| share(m) as usize).collect();
+    if n >= by_class.iter().filter(|m| !m.is_empty()).count() {
+        for (q, m) in quota.iter_mut().zip(&by_class) {
+            *q = (*q).max(usize::from(!m.is_empty()));
+        }
+    }
+    // The rest goes to the largest remainders; a minimum of one may have overshot instead.
+    let mut by_remainder: Vec<usize> = (0..by_class.len()).collect();
+    by_remainder.sort_by(|&a, &b| {
+        let rest = |c: usize| share(&by_class[c]) - share(&by_class[c]).floor();
+        rest(b).total_cmp(&rest(a)).then(a.cmp(&b))
+    });
+    // One more each in turn; n is below the set's size, so some class always has room.
+    let mut turns = by_remainder.iter().cycle();
+    while quota.iter().sum::<usize>() < n {
+        let c = *turns.next().expect("classes");
+        if quota[c] < by_class[c].len() {
+            quota[c] += 1;
+        }
+    }
+    while quota.iter().sum::<usize>() > n {
+        let largest = (0..quota.len()).max_by_key(|&c| (quota[c], std::cmp::Reverse(c))).expect("classes");
+        quota[largest] -= 1;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5AB5_E7ED);
+    let mut picked: Vec<usize> = Vec::with_capacity(n);
+    for (members, &q) in by_class.iter_mut().zip(&quota) {
+        members.shuffle(&mut rng);
+        picked.extend_from_slice(&members[..q]);
+    }
+    picked.sort_unstable();
+    Labeled {
+        texts: picked.iter().map(|&i| set.texts[i].clone()).collect(),
+        labels: picked.iter().map(|&i| set.labels[i]).collect(),
+        classes: set.classes.clone(),
+    }
+}
+
 /// A validation or test set, labeled with the training set's classes.
 pub fn read_eval(source: &Source, classes: &[String]) -> Result<Labeled, DataError> {
     let (path, rows) = read_rows(source)?;
@@ -183,6 +236,30 @@ pub fn source(path: Option<&Path>, brown: &'static str) -> Source {
 
 #[cfg(test)]
 mod tests {
+
+    /// A label budget keeps each class's share, is the same for the same seed, and differs
+    /// for another; a budget beyond the set keeps it whole.
+    #[test]
+    fn the_subset_is_stratified_and_seeded() {
+        let set = read_train(&Source::Brown("genre-train")).unwrap();
+        let counts = |s: &Labeled| {
+            let mut c = vec![0usize; s.classes.len()];
+            s.labels.iter().for_each(|&l| c[l] += 1);
+            c
+        };
+        let all = counts(&set);
+        for n in [4, 100, 301, 1000] {
+            let subset = stratified_subset(&set, n, 1);
+            assert_eq!(subset.texts.len(), n);
+            for (got, whole) in counts(&subset).iter().zip(&all) {
+                let exact = *whole as f64 * n as f64 / set.texts.len() as f64;
+                assert!((*got as f64 - exact).abs() <= 1.0 && *got >= 1, "n {n}: {got} for a share of {exact:.1}");
+            }
+            assert_eq!(stratified_subset(&set, n, 1).texts, subset.texts, "same seed, same subset");
+        }
+        assert_ne!(stratified_subset(&set, 100, 2).texts, stratified_subset(&set, 100, 1).texts);
+        assert_eq!(stratified_subset(&set, set.texts.len() + 5, 1).texts.len(), set.texts.len());
+    }
     use super::*;
 
     fn file(dir: &Path, name: &str, content: &str) -> Source {

@@ -42,6 +42,10 @@ pub struct FinetuneArgs {
     pub corpus: Option<PathBuf>,
     #[arg(long)]
     pub corpus_valid: Option<PathBuf>,
+    /// Train on a class-stratified subset of this many labeled passages, drawn with the
+    /// trial's `seed` (0: all). A param `train_examples` overrides it.
+    #[arg(long, default_value_t = 0)]
+    pub train_examples: usize,
     /// The database holding `study:NAME` (default: the coordinator's, SWEEP_DB).
     #[arg(long, env = "SWEEP_DB")]
     pub db: Option<PathBuf>,
@@ -234,6 +238,11 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
     let mut p = hparams::finetune(&params, args.init == "pretrain")?;
     let device = args.common.setup()?;
     let train_set = data::read_train(&data::source(args.train.as_deref(), "genre-train"))?;
+    let budget = p.train_examples.or((args.train_examples > 0).then_some(args.train_examples));
+    let train_set = match budget {
+        Some(n) => data::stratified_subset(&train_set, n, p.seed),
+        None => train_set,
+    };
     let valid_set = data::read_eval(&data::source(args.valid.as_deref(), "genre-valid"), &train_set.classes)?;
     let test_set = match (&args.test, &args.train) {
         (Some(path), _) => Some(data::read_eval(&data::Source::File(path.clone()), &train_set.classes)?),

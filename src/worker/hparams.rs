@@ -78,6 +78,8 @@ pub struct FinetuneParams {
     pub optim: Optim,
     /// Passes over the training set; when given, it sets the steps once the set's size is known.
     pub epochs: Option<f64>,
+    /// The label budget: a stratified subset of this many training passages (None: all).
+    pub train_examples: Option<usize>,
     pub label_smoothing: f64,
     /// Used only when training from scratch (a checkpoint brings its own shape).
     pub shape: Shape,
@@ -236,12 +238,15 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     let optim = optim(&mut r, &defaults, 10_000_000)?;
     let label_smoothing = r.float("label_smoothing", 0.0, |x| (0.0..1.0).contains(&x), "0 <= label_smoothing < 1")?;
     let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
+    // 0 stands for all, so a grid can list it beside the budgets.
+    let train_examples = r.int("train_examples", 0, 0, 100_000_000)?;
     if epochs > 0.0 && r.used.contains("steps") {
         return Err(invalid("epochs", "give either `steps` or `epochs`, not both"));
     }
     // `init` may come as a param too, so one study can compare starting points.
     r.raw("init");
-    let mut known: Vec<&str> = OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init"]).collect();
+    let mut known: Vec<&str> =
+        OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init", "train_examples"]).collect();
     // The `pretrain_*` params are checked whatever the start (so one study can compare starting
     // points), and used in the joint case, where the shape is the pretraining run's.
     let mut pr = Reader::new(params, "pretrain_");
@@ -258,5 +263,6 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     let pretrain = joint.then_some(pretrain);
     leftovers(params, &r.used, "finetune", &known)?;
     let epochs = (epochs > 0.0).then_some(epochs);
-    Ok(FinetuneParams { optim, epochs, label_smoothing, shape, seed, pretrain })
+    let train_examples = (train_examples > 0).then_some(train_examples);
+    Ok(FinetuneParams { optim, epochs, train_examples, label_smoothing, shape, seed, pretrain })
 }

@@ -105,3 +105,28 @@ fn the_study_timeout_stops_new_trials_and_a_rerun_continues() {
     let status = text(&s.command(&["status"]).output().unwrap());
     assert!(status.contains("running"), "the study is not complete: {status}");
 }
+
+#[test]
+fn a_grid_runs_every_configuration_exactly_once_across_kill_9_and_resume() {
+    let grid = testfn_study(1, 2, 4, 40)
+        .replace("trials = 1\n", "")
+        .replace("[params.x0]", "[sampler]\nkind = \"grid\"\n\n[params.x0]")
+        .replace("high = 10.0\n", "high = 10.0\ngrid = [-5.0, 0.0, 5.0]\n")
+        .replace("high = 15.0\n", "high = 15.0\ngrid = [1.0, 2.0, 3.0, 4.0]\n");
+    let s = Study::new("grid", &grid);
+    kill_then_resume(&s, 3, Duration::from_millis(60));
+    kill_then_resume(&s, 7, Duration::ZERO);
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 12, "the grid's size is the budget");
+    let mut done: Vec<(i64, i64)> = trials
+        .iter()
+        .filter(|t| t["state"] == "complete")
+        .map(|t| (t["params"]["x0"].as_f64().unwrap() as i64, t["params"]["x1"].as_f64().unwrap() as i64))
+        .collect();
+    done.sort();
+    let every: Vec<(i64, i64)> = [-5, 0, 5].iter().flat_map(|&a| [1, 2, 3, 4].map(|b| (a, b))).collect();
+    assert_eq!(done, every, "each configuration completed exactly once");
+    assert!(trials.iter().all(|t| t["state"] != "running" && t["state"] != "waiting"));
+}
