@@ -223,6 +223,7 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let (task, warmup, steps) = (&args[i + 1], args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
         sweep::worker::job::keep_freed_memory();
+        sweep::worker::job::quiet_idle_threads();
         if task == "matmul" {
             matmul_floor(steps);
             return;
