@@ -19,6 +19,9 @@ pub enum Distribution {
     Fixed { value: Value },
 }
 
+/// Most configurations a grid search enumerates: more is a space to sample, not to list.
+pub const MAX_GRID: usize = 100_000;
+
 /// A parameter exists only when every named parent has one of the listed values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Condition {

@@ -5,7 +5,7 @@
 //! never runs a configuration twice.
 
 use super::{fallback, Proposal, Sampler};
-use crate::space::{Params, Space};
+use crate::space::{Params, Space, MAX_GRID};
 use crate::trial::History;
 use rand::rngs::StdRng;
 use serde_json::Value;
@@ -13,12 +13,9 @@ use std::collections::HashSet;
 
 pub struct GridSampler;
 
-/// Most configurations a grid may have; validation refuses larger ones with a located message.
-const LIMIT: usize = 100_000;
-
 impl Sampler for GridSampler {
     fn propose(&self, space: &Space, history: &History, rng: &mut StdRng) -> Proposal {
-        let configs = match space.grid(LIMIT) {
+        let configs = match space.grid(MAX_GRID) {
             Ok(configs) => configs,
             Err(why) => return fallback(space, rng, format!("no grid ({why}); this trial's params are random")),
         };

@@ -200,30 +200,12 @@ impl Store {
         let mut store = Store::open_read_only(src).await?;
         let partial = PathBuf::from(format!("{}.partial", dest.display()));
         let _ = std::fs::remove_file(&partial);
-        let written = sqlx::query("VACUUM INTO ?")
-            .bind(partial.display().to_string())
-            .execute(&mut store.conn)
-            .await
-            .map_err(|source| StoreError::Backup { dest: dest.to_path_buf(), detail: source.to_string() });
+        let written = write_backup(&mut store.conn, &partial, dest).await;
         let _ = store.conn.close().await;
-        // The copy comes out in rollback-journal mode; sweep's databases are WAL (readers open
-        // them so), and closing this one connection leaves no log beside it.
-        let written = match written {
-            Ok(_) => match base_options(&partial).connect().await {
-                Ok(conn) => conn.close().await.map_err(StoreError::from),
-                Err(e) => Err(StoreError::Backup { dest: dest.to_path_buf(), detail: e.to_string() }),
-            },
-            Err(e) => Err(e),
-        };
-        let finished = written.and_then(|_| {
-            let io = |e: std::io::Error| StoreError::Backup { dest: dest.to_path_buf(), detail: e.to_string() };
-            std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(io)?;
-            std::fs::rename(&partial, dest).map_err(io)
-        });
-        if finished.is_err() {
+        if written.is_err() {
             let _ = std::fs::remove_file(&partial);
         }
-        finished
+        written.map_err(|detail| StoreError::Backup { dest: dest.to_path_buf(), detail })
     }
 
     pub async fn find_study(&mut self, name: &str) -> Result<Option<StudyRecord>> {
@@ -357,6 +339,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// `VACUUM INTO` `partial`, made a WAL database like every sweep database (the copy comes out
+/// in rollback-journal mode, which sweep's read-only opens cannot switch), synced, then renamed
+/// to `dest` and the rename synced, so `dest` is a whole database or absent.
+async fn write_backup(conn: &mut SqliteConnection, partial: &Path, dest: &Path) -> std::result::Result<(), String> {
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    sqlx::query("VACUUM INTO ?").bind(partial.display().to_string()).execute(conn).await.map_err(|e| text(&e))?;
+    // Closing the one connection to the copy leaves no log beside it.
+    let copy = base_options(partial).connect().await.map_err(|e| text(&e))?;
+    copy.close().await.map_err(|e| text(&e))?;
+    std::fs::File::open(partial).and_then(|f| f.sync_all()).map_err(|e| text(&e))?;
+    std::fs::rename(partial, dest).map_err(|e| text(&e))?;
+    let folder = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(folder).and_then(|f| f.sync_all()).map_err(|e| text(&e))
 }
 
 fn base_options(path: &Path) -> SqliteConnectOptions {

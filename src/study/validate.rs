@@ -8,7 +8,7 @@ use super::{
     ArgTemplate, Budget, Devices, ExecutorConfig, Objective, Piece, PrunerConfig, PrunerRule, SamplerConfig,
     SlurmConfig, StudyConfig, TrialSpec, TRIAL_PLACEHOLDER,
 };
-use crate::space::{values_equal, Condition, Distribution, Param, Params, Space};
+use crate::space::{values_equal, Condition, Distribution, Param, Params, Space, MAX_GRID};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -127,9 +127,6 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         source: text.to_string(),
     })
 }
-
-/// Most configurations a grid may have: more is a space to sample, not to enumerate.
-const MAX_GRID: usize = 100_000;
 
 /// `budget.trials`: required, except with the grid sampler, where it defaults to the number of
 /// configurations in the grid and may not exceed it.
