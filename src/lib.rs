@@ -4,6 +4,7 @@
 //! configurations, runs each as a worker process through an `executor`, stores everything in
 //! SQLite through the `store`, and stops hopeless trials through a `pruner`.
 
+pub mod compare;
 pub mod coordinator;
 pub mod executor;
 pub mod export;

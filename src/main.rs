@@ -80,6 +80,23 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// A metric's mean and spread per value of one param, one line per value of others (an
+    /// ablation's table; the page's comparison view shows the same).
+    Compare {
+        name: String,
+        /// The param whose values are compared (the page's x axis).
+        #[arg(long)]
+        x: String,
+        /// Params whose values make separate lines (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        group: Vec<String>,
+        /// A final metric to compare instead of the objective (e.g. test_acc).
+        #[arg(long)]
+        metric: Option<String>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a database to a new file, safe while a coordinator writes to it; the copy holds
     /// every trial finished before the copy began, in one file.
     Backup {
@@ -179,6 +196,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
     };
     e.downcast_ref::<StudyFileError>().is_some()
         || e.downcast_ref::<UnknownStudy>().is_some()
+        || e.downcast_ref::<sweep::compare::CompareError>().is_some()
         || matches!(e.downcast_ref::<LockError>(), Some(LockError::Busy { .. }))
         || e.downcast_ref::<StoreError>().is_some_and(store)
         || match e.downcast_ref::<CoordinatorError>() {
@@ -214,6 +232,9 @@ async fn dispatch(command: Command, db: &Path) -> Result<ExitCode> {
         Command::Trials { name } => reading(db, trials(db, &name)).await,
         Command::Best { name, json } => reading(db, best(db, &name, json)).await,
         Command::Export { name, format, output } => reading(db, export(db, &name, format, output.as_deref())).await,
+        Command::Compare { name, x, group, metric, json } => {
+            reading(db, compare(db, &name, sweep::compare::Request { x, group, metric }, json)).await
+        }
         Command::Backup { src, dest } => {
             Store::backup(&src, &dest).await?;
             println!("backed up {} to {}", src.display(), dest.display());
@@ -417,6 +438,26 @@ async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
         for (k, v) in &t.params {
             println!("  {k} = {v}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn compare(db: &Path, name: &str, request: sweep::compare::Request, json: bool) -> Result<ExitCode> {
+    let (mut store, study) = open_study(db, name).await?;
+    let h = history_of(&mut store, &study).await?;
+    let outcomes: Vec<sweep::compare::Outcome> = h
+        .completed()
+        .map(|(t, value)| sweep::compare::Outcome {
+            params: t.params.clone(),
+            value,
+            metrics: t.metrics.clone().unwrap_or_default(),
+        })
+        .collect();
+    let comparison = sweep::compare::compare(&outcomes, &study.param_names(), &study.metric, &request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&comparison)?);
+    } else {
+        print!("{}", comparison.table());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,7 @@
 // sweep's page: the study list, and per study a summary, plots, the trial table and a trial
 // detail view, kept live by the server's events. Plain ES modules, no build step; every number
 // is computed by the server (api/...), the page only draws.
-import { CurvesPlot, HistoryPlot, ParallelPlot, SlicePlots, fmt, reportsPlot } from './plots.js';
+import { ComparePlot, CurvesPlot, HistoryPlot, ParallelPlot, SlicePlots, fmt, groupLabel, reportsPlot } from './plots.js';
 
 const token = new URLSearchParams(location.search).get('token');
 const STATES = ['running', 'waiting', 'complete', 'pruned', 'failed', 'interrupted'];
@@ -211,7 +211,7 @@ async function showList() {
 // ---------- one study ----------
 
 /** How soon each part may be fetched again, at least; slower answers wait longer. */
-const MIN_GAP = { summary: 500, table: 400, history: 700, curves: 500, points: 2500, importance: 2500, detail: 400 };
+const MIN_GAP = { summary: 500, table: 400, history: 700, curves: 500, points: 2500, importance: 2500, compare: 2500, detail: 400 };
 
 class StudyView {
   constructor(name) {
@@ -238,6 +238,9 @@ class StudyView {
       parallel: h('div', { class: 'plot parallel', id: 'plot-parallel' }),
       importance: h('div', { class: 'imp', id: 'importance' }),
       slices: h('div', { class: 'slices', id: 'slices' }),
+      compareControls: h('div', { class: 'filters', id: 'compare-controls' }),
+      compare: h('div', { class: 'plot', id: 'plot-compare' }),
+      compareTable: h('div', { class: 'compare-table', id: 'compare-table' }),
       trials: h('section', { class: 'card', id: 'trials' }),
       pointsNote: h('span', { class: 'hint' }),
     };
@@ -253,6 +256,12 @@ class StudyView {
         card('Parallel coordinates', this.el.pointsNote, this.el.parallel, true),
         card('Parameter importance', h('span', { class: 'hint' }, 'share of the objective’s variance'), this.el.importance),
         card('Slice plots', h('span', { class: 'hint' }, 'objective against each parameter'), this.el.slices),
+        card(
+          'Compare',
+          h('span', { class: 'hint' }, 'mean ± sd per value of x, one line per group, over the other params (e.g. seeds)'),
+          h('div', {}, this.el.compareControls, this.el.compare, this.el.compareTable),
+          true,
+        ),
       ),
       this.el.trials,
     );
@@ -260,6 +269,7 @@ class StudyView {
     this.curves = new CurvesPlot(this.el.curves, '', (n) => this.open(n));
     this.parallel = new ParallelPlot(this.el.parallel);
     this.slices = new SlicePlots(this.el.slices);
+    this.comparePlot = new ComparePlot(this.el.compare);
     this.buildTable();
   }
 
@@ -287,7 +297,8 @@ class StudyView {
     document.body.dataset.ready = '1';
     document.body.dataset.readyMs = String(Math.round(ms));
     window.sweepReadyMs = ms;
-    await Promise.all([this.loadPoints(), this.loadImportance()]);
+    this.buildCompare();
+    await Promise.all([this.loadPoints(), this.loadImportance(), this.loadCompare()]);
     document.body.dataset.complete = '1';
     this.ticker = setInterval(() => this.tick(), 1000);
   }
@@ -301,6 +312,7 @@ class StudyView {
     this.curves.destroy();
     this.parallel.destroy();
     this.slices.destroy();
+    this.comparePlot.destroy();
     this.closeDetail();
     delete document.body.dataset.ready;
     delete document.body.dataset.complete;
@@ -335,7 +347,7 @@ class StudyView {
       insert: ['summary', 'table'],
       start: ['summary', 'table', 'curves'],
       report: ['curves'],
-      finish: ['summary', 'table', 'history', 'curves', 'points', 'importance'],
+      finish: ['summary', 'table', 'history', 'curves', 'points', 'importance', 'compare'],
     }[c.kind] ?? [];
     marks.forEach((m) => this.dirty.add(m));
     if (c.kind === 'report' && this.pageNumbers.has(c.number)) this.dirty.add('table');
@@ -364,6 +376,7 @@ class StudyView {
       curves: () => this.loadCurves(),
       points: () => this.loadPoints(),
       importance: () => this.loadImportance(),
+      compare: () => this.loadCompare(),
       detail: () => this.loadDetail(),
     };
     await Promise.all(
@@ -512,6 +525,94 @@ class StudyView {
         h('div', { class: 'track' }, h('div', { class: 'fill', style: `width:${(100 * p.importance).toFixed(1)}%` })),
         h('span', { class: 'num' }, `${(100 * p.importance).toFixed(0)}%`),
       ]),
+    );
+  }
+
+  // ----- comparison -----
+
+  /** The x, group-by and metric pickers. Defaults, guessed from the space: on the x axis the
+   * numeric param with the most grid values (a label budget, a model size); as lines the
+   * categorical param with the fewest choices, text first (an init, an optimizer). Seeds are
+   * what the means run over, so neither. */
+  buildCompare() {
+    const space = (this.study.space?.params ?? []).filter((p) => p.distribution?.type !== 'fixed');
+    const params = space.map((p) => p.name);
+    const chosen = space.filter((p) => p.name !== 'seed');
+    const numeric = chosen.filter((p) => p.distribution.type === 'float' || p.distribution.type === 'int');
+    const values = (p) => p.grid?.length ?? Infinity;
+    const xParam = [...numeric].sort((a, b) => values(b) - values(a))[0] ?? chosen[0] ?? space[0];
+    const x = xParam?.name;
+    const categorical = chosen.filter((p) => p.name !== x && p.distribution.type === 'categorical' && p.distribution.choices.length >= 2);
+    const text = (p) => (p.distribution.choices.every((c) => typeof c === 'string') ? 0 : 1);
+    const group = [...categorical].sort((a, b) => text(a) - text(b) || a.distribution.choices.length - b.distribution.choices.length)[0]?.name;
+    this.compare = { x, group: new Set(group ? [group] : []), metric: '' };
+    if (!x) {
+      this.el.compareControls.replaceChildren(h('p', { class: 'muted' }, 'No param varies in this study.'));
+      return;
+    }
+    const xSelect = h(
+      'select',
+      { id: 'compare-x', onchange: (e) => ((this.compare.x = e.target.value), this.compare.group.delete(e.target.value), this.renderCompareControls(), this.loadCompare()) },
+      params.map((n) => h('option', { value: n, selected: n === x }, n)),
+    );
+    this.compareMetric = h('select', { id: 'compare-metric', onchange: (e) => ((this.compare.metric = e.target.value), this.loadCompare()) });
+    this.compareGroups = h('span', { class: 'filters' });
+    this.compareParams = params;
+    this.el.compareControls.replaceChildren(h('label', {}, 'x ', xSelect), h('span', {}, 'group by'), this.compareGroups, h('label', {}, 'metric ', this.compareMetric));
+    this.renderCompareControls();
+  }
+
+  renderCompareControls() {
+    const c = this.compare;
+    this.compareGroups.replaceChildren(
+      ...this.compareParams
+        .filter((n) => n !== c.x)
+        .map((n) =>
+          h(
+            'label',
+            {},
+            h('input', {
+              type: 'checkbox',
+              class: 'compare-group',
+              value: n,
+              checked: c.group.has(n),
+              onchange: (e) => (e.target.checked ? c.group.add(n) : c.group.delete(n), this.loadCompare()),
+            }),
+            n,
+          ),
+        ),
+    );
+  }
+
+  async loadCompare() {
+    const c = this.compare;
+    if (!c?.x) return;
+    const q = new URLSearchParams({ x: c.x });
+    if (c.group.size) q.set('group', [...c.group].join(','));
+    if (c.metric) q.set('metric', c.metric);
+    const r = await api(`${this.base}/compare?${q}`);
+    if (this.closed) return;
+    const chosen = r.metric;
+    this.compareMetric.replaceChildren(...r.metrics.map((m) => h('option', { value: m, selected: m === chosen }, m)));
+    this.comparePlot.update(r);
+    const rows = r.series.flatMap((s) =>
+      s.cells.map((k) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, groupLabel(s.group)),
+          h('td', { class: 'num' }, fmt(k.x)),
+          h('td', { class: 'num' }, String(k.n)),
+          h('td', { class: 'num' }, fmt(k.mean)),
+          h('td', { class: 'num' }, fmt(k.std)),
+          h('td', { class: 'num' }, `${fmt(k.min)} – ${fmt(k.max)}`),
+        ),
+      ),
+    );
+    this.el.compareTable.replaceChildren(
+      rows.length
+        ? h('table', {}, h('thead', {}, h('tr', {}, ...['group', r.x, 'n', `mean ${r.metric}`, 'sd', 'range'].map((t) => h('th', {}, t)))), h('tbody', {}, ...rows))
+        : '',
     );
   }
 

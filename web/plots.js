@@ -449,3 +449,87 @@ export function reportsPlot(el, reports, metric) {
     plot.destroy();
   };
 }
+
+/** Line colours for the comparison view's groups (Tableau 10, readable on light and dark). */
+const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+
+/** A group's name from its params' values: `init=pretrain, lr=0.002` (or `all trials`). */
+export function groupLabel(group) {
+  const parts = Object.entries(group).map(([k, v]) => `${k}=${v == null ? '(inactive)' : v}`);
+  return parts.length ? parts.join(', ') : 'all trials';
+}
+
+/**
+ * The comparison view: per group, the metric's mean at each value of the x param as a line,
+ * with a band of ± one standard deviation over the trials the cell averages. Numeric x values
+ * sit on a numeric axis (logarithmic when they span 20x or more), others side by side.
+ */
+export class ComparePlot {
+  constructor(el) {
+    this.el = el;
+    this.plot = null;
+  }
+
+  update(c) {
+    this.destroy();
+    this.el.replaceChildren();
+    const cells = c.series.flatMap((s) => s.cells);
+    this.el.dataset.series = String(c.series.length);
+    this.el.dataset.cells = String(cells.length);
+    if (cells.length === 0) {
+      this.el.append(Object.assign(document.createElement('p'), { className: 'muted', textContent: 'No complete trial has this param and metric yet.' }));
+      return;
+    }
+    const key = (v) => JSON.stringify(v);
+    const numericX = cells.every((k) => typeof k.x === 'number');
+    const xs = [...new Map(cells.map((k) => [key(k.x), k.x])).values()];
+    xs.sort((a, b) => (numericX ? a - b : String(a).localeCompare(String(b))));
+    const index = new Map(xs.map((x, i) => [key(x), i]));
+    const positive = numericX && xs[0] > 0;
+    const log = positive && xs[xs.length - 1] / xs[0] >= 20;
+    const t = theme();
+    const data = [numericX ? xs : xs.map((_, i) => i)];
+    const series = [{ label: c.x }];
+    const bands = [];
+    c.series.forEach((s, si) => {
+      const color = PALETTE[si % PALETTE.length];
+      const column = (f) => {
+        const y = new Array(xs.length).fill(null);
+        for (const k of s.cells) y[index.get(key(k.x))] = f(k);
+        return y;
+      };
+      const mean = data.length;
+      data.push(column((k) => k.mean), column((k) => k.mean + (k.std ?? 0)), column((k) => k.mean - (k.std ?? 0)));
+      series.push(
+        { label: groupLabel(s.group), stroke: color, width: 2, spanGaps: true, points: { show: true, size: 6, fill: color }, value: (u, v) => fmt(v) },
+        { label: `${groupLabel(s.group)} +sd`, stroke: 'transparent', points: { show: false }, spanGaps: true, show: true },
+        { label: `${groupLabel(s.group)} -sd`, stroke: 'transparent', points: { show: false }, spanGaps: true, show: true },
+      );
+      bands.push({ series: [mean + 1, mean + 2], fill: `${color}33` });
+    });
+    const xAxis = numericX
+      ? axis(t, c.x, { splits: () => xs, values: () => xs.map(fmt) })
+      : axis(t, c.x, { splits: () => xs.map((_, i) => i), values: () => xs.map(String) });
+    const opts = {
+      ...sizeOf(this.el, 280),
+      scales: { x: numericX ? { time: false, distr: log ? 3 : 1 } : { time: false, range: [-0.5, xs.length - 0.5] } },
+      legend: { show: true, live: false, markers: { show: true } },
+      cursor: { drag: { x: false, y: false } },
+      axes: [xAxis, axis(t, c.metric, { size: 60 })],
+      series,
+      bands,
+    };
+    this.plot = new uPlot(opts, data, this.el);
+    // The band edges are drawn through the bands; their legend entries would only repeat.
+    this.plot.root.querySelectorAll('.u-legend .u-series').forEach((row) => {
+      if (/ [+-]sd$/.test(row.textContent.trim())) row.style.display = 'none';
+    });
+    this.unfollow = follow(this.el, this.plot, 280);
+  }
+
+  destroy() {
+    this.unfollow?.();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}

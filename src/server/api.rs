@@ -62,15 +62,6 @@ pub(crate) async fn find(state: &AppState, name: &str) -> Result<StudyRecord, Ap
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no study named `{name}`")))
 }
 
-/// Names of the study's params, from its stored fingerprint.
-fn param_names(study: &StudyRecord) -> Vec<String> {
-    let fingerprint: Value = serde_json::from_str(&study.fingerprint).unwrap_or(Value::Null);
-    fingerprint["space"]["params"]
-        .as_array()
-        .map(|ps| ps.iter().filter_map(|p| p["name"].as_str().map(String::from)).collect())
-        .unwrap_or_default()
-}
-
 async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiError> {
     let counts = state.reader.counts(study.id).await?;
     let (finished, first_start) = state.reader.progress(study.id).await?;
@@ -92,7 +83,7 @@ async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiErro
         "finished": finished,
         "counts": counts,
         "best": best.map(|t| json!({"number": t.number, "value": t.value, "params": t.params})),
-        "params": param_names(study),
+        "params": study.param_names(),
         "created_at_ms": study.created_at,
         "elapsed_ms": elapsed_ms,
         "eta_ms": eta_ms,
@@ -142,8 +133,9 @@ const TRIAL_FIELDS: &[&str] = &[
     "finished_at",
 ];
 const PAGE_LIMIT_MAX: u32 = 1000;
-/// At most this many complete trials (an even sample) go into parameter importance.
-const IMPORTANCE_SAMPLE: usize = 20_000;
+/// At most this many complete trials (an even sample) go into parameter importance and the
+/// comparison view.
+const SUMMARY_SAMPLE: usize = 20_000;
 
 pub(crate) async fn trials(
     State(state): State<Arc<AppState>>,
@@ -153,7 +145,7 @@ pub(crate) async fn trials(
     let p =
         Params::parse(q, &["state", "sort", "order", "offset", "limit", "fields", "value_min", "value_max", "param."])?;
     let study = find(&state, &name).await?;
-    let names = param_names(&study);
+    let names = study.param_names();
     let query = trial_query(&p, &names)?;
     let fields: Vec<String> = match p.0.get("fields") {
         None => TRIAL_FIELDS.iter().map(|f| f.to_string()).collect(),
@@ -328,7 +320,7 @@ pub(crate) async fn points(
     let rows = state.reader.points(study.id).await?;
     let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
     let chosen = aggregate::sample(&values, max, study.direction == "maximize");
-    let names = param_names(&study);
+    let names = study.param_names();
     let mut columns: BTreeMap<&str, Vec<Value>> = names.iter().map(|n| (n.as_str(), Vec::new())).collect();
     for &i in &chosen {
         let params: Map<String, Value> = serde_json::from_str(&rows[i].2).unwrap_or_default();
@@ -403,10 +395,10 @@ pub(crate) async fn importance(
     // barely moves a variance share.
     let completed: Vec<(Map<String, Value>, f64)> = state
         .reader
-        .completed(study.id, IMPORTANCE_SAMPLE)
+        .completed(study.id, SUMMARY_SAMPLE)
         .await?
         .into_iter()
-        .filter_map(|(params, v)| serde_json::from_str(&params).ok().map(|p| (p, v)))
+        .filter_map(|(params, v, _)| serde_json::from_str(&params).ok().map(|p| (p, v)))
         .collect();
     let scores: Vec<Value> = aggregate::importance(&completed)
         .into_iter()
@@ -414,4 +406,39 @@ pub(crate) async fn importance(
         .collect();
     let method = format!("correlation ratio (eta squared), normalized; over {} complete trials", completed.len());
     Ok(Json(json!({ "method": method, "params": scores })))
+}
+
+/// The comparison view: the metric's mean and spread per value of `x`, one line per value of
+/// the `group` params (comma-separated), over the other params; all in one answer.
+pub(crate) async fn compare(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Answer {
+    let p = Params::parse(q, &["x", "group", "metric"])?;
+    let study = find(&state, &name).await?;
+    let names = study.param_names();
+    let x = p.0.get("x").cloned().ok_or_else(|| {
+        ApiError::bad_request(format!("`x` is required: the param for the x axis (params: {})", names.join(", ")))
+    })?;
+    let group =
+        p.0.get("group").map_or_else(Vec::new, |g| g.split(',').filter(|s| !s.is_empty()).map(String::from).collect());
+    let request = crate::compare::Request { x, group, metric: p.0.get("metric").cloned() };
+    let outcomes: Vec<crate::compare::Outcome> = state
+        .reader
+        .completed(study.id, SUMMARY_SAMPLE)
+        .await?
+        .into_iter()
+        .filter_map(|(params, value, metrics)| {
+            let params = serde_json::from_str(&params).ok()?;
+            let metrics = metrics
+                .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+                .and_then(|m| crate::protocol::metrics_from_json(&m))
+                .unwrap_or_default();
+            Some(crate::compare::Outcome { params, value, metrics })
+        })
+        .collect();
+    let comparison = crate::compare::compare(&outcomes, &names, &study.metric, &request)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(json!(comparison)))
 }

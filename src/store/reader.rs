@@ -273,17 +273,17 @@ impl Reader {
         Ok(sqlx::query_as(&sql).bind(study_id).bind(metric).fetch_all(&self.pool).await?)
     }
 
-    /// Params and value of complete trials, every one up to `max`, else an even sample (every
-    /// k-th by number, chosen in SQL so the rows left out are never sent): input to parameter
-    /// importance.
-    pub async fn completed(&self, study_id: i64, max: usize) -> Result<Vec<(String, f64)>> {
+    /// Params, value and final metrics (JSON) of complete trials, every one up to `max`, else an
+    /// even sample (every k-th by number, chosen in SQL so the rows left out are never sent):
+    /// input to parameter importance and the comparison view.
+    pub async fn completed(&self, study_id: i64, max: usize) -> Result<Vec<(String, f64, Option<String>)>> {
         let filter = "study_id = ? AND state = 'complete' AND value IS NOT NULL";
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM trials WHERE {filter}"))
             .bind(study_id)
             .fetch_one(&self.pool)
             .await?;
         let stride = (n as usize).div_ceil(max.max(1)).max(1) as i64;
-        Ok(sqlx::query_as(&format!("SELECT params, value FROM trials WHERE {filter} AND number % ? = 0"))
+        Ok(sqlx::query_as(&format!("SELECT params, value, metrics FROM trials WHERE {filter} AND number % ? = 0"))
             .bind(study_id)
             .bind(stride)
             .fetch_all(&self.pool)

@@ -41,6 +41,17 @@ pub struct StudyRecord {
     pub paused: bool,
 }
 
+impl StudyRecord {
+    /// Names of the study's params, in the order of its search space, from its fingerprint.
+    pub fn param_names(&self) -> Vec<String> {
+        let fingerprint: serde_json::Value = serde_json::from_str(&self.fingerprint).unwrap_or_default();
+        fingerprint["space"]["params"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    }
+}
+
 impl TryFrom<StudyRow> for StudyRecord {
     type Error = StoreError;
     fn try_from(r: StudyRow) -> Result<Self, StoreError> {

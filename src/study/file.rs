@@ -14,6 +14,8 @@ pub struct StudyFile {
     pub direction: Direction,
     #[serde(default)]
     pub seed: u64,
+    /// Optional as a whole: a grid needs no `[budget]`.
+    #[serde(default)]
     pub budget: BudgetFile,
     #[serde(default)]
     pub params: BTreeMap<String, ParamFile>,
@@ -37,7 +39,7 @@ pub enum Direction {
     Maximize,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetFile {
     /// Required, except with the grid sampler, where it defaults to the grid's size.

@@ -285,6 +285,12 @@ fn a_grid_defaults_its_budget_to_its_size() {
     assert_eq!(c.budget.trials, 6);
     let smaller = parse(&GRID.replace("parallel = 2", "trials = 4"), Path::new(".")).unwrap();
     assert_eq!(smaller.budget.trials, 4, "a partial grid is allowed");
+    let bare = parse(&GRID.replace("[budget]\nparallel = 2\n", ""), Path::new(".")).unwrap();
+    assert_eq!((bare.budget.trials, bare.budget.parallel), (6, 1), "a grid needs no [budget] table");
+    let random = GRID.replace("[budget]\nparallel = 2\n", "").replace("kind = \"grid\"", "kind = \"random\"");
+    let p = one(&random);
+    assert_eq!(p.key, "budget.trials");
+    assert!(p.message.contains("is required"), "{}", p.message);
 }
 
 #[test]

@@ -5,11 +5,12 @@
 //
 // The first form starts `sweep run STUDY --serve 127.0.0.1:0`, opens the page headless, and
 // checks that trials appear in the table, a learning curve grows while the sweep runs, pause
-// and resume work from the page, and a trial opens in the detail view. Screenshots go to
+// and resume work from the page, and a trial opens in the detail view. Then it runs a small grid
+// study to the end and checks the comparison view against the server's answer. Screenshots go to
 // target/e2e/. Any failed check, page error or request outside the server exits non-zero.
 // It builds nothing: tests/run.sh builds the binary first.
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = join(ROOT, 'target', 'e2e');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const LIMIT_MS = 110_000; // the whole run, whatever happens
+const LIMIT_MS = 140_000; // the whole run, whatever happens
 
 const cleanups = [];
 let passed = 0;
@@ -233,6 +234,95 @@ async function live(bin) {
   ok('no page errors, nothing loaded from outside the server');
 }
 
+const GRID = `name = "grid"
+metric = "loss"
+direction = "minimize"
+
+[sampler]
+kind = "grid"
+
+[params.x0]
+type = "float"
+low = -5.0
+high = 10.0
+grid = [-5.0, 0.0, 5.0, 10.0]
+
+[params.x1]
+type = "float"
+low = 0.0
+high = 15.0
+grid = [0.0, 7.5, 15.0]
+
+[params.opt]
+choices = ["adam", "sgd"]
+
+[trial]
+worker = "testfn"
+args = ["--fn", "branin", "--steps", "2", "--metric", "loss"]
+`;
+
+/** The comparison view over a finished grid: default lines, group-by and x pickers, and the
+ * numbers in its table equal to the server's answer. */
+async function comparison(bin) {
+  const dir = mkdtempSync(join(tmpdir(), 'sweep-e2e-grid-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'grid.toml'), GRID);
+  const db = join(dir, 'sweep.db');
+  const ran = spawnSync(bin, ['--db', db, 'run', 'grid.toml', '--no-progress'], { cwd: dir, encoding: 'utf8', timeout: 40_000 });
+  if (ran.status !== 0) throw new Error(`the grid study failed (${ran.status}):\n${ran.stdout}${ran.stderr}`);
+  const base = await startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], dir).url;
+  const context = await browser();
+  const page = await context.newPage();
+  lastPage = page;
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+  await page.goto(base, { timeout: 20_000 });
+  const shape = () => {
+    const el = document.querySelector('#plot-compare');
+    const rows = [...document.querySelectorAll('#compare-table tbody tr')].map((r) => [...r.cells].map((c) => c.textContent));
+    return el && rows.length ? { series: Number(el.dataset.series), cells: Number(el.dataset.cells), rows } : null;
+  };
+  // Defaults: x is the first param (x0), the lines the categorical one (opt), over x1.
+  const first = await until(page, 'the comparison is drawn', shape);
+  if (first.series !== 2 || first.cells !== 8 || first.rows.some((r) => r[2] !== '3')) {
+    throw new Error(`expected 2 lines of 4 cells of 3 trials, got ${JSON.stringify(first)}`);
+  }
+  const answer = await (await fetch(`${base}api/studies/grid/compare?x=x0&group=opt`)).json();
+  const shown = first.rows.map((r) => Number(r[3]));
+  const served = answer.series.flatMap((s) => s.cells.map((k) => Number(k.mean.toPrecision(5))));
+  if (JSON.stringify(shown) !== JSON.stringify(served)) throw new Error(`table means ${shown} != the server's ${served}`);
+  const inked = await page.evaluate(() => {
+    const c = document.querySelector('#plot-compare canvas');
+    const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++;
+    return n;
+  });
+  if (inked < 500) throw new Error(`the comparison canvas is nearly empty (${inked} pixels drawn)`);
+  ok(`comparison view: 2 lines (opt) over x0, means equal to the server's, ${inked} pixels drawn`);
+
+  await page.locator('#compare-controls input.compare-group[value="x1"]').check();
+  await until(page, 'grouping by opt and x1 gives six lines', () => {
+    const el = document.querySelector('#plot-compare');
+    return el?.dataset.series === '6' && el.dataset.cells === '24';
+  });
+  await page.locator('#compare-controls input.compare-group[value="opt"]').uncheck();
+  await until(page, 'grouping by x1 alone gives three lines of 2 trials', () => {
+    const rows = [...document.querySelectorAll('#compare-table tbody tr')];
+    return document.querySelector('#plot-compare')?.dataset.series === '3' && rows.length === 12 && rows.every((r) => r.cells[2].textContent === '2');
+  });
+  await page.selectOption('#compare-x', 'opt');
+  await until(page, 'opt on the x axis: three lines of two cells', () => {
+    const el = document.querySelector('#plot-compare');
+    return el?.dataset.series === '3' && el.dataset.cells === '6';
+  });
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.locator('#plot-compare').screenshot({ path: join(ARTIFACTS, 'compare.png') });
+  if (problems.length) throw new Error(problems.join('\n'));
+  ok('comparison view: group-by and x pickers redraw from the server (screenshot target/e2e/compare.png)');
+}
+
 /** Times the study page over a big database: until the summary, table, history and curves are drawn. */
 async function scale(db, bin) {
   const sweep = startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], process.cwd());
@@ -276,6 +366,7 @@ try {
   } else {
     if (args.length !== 1) throw new Error('usage: node tests/e2e/e2e.mjs path/to/sweep');
     await live(resolve(args[0]));
+    await comparison(resolve(args[0]));
   }
   clearTimeout(watchdog);
   await cleanup();

@@ -184,3 +184,78 @@ fn live_events_carry_each_report_and_state_change() {
     }
     assert!(kinds.contains(&"insert".to_string()) && kinds.contains(&"report".to_string()), "{kinds:?}");
 }
+
+const GRID: &str = r#"metric = "loss"
+direction = "minimize"
+
+[sampler]
+kind = "grid"
+
+[params.x0]
+type = "float"
+low = -5.0
+high = 10.0
+grid = [-5.0, 2.5, 10.0]
+
+[params.x1]
+type = "float"
+low = 0.0
+high = 15.0
+grid = [1.0, 9.0]
+
+[params.opt]
+choices = ["adam", "sgd"]
+
+[trial]
+worker = "testfn"
+args = ["--fn", "branin", "--steps", "2", "--metric", "loss"]
+"#;
+
+#[test]
+fn the_comparison_is_one_answer_and_the_cli_prints_the_same() {
+    let s = Study::new("grid", GRID);
+    assert!(s.run().status.success());
+    let srv = serve(&s, &[]);
+    let (status, c) = get(&srv.base, "/api/studies/grid/compare?x=x0&group=opt", None);
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["trials"], 12);
+    assert_eq!(c["metrics"], serde_json::json!(["loss"]));
+    let series = c["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[0]["group"]["opt"], "adam");
+    let cells = series[0]["cells"].as_array().unwrap();
+    let xs: Vec<f64> = cells.iter().map(|k| k["x"].as_f64().unwrap()).collect();
+    assert_eq!(xs, [-5.0, 2.5, 10.0]);
+    assert!(cells.iter().all(|k| k["n"] == 2 && k["std"].as_f64().unwrap() > 0.0), "{cells:?}");
+    // Branin at x0 = -5 is the mean of its two x1 values.
+    let at = |x1: f64| {
+        let (x0, pi) = (-5.0f64, std::f64::consts::PI);
+        let b = 5.1 / (4.0 * pi * pi);
+        (x1 - b * x0 * x0 + 5.0 / pi * x0 - 6.0).powi(2) + 10.0 * (1.0 - 1.0 / (8.0 * pi)) * x0.cos() + 10.0
+    };
+    let mean = cells[0]["mean"].as_f64().unwrap();
+    assert!((mean - (at(1.0) + at(9.0)) / 2.0).abs() < 1e-6, "{mean}");
+
+    let out = s.command(&["compare", "grid", "--x", "x0", "--group", "opt", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli, c, "the CLI and the page read the same comparison");
+    let table = s.command(&["compare", "grid", "--x", "x0", "--group", "opt"]).output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(text.lines().count(), 2 + 6, "{text}");
+
+    for (path, message) in [
+        ("/api/studies/grid/compare", "`x` is required"),
+        ("/api/studies/grid/compare?x=x9", "`x` names `x9`, which is not a param"),
+        ("/api/studies/grid/compare?x=x0&group=x0", "twice, or also as `x`"),
+        ("/api/studies/grid/compare?x=x0&metric=acc", "no complete trial reported the metric `acc`"),
+        ("/api/studies/grid/compare?x=x0&colour=red", "unknown query parameter `colour`"),
+    ] {
+        let (status, body) = get(&srv.base, path, None);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(message), "{path}: {body}");
+    }
+    let bad = s.command(&["compare", "grid", "--x", "x9"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`x` names `x9`"));
+}
