@@ -228,7 +228,11 @@ mod tests {
     }
 
     fn request(x: &str, group: &[&str], metric: Option<&str>) -> Request {
-        Request { x: x.into(), group: group.iter().map(|g| g.to_string()).collect(), metric: metric.map(String::from) }
+        Request {
+            x: x.into(),
+            group: group.iter().map(ToString::to_string).collect(),
+            metric: metric.map(String::from),
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial<'_>) -> R
         "reason",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(ToString::to_string)
     .collect();
     header.extend(params.iter().map(|p| format!("param_{p}")));
     header.extend(metrics.iter().map(|m| format!("metric_{m}")));
@@ -127,7 +127,7 @@ fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial<'_>) -> R
             Some(v) => v.to_string(),
             None => String::new(),
         }));
-        row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(|v| v.to_string()))));
+        row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(ToString::to_string))));
         let reports = Value::from(reports_json(by_trial.get(&t.number).into_iter().flatten().copied())).to_string();
         row.push(reports);
         w.write_record(&row)?;

@@ -372,7 +372,7 @@ async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
 
 async fn history_of(store: &mut Store, study: &StudyRecord) -> Result<History> {
     let trials = store.trials(study.id, &study.metric).await?;
-    let objective = sweep::study::Objective {
+    let objective = study::Objective {
         metric: study.metric.clone(),
         direction: serde_json::from_value(serde_json::Value::String(study.direction.clone()))?,
     };

@@ -520,7 +520,7 @@ fn propose_guarded(
     attempt.unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
-            .map(|s| s.to_string())
+            .map(ToString::to_string)
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         crate::sampler::fallback(space, rng, format!("the sampler panicked: {why}"))

@@ -53,13 +53,13 @@ impl Points {
             // SAFETY: the CPU supports AVX2, checked just above.
             return unsafe { self.kernel_row_avx2(q, inv_l2, s2, k, slope) };
         }
-        self.kernel_row_portable(q, inv_l2, s2, k, slope)
+        self.kernel_row_portable(q, inv_l2, s2, k, slope);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn kernel_row_avx2(&self, q: &[f64], inv_l2: &[f64], s2: f64, k: &mut [f64], slope: Option<&mut [f64]>) {
-        self.kernel_row_portable(q, inv_l2, s2, k, slope)
+        self.kernel_row_portable(q, inv_l2, s2, k, slope);
     }
 
     #[inline(always)]

@@ -148,7 +148,7 @@ pub(crate) async fn trials(
     let names = study.param_names();
     let query = trial_query(&p, &names)?;
     let fields: Vec<String> = match p.0.get("fields") {
-        None => TRIAL_FIELDS.iter().map(|f| f.to_string()).collect(),
+        None => TRIAL_FIELDS.iter().map(ToString::to_string).collect(),
         Some(list) => {
             let fields: Vec<String> = list.split(',').map(|f| f.trim().to_string()).collect();
             if let Some(bad) = fields.iter().find(|f| !TRIAL_FIELDS.contains(&f.as_str())) {

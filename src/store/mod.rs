@@ -461,7 +461,7 @@ impl Batch {
                 .bind(t.attempt as i64)
                 .bind(t.rerun_of.map(|n| n as i64))
                 .bind(t.device.clone())
-                .bind(t.sampler_state.as_ref().map(|s| s.to_string()))
+                .bind(t.sampler_state.as_ref().map(ToString::to_string))
                 .bind(now)
                 .bind(started);
             }

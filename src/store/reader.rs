@@ -265,7 +265,7 @@ impl Reader {
         if numbers.is_empty() {
             return Ok(Vec::new());
         }
-        let list = numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        let list = numbers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let sql = format!(
             "SELECT t.number, r.step, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
              WHERE t.study_id = ? AND r.metric = ? AND t.number IN ({list}) ORDER BY t.number, r.step"

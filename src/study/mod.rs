@@ -226,7 +226,7 @@ pub fn parse(text: &str, base: &Path) -> Result<StudyConfig, Vec<Problem>> {
 }
 
 fn serde_problem(text: &str, e: serde_path_to_error::Error<toml::de::Error>) -> Problem {
-    let path: Vec<String> = e.path().iter().map(|s| s.to_string()).filter(|s| s != "?").collect();
+    let path: Vec<String> = e.path().iter().map(ToString::to_string).filter(|s| s != "?").collect();
     let inner = e.inner();
     let offset = inner.span().map(|s| s.start).unwrap_or_else(|| locate::offset_of(text, &path));
     let (line, column) = locate::line_col(text, offset);

@@ -86,10 +86,10 @@ fn a_good_file_validates_fully() {
     let pos = |n| names.iter().position(|x| *x == n).unwrap();
     assert!(pos("optimizer") < pos("momentum"));
     assert_eq!(c.enqueue[0]["epochs"], json!(3), "fixed params are filled into enqueued configs");
-    let params: crate::space::Params = serde_json::from_value(json!({"lr": 0.01, "momentum": 0.9})).unwrap();
+    let params: Params = serde_json::from_value(json!({"lr": 0.01, "momentum": 0.9})).unwrap();
     let argv: Vec<String> = c.trial.argv.iter().filter_map(|a| a.render(&params, 4)).collect();
     assert_eq!(argv, ["python3", "train.py", "--lr=0.01", "--momentum=0.9", "--trial=4"]);
-    let inactive: crate::space::Params = serde_json::from_value(json!({"lr": 0.01})).unwrap();
+    let inactive: Params = serde_json::from_value(json!({"lr": 0.01})).unwrap();
     let argv: Vec<String> = c.trial.argv.iter().filter_map(|a| a.render(&inactive, 4)).collect();
     assert_eq!(argv.len(), 4, "an argument naming an inactive parameter is left out");
 }
@@ -201,12 +201,12 @@ fn load_names_the_file() {
 /// Every example study in `studies/` is valid as shipped.
 #[test]
 fn the_example_studies_load() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            crate::study::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             seen += 1;
         }
     }

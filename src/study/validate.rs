@@ -27,7 +27,7 @@ struct Check {
 
 impl Check {
     fn fail(&mut self, path: &[&str], message: impl Into<String>) {
-        self.errors.push((path.iter().map(|s| s.to_string()).collect(), message.into()));
+        self.errors.push((path.iter().map(ToString::to_string).collect(), message.into()));
     }
 
     fn fail_owned(&mut self, path: Vec<String>, message: impl Into<String>) {
@@ -573,7 +573,7 @@ fn trial(
     match (&raw.command, &raw.worker) {
         (Some(_), Some(_)) => check.fail(&["trial", "worker"], "give either `command` or `worker`, not both"),
         (None, None) => {
-            check.fail(&["trial"], "needs `command = [\"program\", \"--flag\", \"{param}\"]` or `worker = \"testfn\"`")
+            check.fail(&["trial"], "needs `command = [\"program\", \"--flag\", \"{param}\"]` or `worker = \"testfn\"`");
         }
         (Some(cmd), None) => {
             if cmd.is_empty() || cmd[0].trim().is_empty() {

@@ -205,7 +205,8 @@ impl SharedOut {
     /// # Safety
     /// `offset` is inside the buffer.
     unsafe fn at(self, offset: usize) -> *mut f32 {
-        self.0.add(offset)
+        // SAFETY: the caller keeps `offset` inside the buffer.
+        unsafe { self.0.add(offset) }
     }
 }
 

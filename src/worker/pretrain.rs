@@ -86,7 +86,7 @@ pub fn mask(windows: &[&[u32]], rate: f64, vocab: usize, rng: &mut StdRng) -> Ma
                 ids.push(if roll < 0.8 {
                     MASK
                 } else if roll < 0.9 {
-                    rng.random_range(tokenizer::MASK + 1..vocab as u32)
+                    rng.random_range(MASK + 1..vocab as u32)
                 } else {
                     token
                 });

@@ -37,7 +37,7 @@ pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
     let f = testfns::by_name(&args.function).ok_or_else(|| TestFnError::UnknownFunction(args.function.clone()))?;
     let (mut channel, params) = Channel::open()?;
     let names: Vec<String> = (0..f.dims).map(|i| format!("x{i}")).collect();
-    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(|v| v.as_f64())).collect();
+    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(serde_json::Value::as_f64)).collect();
     let x = x.ok_or_else(|| TestFnError::MissingParam {
         function: f.name.to_string(),
         expected: names.join(", "),

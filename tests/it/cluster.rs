@@ -55,7 +55,7 @@ fn on(kind: Kind, test: impl FnOnce(Kind)) {
         Kind::Slurm => {
             if slurm_ready() {
                 let _one_at_a_time = SLURM.lock().unwrap_or_else(|e| e.into_inner());
-                test(kind)
+                test(kind);
             }
         }
     }
