@@ -9,6 +9,7 @@ pub mod coordinator;
 pub mod executor;
 pub mod export;
 pub mod gp;
+pub mod layout;
 pub mod lock;
 pub mod protocol;
 pub mod pruner;

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 )]
 struct Cli {
     /// The SQLite database holding the studies.
-    #[arg(long, global = true, env = "SWEEP_DB", default_value = "sweep.db")]
+    #[arg(long, global = true, env = sweep::protocol::env::DB, default_value = "sweep.db")]
     db: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -290,7 +290,7 @@ async fn run_open(
     let mut executor: Box<dyn Executor> = match &config.executor {
         ExecutorConfig::Local => Box::new(LocalExecutor),
         ExecutorConfig::Slurm(slurm) => {
-            let dir = coordinator::runs_dir(&config.trial.workdir).join(&config.name);
+            let dir = sweep::layout::study_dir(&sweep::layout::runs_dir(&config.trial.workdir), &config.name);
             let executor = SlurmExecutor::start(slurm, &dir).await?;
             eprintln!("submitting trials to Slurm; jobs report to {}", executor.url());
             Box::new(executor)

@@ -11,6 +11,20 @@ use serde_json::{Map, Value};
 
 pub const VERSION: u32 = 1;
 
+/// The environment the coordinator gives every worker process (see the README's protocol).
+pub mod env {
+    pub const STUDY: &str = "SWEEP_STUDY";
+    pub const TRIAL_ID: &str = "SWEEP_TRIAL_ID";
+    pub const ATTEMPT: &str = "SWEEP_ATTEMPT";
+    /// The trial's params as a JSON object (also sent on stdin in the `Hello` line).
+    pub const PARAMS: &str = "SWEEP_PARAMS";
+    pub const DB: &str = "SWEEP_DB";
+    pub const TRIAL_DIR: &str = "SWEEP_TRIAL_DIR";
+    pub const RUNS_DIR: &str = "SWEEP_RUNS_DIR";
+    /// Cores / parallel on the coordinator's machine; the CPUs Slurm allotted on a node.
+    pub const CPU_THREADS: &str = "SWEEP_CPU_THREADS";
+}
+
 /// The first line a worker reads on stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {

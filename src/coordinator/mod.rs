@@ -15,6 +15,7 @@ mod progress;
 pub use outcome::StopCause;
 
 use crate::executor::{Executor, Launch, WorkerEvent};
+use crate::layout;
 use crate::protocol::{Decision, Hello, VERSION};
 use crate::pruner::{Pruner, Verdict};
 use crate::sampler::{trial_rng, Proposal, Sampler};
@@ -24,7 +25,7 @@ use crate::trial::{History, Metrics, Trial, TrialState};
 use devices::DevicePool;
 use progress::Progress;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -347,15 +348,16 @@ impl Coordinator<'_> {
         let spec = &self.config.trial;
         let argv = spec.argv.iter().filter_map(|a| a.render(&trial.params, trial.number)).collect();
         let mut env: BTreeMap<String, String> = spec.env.clone();
-        env.insert("SWEEP_STUDY".into(), self.config.name.clone());
-        env.insert("SWEEP_TRIAL_ID".into(), trial.number.to_string());
-        env.insert("SWEEP_ATTEMPT".into(), trial.attempt.to_string());
-        env.insert("SWEEP_PARAMS".into(), serde_json::Value::Object(trial.params.clone()).to_string());
-        env.insert("SWEEP_DB".into(), self.db.display().to_string());
-        let runs = runs_dir(&spec.workdir);
-        env.insert("SWEEP_TRIAL_DIR".into(), trial_dir(&runs, &self.config.name, trial.number).display().to_string());
-        env.insert("SWEEP_RUNS_DIR".into(), runs.display().to_string());
-        env.insert("SWEEP_CPU_THREADS".into(), self.cpu_threads.to_string());
+        use crate::protocol::env as var;
+        env.insert(var::STUDY.into(), self.config.name.clone());
+        env.insert(var::TRIAL_ID.into(), trial.number.to_string());
+        env.insert(var::ATTEMPT.into(), trial.attempt.to_string());
+        env.insert(var::PARAMS.into(), serde_json::Value::Object(trial.params.clone()).to_string());
+        env.insert(var::DB.into(), self.db.display().to_string());
+        let runs = layout::runs_dir(&spec.workdir);
+        env.insert(var::TRIAL_DIR.into(), layout::trial_dir(&runs, &self.config.name, trial.number).display().to_string());
+        env.insert(var::RUNS_DIR.into(), runs.display().to_string());
+        env.insert(var::CPU_THREADS.into(), self.cpu_threads.to_string());
         Launch {
             trial: trial.number,
             hello: Hello {
@@ -544,14 +546,3 @@ fn new_trial(t: &NewTrial) -> Trial {
     }
 }
 
-/// Where trials keep their files (checkpoints, cached pretraining runs): beside the study's
-/// working directory, so the studies of one project share it.
-pub fn runs_dir(workdir: &Path) -> PathBuf {
-    workdir.join("sweep-runs")
-}
-
-/// One trial's own directory under the runs directory; a fine-tune finds a pretraining
-/// study's best checkpoint here by its number.
-pub fn trial_dir(runs: &Path, study: &str, number: u64) -> PathBuf {
-    runs.join(study).join(format!("trial-{number}"))
-}

@@ -11,6 +11,7 @@ use super::pretrain::{self, Corpus};
 use super::tokenizer::{Vocab, CLS, PAD, SEP};
 use super::train::{smoothed_cross_entropy, Trainer};
 use super::Channel;
+use crate::layout;
 use crate::protocol::Decision;
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
@@ -47,7 +48,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 0)]
     pub train_examples: usize,
     /// The database holding `study:NAME` (default: the coordinator's, SWEEP_DB).
-    #[arg(long, env = "SWEEP_DB")]
+    #[arg(long, env = crate::protocol::env::DB)]
     pub db: Option<PathBuf>,
 }
 
@@ -220,10 +221,10 @@ fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBu
         reader.best(&record).await.map_err(|e| JobError::Setup(e.to_string()))
     })?;
     let best = best.ok_or_else(|| JobError::Setup(format!("study `{study}` has no finished trial yet")))?;
-    let runs = std::env::var_os("SWEEP_RUNS_DIR")
+    let runs = std::env::var_os(crate::protocol::env::RUNS_DIR)
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::coordinator::runs_dir(db.parent().unwrap_or(Path::new("."))));
-    Ok(crate::coordinator::trial_dir(&runs, study, best.number))
+        .unwrap_or_else(|| layout::runs_dir(db.parent().unwrap_or(Path::new("."))));
+    Ok(layout::trial_dir(&runs, study, best.number))
 }
 
 pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {

@@ -33,13 +33,13 @@ pub struct CommonArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// CPU threads for this trial (the coordinator suggests cores / parallel in SWEEP_CPU_THREADS).
-    #[arg(long, env = "SWEEP_CPU_THREADS")]
+    #[arg(long, env = crate::protocol::env::CPU_THREADS)]
     pub threads: Option<usize>,
     /// Evaluate and report every N steps (default: 10 reports per run).
     #[arg(long)]
     pub eval_every: Option<usize>,
     /// Where the trial's files go (default: SWEEP_TRIAL_DIR, set by the coordinator).
-    #[arg(long, env = "SWEEP_TRIAL_DIR", default_value = "sweep-runs/manual")]
+    #[arg(long, env = crate::protocol::env::TRIAL_DIR, default_value = "sweep-runs/manual")]
     pub out: PathBuf,
     /// Cached tokenizers and pretraining runs (default: SWEEP_RUNS_DIR/cache).
     #[arg(long)]
@@ -67,9 +67,7 @@ impl CommonArgs {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache.clone().unwrap_or_else(|| {
-            std::env::var_os("SWEEP_RUNS_DIR").map_or_else(|| PathBuf::from("sweep-runs"), PathBuf::from).join("cache")
-        })
+        self.cache.clone().unwrap_or_else(|| crate::layout::cache_dir(&crate::layout::runs_dir_from_env()))
     }
 
     pub fn eval_every(&self, steps: usize) -> usize {

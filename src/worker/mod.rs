@@ -48,7 +48,7 @@ impl Channel {
                 .map(|h| h.params)
                 .map_err(|e| WorkerError::BadParams(format!("stdin: {e}")))?
         } else {
-            let env = std::env::var("SWEEP_PARAMS").map_err(|_| WorkerError::NoParams)?;
+            let env = std::env::var(crate::protocol::env::PARAMS).map_err(|_| WorkerError::NoParams)?;
             serde_json::from_str(&env).map_err(|e| WorkerError::BadParams(format!("SWEEP_PARAMS: {e}")))?
         };
         let reads_replies = lock.is_some() && !first.trim().is_empty();

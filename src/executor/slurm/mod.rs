@@ -470,8 +470,8 @@ fn read_outcome(path: &Path) -> Option<Outcome> {
 }
 
 fn trial_dir(launch: &Launch) -> PathBuf {
-    launch.env.get("SWEEP_TRIAL_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        crate::coordinator::trial_dir(&crate::coordinator::runs_dir(&launch.workdir), &launch.hello.study, launch.trial)
+    launch.env.get(crate::protocol::env::TRIAL_DIR).map(PathBuf::from).unwrap_or_else(|| {
+        crate::layout::trial_dir(&crate::layout::runs_dir(&launch.workdir), &launch.hello.study, launch.trial)
     })
 }
 

@@ -102,7 +102,7 @@ fn launch(spec: &JobSpec, cancel: CancellationToken) -> Launch {
     // The coordinator's machine is not this node: use the CPUs Slurm allotted.
     let cpus = std::env::var("SLURM_CPUS_PER_TASK").or_else(|_| std::env::var("SLURM_CPUS_ON_NODE"));
     if let Some(n) = cpus.ok().and_then(|c| c.trim().parse::<u32>().ok()) {
-        env.insert("SWEEP_CPU_THREADS".into(), n.max(1).to_string());
+        env.insert(crate::protocol::env::CPU_THREADS.into(), n.max(1).to_string());
     }
     Launch {
         trial: spec.trial,

@@ -1,0 +1,48 @@
+//! Where sweep keeps files beside a study: the runs folder, each trial's own folder, and the
+//! cache the trials of a project share (tokenizers, pretraining runs). One home, so the
+//! coordinator, the Slurm executor and the workers always agree on a path.
+
+use std::path::{Path, PathBuf};
+
+/// The runs folder's name, created in the study's working directory.
+pub const RUNS_DIR: &str = "sweep-runs";
+
+/// Where trials keep their files (checkpoints, cached pretraining runs): beside the study's
+/// working directory, so the studies of one project share it.
+pub fn runs_dir(workdir: &Path) -> PathBuf {
+    workdir.join(RUNS_DIR)
+}
+
+/// One study's folder under the runs folder (Slurm's scripts and logs live here too).
+pub fn study_dir(runs: &Path, study: &str) -> PathBuf {
+    runs.join(study)
+}
+
+/// One trial's own folder; a fine-tune finds a pretraining study's best checkpoint here by
+/// its number.
+pub fn trial_dir(runs: &Path, study: &str, number: u64) -> PathBuf {
+    study_dir(runs, study).join(format!("trial-{number}"))
+}
+
+/// Tokenizers and pretraining runs, shared by every trial that asks for the same ones.
+pub fn cache_dir(runs: &Path) -> PathBuf {
+    runs.join("cache")
+}
+
+/// The runs folder a worker was given (SWEEP_RUNS_DIR), else `sweep-runs` here.
+pub fn runs_dir_from_env() -> PathBuf {
+    std::env::var_os(crate::protocol::env::RUNS_DIR).map_or_else(|| PathBuf::from(RUNS_DIR), PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_nest_under_the_working_directory() {
+        let runs = runs_dir(Path::new("/p"));
+        assert_eq!(runs, Path::new("/p/sweep-runs"));
+        assert_eq!(trial_dir(&runs, "s", 3), Path::new("/p/sweep-runs/s/trial-3"));
+        assert_eq!(cache_dir(&runs), Path::new("/p/sweep-runs/cache"));
+    }
+}
