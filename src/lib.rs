@@ -11,6 +11,7 @@ pub mod export;
 pub mod gp;
 pub mod layout;
 pub mod lock;
+pub mod objective;
 pub mod protocol;
 pub mod pruner;
 pub mod sampler;

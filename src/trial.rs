@@ -1,7 +1,7 @@
 //! Trial states, the snapshot of one trial, and the history samplers and pruners read.
 
+use crate::objective::Objective;
 use crate::space::Params;
-use crate::study::Objective;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -355,7 +355,10 @@ impl Coordinator<'_> {
         env.insert(var::PARAMS.into(), serde_json::Value::Object(trial.params.clone()).to_string());
         env.insert(var::DB.into(), self.db.display().to_string());
         let runs = layout::runs_dir(&spec.workdir);
-        env.insert(var::TRIAL_DIR.into(), layout::trial_dir(&runs, &self.config.name, trial.number).display().to_string());
+        env.insert(
+            var::TRIAL_DIR.into(),
+            layout::trial_dir(&runs, &self.config.name, trial.number).display().to_string(),
+        );
         env.insert(var::RUNS_DIR.into(), runs.display().to_string());
         env.insert(var::CPU_THREADS.into(), self.cpu_threads.to_string());
         Launch {
@@ -545,4 +548,3 @@ fn new_trial(t: &NewTrial) -> Trial {
         ..Trial::new(t.number, t.state, t.params.clone())
     }
 }
-

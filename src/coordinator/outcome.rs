@@ -1,8 +1,8 @@
 //! Turns what a worker did into the trial's final state and stored result.
 
 use crate::executor::{Exit, Outcome};
+use crate::objective::Objective;
 use crate::store::Finish;
-use crate::study::Objective;
 use crate::trial::{Metrics, TrialState};
 
 /// Why the coordinator stopped a trial, if it did.
@@ -99,7 +99,7 @@ fn signal_name(s: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::Direction;
+    use crate::objective::Direction;
 
     fn objective() -> Objective {
         Objective { metric: "loss".into(), direction: Direction::Minimize }

@@ -88,8 +88,8 @@ pub(crate) fn halving(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objective::Direction;
     use crate::pruner::testing::{flat, history, trial};
-    use crate::study::Direction;
     use crate::trial::TrialState::{Complete, Pruned, Running};
 
     #[test]

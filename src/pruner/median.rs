@@ -67,8 +67,8 @@ impl Pruner for Percentile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objective::Direction;
     use crate::pruner::testing::{flat, history, trial};
-    use crate::study::Direction;
     use crate::trial::TrialState::{Complete, Pruned, Running};
 
     fn median(warmup_steps: i64, min_trials: u32) -> Percentile {

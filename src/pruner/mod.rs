@@ -18,7 +18,8 @@ pub mod wrappers;
 #[cfg(test)]
 mod config_tests;
 
-use crate::study::{Objective, PrunerConfig, PrunerRule};
+use crate::objective::Objective;
+use crate::study::{PrunerConfig, PrunerRule};
 use crate::trial::{History, Trial};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +115,7 @@ pub(crate) fn show(v: f64) -> String {
 #[cfg(test)]
 pub(crate) mod testing {
     //! Hand-built trials and histories for the rules' unit tests.
-    use crate::study::{Direction, Objective};
+    use crate::objective::{Direction, Objective};
     use crate::trial::{History, Trial, TrialState};
 
     pub fn trial(number: u64, state: TrialState, curve: &[(i64, f64)]) -> Trial {
@@ -139,7 +140,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::Direction;
+    use crate::objective::Direction;
 
     #[test]
     fn value_at_takes_the_best_up_to_the_first_report_past_the_step() {

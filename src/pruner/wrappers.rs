@@ -11,7 +11,7 @@
 //!   and whatever patience says.
 
 use super::{fresh_point, show, Pruner, Verdict};
-use crate::study::Objective;
+use crate::objective::Objective;
 use crate::trial::{History, Trial};
 
 pub struct Patience {
@@ -85,9 +85,9 @@ impl Pruner for Threshold {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objective::Direction;
     use crate::pruner::testing::{history, trial};
     use crate::pruner::NoPruner;
-    use crate::study::Direction;
     use crate::trial::TrialState::Running;
 
     /// A rule that always says stop.

@@ -179,9 +179,9 @@ fn kernel_from_json(v: &Value) -> Option<KernelParams> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objective::{Direction, Objective};
     use crate::sampler::{trial_rng, RandomSampler};
     use crate::space::{Condition, Param};
-    use crate::study::{Direction, Objective};
     use crate::trial::Trial;
 
     /// Log float, int, two categoricals and a conditional float.

@@ -48,7 +48,7 @@ fn key(params: &Params) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::{Direction, Objective};
+    use crate::objective::{Direction, Objective};
     use crate::trial::{Trial, TrialState};
     use rand::SeedableRng;
     use serde_json::json;

@@ -1,6 +1,7 @@
 //! The raw study file exactly as written in TOML. Unknown keys are rejected here; meaning is
 //! checked in `validate`.
 
+use crate::objective::Direction;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -30,13 +31,6 @@ pub struct StudyFile {
     pub devices: DevicesFile,
     #[serde(default)]
     pub executor: ExecutorFile,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Minimize,
-    Maximize,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,14 +1,15 @@
 //! A study file: parsed into the raw `StudyFile`, then validated into a `StudyConfig`.
 //! Every problem names the file, line, column and key path.
 
+pub mod brackets;
 mod file;
 mod locate;
 mod validate;
 
-pub use file::{Direction, PrunerKind, SamplerKind};
+pub use crate::objective::{Direction, Objective};
+pub use file::{PrunerKind, SamplerKind};
 
 use crate::space::{Params, Space};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,22 +31,6 @@ pub struct StudyConfig {
     pub executor: ExecutorConfig,
     /// The file's text, stored with the study.
     pub source: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Objective {
-    pub metric: String,
-    pub direction: Direction,
-}
-
-impl Objective {
-    /// Whether value `a` is better than `b` in this objective's direction.
-    pub fn better(&self, a: f64, b: f64) -> bool {
-        match self.direction {
-            Direction::Minimize => a < b,
-            Direction::Maximize => a > b,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -261,8 +261,8 @@ fn pruner(check: &mut Check, raw: &PrunerFile) -> PrunerConfig {
             } else {
                 let max_resource = raw.max_resource.unwrap_or(min_resource + 1);
                 if min_resource >= 1 && max_resource > min_resource {
-                    let total = crate::pruner::hyperband::total_budget(min_resource, max_resource, eta);
-                    if total > crate::pruner::hyperband::MAX_TOTAL_BUDGET {
+                    let total = super::brackets::total_budget(min_resource, max_resource, eta);
+                    if total > super::brackets::MAX_TOTAL_BUDGET {
                         check.fail(
                             &["pruner", "max_resource"],
                             format!("gives too many brackets ({total} trials per cycle); raise min_resource or eta"),
