@@ -9,7 +9,6 @@
 //! two rounds). Under `cargo test --benches` it runs once on a small history, as a smoke test.
 
 use rand::{rngs::StdRng, SeedableRng};
-use serde_json::json;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,22 +218,16 @@ fn config(budget: u64) -> StudyConfig {
 /// A database holding the study with `n` finished trials on Branin, as if a sweep had run them.
 async fn generate(db: &Path, n: u64) {
     let config = config(n);
-    let fingerprint = json!({
-        "metric": config.objective.metric,
-        "direction": config.objective.direction,
-        "seed": config.seed,
-        "space": config.space.canonical(),
-    });
     let mut store = Store::open(db).await.unwrap();
     let study = store
         .create_study(
             &NewStudy {
                 name: NAME,
                 source: &config.source,
-                fingerprint: &fingerprint.to_string(),
+                fingerprint: &config.fingerprint(),
                 space_hash: "bench",
                 metric: "loss",
-                direction: "minimize",
+                direction: config.objective.direction,
                 budget: n as u32,
             },
             &[],

@@ -10,7 +10,6 @@
 //! Under `cargo test --benches` it runs once on 200 trials, as a smoke test.
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use serde_json::json;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -147,18 +146,16 @@ fn wal_size(db: &Path) -> u64 {
 /// pruned early, a few failed), each with a learning curve of up to 20 reports, a minute apart.
 async fn generate(db: &Path, n: u64) {
     let config = sweep::study::parse(STUDY, Path::new(".")).expect("valid study");
-    let fingerprint =
-        json!({ "metric": "loss", "direction": "minimize", "seed": 1, "space": config.space.canonical() });
     let mut store = Store::open(db).await.unwrap();
     let study = store
         .create_study(
             &NewStudy {
                 name: "scale",
                 source: STUDY,
-                fingerprint: &fingerprint.to_string(),
+                fingerprint: &config.fingerprint(),
                 space_hash: "bench",
                 metric: "loss",
-                direction: "minimize",
+                direction: config.objective.direction,
                 budget: n as u32,
             },
             &[],
@@ -209,5 +206,5 @@ async fn generate(db: &Path, n: u64) {
             batch.clear();
         }
     }
-    store.set_study_state(study.id, "complete").await.unwrap();
+    store.set_study_state(study.id, sweep::store::StudyState::Complete).await.unwrap();
 }

@@ -372,10 +372,7 @@ async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
 
 async fn history_of(store: &mut Store, study: &StudyRecord) -> Result<History> {
     let trials = store.trials(study.id, &study.metric).await?;
-    let objective = study::Objective {
-        metric: study.metric.clone(),
-        direction: serde_json::from_value(serde_json::Value::String(study.direction.clone()))?,
-    };
+    let objective = study::Objective { metric: study.metric.clone(), direction: study.direction };
     Ok(History::new(objective, trials))
 }
 
@@ -393,7 +390,7 @@ async fn status(db: &Path) -> Result<ExitCode> {
         println!(
             "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}",
             study.name,
-            study.state,
+            study.state.as_str(),
             finished,
             h.count(TrialState::Running),
             h.count(TrialState::Failed),

@@ -121,7 +121,7 @@ pub async fn run(
     options: RunOptions,
 ) -> Result<RunSummary, CoordinatorError> {
     let (study, resumed) = open::open_study(store, config).await?;
-    store.set_study_state(study.id, "running").await?;
+    store.set_study_state(study.id, crate::store::StudyState::Running).await?;
     let trials = store.trials(study.id, &config.objective.metric).await?;
     let (events, mut inbox) = mpsc::unbounded_channel();
     let (proposals, mut proposed) = mpsc::unbounded_channel();
@@ -191,7 +191,7 @@ pub async fn run(
     c.progress.finish();
     let finished = c.history.counted();
     if end == RunEnd::Complete && finished >= c.config.budget.trials as usize {
-        c.store.set_study_state(c.study.id, "complete").await?;
+        c.store.set_study_state(c.study.id, crate::store::StudyState::Complete).await?;
     }
     Ok(RunSummary {
         study: c.study,

@@ -4,18 +4,8 @@ use super::CoordinatorError;
 use crate::store::{NewStudy, NewTrial, Store, StudyRecord};
 use crate::study::StudyConfig;
 use crate::trial::TrialState;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-/// What must not change between runs of one study: the objective, the seed and the space.
-fn fingerprint(config: &StudyConfig) -> Value {
-    json!({
-        "metric": config.objective.metric,
-        "direction": config.objective.direction,
-        "seed": config.seed,
-        "space": config.space.canonical(),
-    })
-}
 
 fn hash(value: &Value) -> String {
     let digest = Sha256::digest(value.to_string().as_bytes());
@@ -25,11 +15,11 @@ fn hash(value: &Value) -> String {
 /// Opens the study named in `config`: creates it (with its enqueued trials), or checks that a
 /// stored one is compatible and records the new budget.
 pub async fn open_study(store: &mut Store, config: &StudyConfig) -> Result<(StudyRecord, bool), CoordinatorError> {
-    let print = fingerprint(config);
+    let print = config.fingerprint();
     match store.find_study(&config.name).await? {
         Some(existing) => {
-            let stored: Value = serde_json::from_str(&existing.fingerprint).unwrap_or(Value::Null);
-            let changes = differences(&stored, &print);
+            let json = |f| serde_json::to_value(f).expect("a fingerprint serializes");
+            let changes = differences(&json(&existing.fingerprint), &json(&print));
             if !changes.is_empty() {
                 return Err(CoordinatorError::Incompatible { study: config.name.clone(), changes });
             }
@@ -52,16 +42,15 @@ pub async fn open_study(store: &mut Store, config: &StudyConfig) -> Result<(Stud
                     sampler_state: None,
                 })
                 .collect();
-            let direction = serde_json::to_value(config.objective.direction).expect("direction serializes");
             let record = store
                 .create_study(
                     &NewStudy {
                         name: &config.name,
                         source: &config.source,
-                        fingerprint: &print.to_string(),
-                        space_hash: &hash(&print["space"]),
+                        fingerprint: &print,
+                        space_hash: &hash(&print.space),
                         metric: &config.objective.metric,
-                        direction: direction.as_str().unwrap_or("minimize"),
+                        direction: config.objective.direction,
                         budget: config.budget.trials,
                     },
                     &enqueued,
@@ -105,6 +94,7 @@ fn differences(old: &Value, new: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn names_each_change() {

@@ -2,7 +2,8 @@
 //! why, never a 500.
 
 use super::{aggregate, ApiError, AppState};
-use crate::store::{SortKey, StudyRecord, TrialQuery};
+use crate::objective::Direction;
+use crate::store::{SortKey, StudyRecord, StudyState, TrialQuery};
 use crate::trial::{Trial, TrialState};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -67,7 +68,7 @@ async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiErro
     let (finished, first_start) = state.reader.progress(study.id).await?;
     let best = state.reader.best(study).await?;
     // A complete study's row was last updated when it completed.
-    let end = if study.state == "complete" { study.updated_at } else { crate::store::now_ms() };
+    let end = if study.state == StudyState::Complete { study.updated_at } else { crate::store::now_ms() };
     let elapsed_ms = first_start.map(|s| (end - s).max(0));
     let left = (study.budget as i64 - finished).max(0);
     let eta_ms = match (elapsed_ms, finished) {
@@ -112,8 +113,7 @@ pub(crate) async fn study(
     let mut s = summary(&state, &study).await?;
     s["source"] = json!(study.source);
     // The distributions, so the page can scale its axes and build the enqueue form.
-    let fingerprint: Value = serde_json::from_str(&study.fingerprint).unwrap_or(Value::Null);
-    s["space"] = fingerprint["space"].clone();
+    s["space"] = study.fingerprint.space.clone();
     Ok(Json(s))
 }
 
@@ -269,25 +269,25 @@ pub(crate) async fn history(
     };
     let study = find(&state, &name).await?;
     let outcomes = state.reader.outcomes(study.id).await?;
-    let points = aggregate::history(&outcomes, study.direction == "maximize");
+    let points = aggregate::history(&outcomes, study.direction == Direction::Maximize);
     // Serialized straight from typed rows: no JSON tree of 100,000 values in between.
     #[derive(Serialize)]
     struct Points<'a> {
         metric: &'a str,
-        direction: &'a str,
+        direction: Direction,
         points: &'a [aggregate::HistoryPoint],
     }
     /// One array per field: a third of the size at 100,000 trials, and what the plot takes.
     #[derive(Serialize)]
     struct Columns<'a> {
         metric: &'a str,
-        direction: &'a str,
+        direction: Direction,
         number: Vec<i64>,
         state: Vec<&'a str>,
         value: Vec<Option<f64>>,
         best: Vec<Option<f64>>,
     }
-    let (metric, direction) = (study.metric.as_str(), study.direction.as_str());
+    let (metric, direction) = (study.metric.as_str(), study.direction);
     Ok(if columns {
         Json(Columns {
             metric,
@@ -319,7 +319,7 @@ pub(crate) async fn points(
     let study = find(&state, &name).await?;
     let rows = state.reader.points(study.id).await?;
     let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
-    let chosen = aggregate::sample(&values, max, study.direction == "maximize");
+    let chosen = aggregate::sample(&values, max, study.direction == Direction::Maximize);
     let names = study.param_names();
     let mut columns: BTreeMap<&str, Vec<Value>> = names.iter().map(|n| (n.as_str(), Vec::new())).collect();
     for &i in &chosen {
@@ -352,7 +352,7 @@ pub(crate) async fn curves(
     let half = max_trials.div_ceil(2);
     let best = TrialQuery {
         sort: SortKey::Value,
-        descending: study.direction == "maximize",
+        descending: study.direction == Direction::Maximize,
         limit: half,
         ..Default::default()
     };

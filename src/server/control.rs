@@ -10,7 +10,6 @@
 
 use super::api::{find, Params};
 use super::{ApiError, AppState};
-use crate::space::Space;
 use crate::store::{CommandStatus, Request, StudyRecord};
 use crate::trial::TrialState;
 use axum::body::Bytes;
@@ -59,8 +58,7 @@ pub(crate) async fn enqueue(
         .get("params")
         .and_then(Value::as_object)
         .ok_or_else(|| ApiError::bad_request("send {\"params\": {NAME: VALUE, ...}}: `params` must be an object"))?;
-    let fingerprint: Value = serde_json::from_str(&study.fingerprint).unwrap_or(Value::Null);
-    let space = Space::from_canonical(&fingerprint["space"]).map_err(|e| {
+    let space = study.fingerprint.space().map_err(|e| {
         tracing::error!("study `{name}` has an unreadable search space: {e}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the study's search space could not be read")
     })?;

@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use commands::{Command, CommandStatus, CommandWriter, Request};
 pub use import::Imported;
 pub use reader::{Change, Counts, Reader, SortKey, TrialQuery};
-pub use rows::StudyRecord;
+pub use rows::{StudyRecord, StudyState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,10 +83,10 @@ pub struct Finish {
 pub struct NewStudy<'a> {
     pub name: &'a str,
     pub source: &'a str,
-    pub fingerprint: &'a str,
+    pub fingerprint: &'a crate::study::Fingerprint,
     pub space_hash: &'a str,
     pub metric: &'a str,
-    pub direction: &'a str,
+    pub direction: crate::objective::Direction,
     pub budget: u32,
 }
 
@@ -229,10 +229,10 @@ impl Store {
         )
         .bind(study.name)
         .bind(study.source)
-        .bind(study.fingerprint)
+        .bind(serde_json::to_string(study.fingerprint).expect("a fingerprint serializes"))
         .bind(study.space_hash)
         .bind(study.metric)
-        .bind(study.direction)
+        .bind(rows::direction_text(study.direction))
         .bind(study.budget as i64)
         .bind(now)
         .bind(now)
@@ -261,9 +261,9 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_study_state(&mut self, id: i64, state: &str) -> Result<()> {
+    pub async fn set_study_state(&mut self, id: i64, state: StudyState) -> Result<()> {
         sqlx::query("UPDATE studies SET state = ?, updated_at = ? WHERE id = ?")
-            .bind(state)
+            .bind(state.as_str())
             .bind(now_ms())
             .bind(id)
             .execute(&mut self.conn)

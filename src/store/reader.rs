@@ -138,7 +138,7 @@ impl Reader {
 
     /// The best complete trial in the study's direction.
     pub async fn best(&self, study: &StudyRecord) -> Result<Option<Trial>> {
-        let order = if study.direction == "maximize" { "DESC" } else { "ASC" };
+        let order = if study.direction == crate::objective::Direction::Maximize { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? AND state = 'complete' AND value IS NOT NULL
              ORDER BY value {order}, number LIMIT 1"
@@ -390,10 +390,15 @@ mod tests {
         let new = NewStudy {
             name: "s",
             source: "",
-            fingerprint: "{}",
+            fingerprint: &crate::study::Fingerprint {
+                metric: "loss".into(),
+                direction: crate::objective::Direction::Minimize,
+                seed: 0,
+                space: serde_json::Value::Null,
+            },
             space_hash: "",
             metric: "loss",
-            direction: "minimize",
+            direction: crate::objective::Direction::Minimize,
             budget: 8,
         };
         let id = store.create_study(&new, &[]).await.unwrap().id;

@@ -1,6 +1,8 @@
 //! Row types as SQLite holds them, and their conversion into the crate's types.
 
 use super::{Report, StoreError};
+use crate::objective::Direction;
+use crate::study::Fingerprint;
 use crate::trial::{Metrics, Trial, TrialState};
 
 #[derive(sqlx::FromRow)]
@@ -29,12 +31,12 @@ pub struct StudyRecord {
     /// The study file's text, as last run.
     pub source: String,
     /// Canonical JSON of the objective and search space.
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub space_hash: String,
     pub metric: String,
-    pub direction: String,
+    pub direction: Direction,
     pub budget: u32,
-    pub state: String,
+    pub state: StudyState,
     pub created_at: i64,
     pub updated_at: i64,
     /// Paused from the web page: no new trials start until resumed.
@@ -42,13 +44,34 @@ pub struct StudyRecord {
 }
 
 impl StudyRecord {
-    /// Names of the study's params, in the order of its search space, from its fingerprint.
+    /// Names of the study's params, in the order of its search space.
     pub fn param_names(&self) -> Vec<String> {
-        let fingerprint: serde_json::Value = serde_json::from_str(&self.fingerprint).unwrap_or_default();
-        fingerprint["space"]["params"]
-            .as_array()
-            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str().map(String::from)).collect())
-            .unwrap_or_default()
+        self.fingerprint.param_names()
+    }
+}
+
+/// Whether a study still has trials to run; `complete` once its budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StudyState {
+    Running,
+    Complete,
+}
+
+impl StudyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StudyState::Running => "running",
+            StudyState::Complete => "complete",
+        }
+    }
+}
+
+/// How a direction is stored.
+pub(super) fn direction_text(d: Direction) -> &'static str {
+    match d {
+        Direction::Minimize => "minimize",
+        Direction::Maximize => "maximize",
     }
 }
 
@@ -59,12 +82,21 @@ impl TryFrom<StudyRow> for StudyRecord {
             id: r.id,
             name: r.name,
             source: r.source,
-            fingerprint: r.fingerprint,
+            fingerprint: serde_json::from_str(&r.fingerprint)
+                .map_err(|e| corrupt("study", format!("fingerprint: {e}")))?,
             space_hash: r.space_hash,
             metric: r.metric,
-            direction: r.direction,
+            direction: match r.direction.as_str() {
+                "minimize" => Direction::Minimize,
+                "maximize" => Direction::Maximize,
+                other => return Err(corrupt("study", format!("direction `{other}`"))),
+            },
             budget: u32::try_from(r.budget).map_err(|_| corrupt("study", format!("budget {}", r.budget)))?,
-            state: r.state,
+            state: match r.state.as_str() {
+                "running" => StudyState::Running,
+                "complete" => StudyState::Complete,
+                other => return Err(corrupt("study", format!("state `{other}`"))),
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
             paused: r.paused,

@@ -15,6 +15,33 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// What must not change between runs of one study: the objective, the seed and the space
+/// (canonical JSON). Stored with the study; a resume with a different one is refused.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    pub metric: String,
+    pub direction: Direction,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub space: serde_json::Value,
+}
+
+impl Fingerprint {
+    /// The search space it holds.
+    pub fn space(&self) -> Result<Space, serde_json::Error> {
+        Space::from_canonical(&self.space)
+    }
+
+    /// Names of the params, in the space's order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.space["params"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// A validated study: everything the coordinator needs, nothing left to check.
 #[derive(Debug, Clone)]
 pub struct StudyConfig {
@@ -31,6 +58,17 @@ pub struct StudyConfig {
     pub executor: ExecutorConfig,
     /// The file's text, stored with the study.
     pub source: String,
+}
+
+impl StudyConfig {
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            metric: self.objective.metric.clone(),
+            direction: self.objective.direction,
+            seed: self.seed,
+            space: self.space.canonical(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
