@@ -17,6 +17,8 @@ pub mod wrappers;
 
 #[cfg(test)]
 mod config_tests;
+#[cfg(test)]
+mod conformance;
 
 use crate::objective::Objective;
 use crate::study::{PrunerConfig, PrunerRule};

@@ -3,6 +3,8 @@
 //! sampler wants to remember (a GP's fitted kernel) travels in the proposal's `state`, is stored
 //! with the trial, and comes back in the history.
 
+#[cfg(test)]
+mod conformance;
 mod gp;
 mod grid;
 mod random;
