@@ -222,8 +222,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
         let (task, warmup, steps) = (&args[i + 1], args[i + 2].parse().unwrap(), args[i + 3].parse().unwrap());
-        sweep::worker::job::keep_freed_memory();
-        sweep::worker::job::quiet_idle_threads();
+        sweep::worker::common::keep_freed_memory();
+        sweep::worker::common::quiet_idle_threads();
         if task == "matmul" {
             matmul_floor(steps);
             return;

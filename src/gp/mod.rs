@@ -5,17 +5,17 @@
 //! The objective is always minimized.
 
 mod acquisition;
+mod encoding;
 mod fit;
 mod kernel;
 mod lbfgs;
 mod linalg;
 mod optimize;
 mod posterior;
-mod space;
 mod suggest;
 
+pub use encoding::{encoded_width, snap, Dim};
 pub use kernel::KernelParams;
-pub use space::{encoded_width, snap, Dim};
 pub use suggest::{suggest, suggest_reusing, Observations, Suggestion};
 
 /// Why a suggestion could not be made.

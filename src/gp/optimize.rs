@@ -4,8 +4,8 @@
 //! discrete and categorical dimensions.
 
 use super::acquisition::{log_ei, log_ei_with_grad};
+use super::encoding::{column_ranges, encoded_width, random_point, snap, Dim};
 use super::posterior::Posterior;
-use super::space::{column_ranges, encoded_width, random_point, snap, Dim};
 use rand::rngs::StdRng;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};

@@ -1,11 +1,11 @@
 //! The public entry point: fit the GP to the observations, fantasize the pending
 //! points, and return the point that maximizes log EI.
 
+use super::encoding::{encoded_width, Dim};
 use super::fit::fit_params;
 use super::kernel::KernelParams;
 use super::optimize::{maximize, Acquisition};
 use super::posterior::Posterior;
-use super::space::{encoded_width, Dim};
 use super::GpError;
 use rand::rngs::StdRng;
 
@@ -163,7 +163,7 @@ fn best_points<'a>(x: &'a [Vec<f64>], y: &[f64], k: usize) -> Vec<&'a [f64]> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::space::{random_point, snap};
+    use super::super::encoding::{random_point, snap};
     use super::*;
     use rand::SeedableRng;
 

@@ -17,10 +17,10 @@ use std::sync::Arc;
 type Answer = Result<Json<Value>, ApiError>;
 
 /// Query parameters as given; each handler takes the ones it knows and refuses the rest.
-pub(crate) struct Params(pub(crate) BTreeMap<String, String>);
+pub(crate) struct Query(pub(crate) BTreeMap<String, String>);
 
-impl Params {
-    pub(crate) fn parse(raw: Option<String>, allowed: &[&str]) -> Result<Params, ApiError> {
+impl Query {
+    pub(crate) fn parse(raw: Option<String>, allowed: &[&str]) -> Result<Query, ApiError> {
         let mut map = BTreeMap::new();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             let known = allowed.iter().any(|a| *a == k || (a.ends_with('.') && k.starts_with(a)));
@@ -34,7 +34,7 @@ impl Params {
                 return Err(ApiError::bad_request(format!("query parameter `{k}` given twice")));
             }
         }
-        Ok(Params(map))
+        Ok(Query(map))
     }
 
     fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, ApiError> {
@@ -89,13 +89,13 @@ async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiErro
         "elapsed_ms": elapsed_ms,
         "eta_ms": eta_ms,
         "paused": study.paused,
-        "pending_commands": state.reader.pending_commands(study.id).await?,
+        "pending_commands": state.reader.pending_command_count(study.id).await?,
         "coordinator_running": crate::lock::holder(state.reader.path()).is_some(),
     }))
 }
 
 pub(crate) async fn studies(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Answer {
-    Params::parse(q, &[])?;
+    Query::parse(q, &[])?;
     let mut out = Vec::new();
     for study in state.reader.studies().await? {
         out.push(summary(&state, &study).await?);
@@ -108,7 +108,7 @@ pub(crate) async fn study(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    Params::parse(q, &[])?;
+    Query::parse(q, &[])?;
     let study = find(&state, &name).await?;
     let mut s = summary(&state, &study).await?;
     s["source"] = json!(study.source);
@@ -143,7 +143,7 @@ pub(crate) async fn trials(
     RawQuery(q): RawQuery,
 ) -> Answer {
     let p =
-        Params::parse(q, &["state", "sort", "order", "offset", "limit", "fields", "value_min", "value_max", "param."])?;
+        Query::parse(q, &["state", "sort", "order", "offset", "limit", "fields", "value_min", "value_max", "param."])?;
     let study = find(&state, &name).await?;
     let names = study.param_names();
     let query = trial_query(&p, &names)?;
@@ -165,7 +165,7 @@ pub(crate) async fn trials(
     Ok(Json(json!({ "total": total, "offset": query.offset, "limit": query.limit, "trials": rows })))
 }
 
-fn trial_query(p: &Params, names: &[String]) -> Result<TrialQuery, ApiError> {
+fn trial_query(p: &Query, names: &[String]) -> Result<TrialQuery, ApiError> {
     let states = match p.0.get("state") {
         None => Vec::new(),
         Some(list) => list
@@ -240,7 +240,7 @@ pub(crate) async fn trial(
     Path((name, number)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    Params::parse(q, &[])?;
+    Query::parse(q, &[])?;
     let number: u64 =
         number.parse().map_err(|_| ApiError::bad_request(format!("trial number `{number}` is not a number")))?;
     let study = find(&state, &name).await?;
@@ -261,7 +261,7 @@ pub(crate) async fn history(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q, &["format"])?;
+    let p = Query::parse(q, &["format"])?;
     let columns = match p.0.get("format").map(String::as_str) {
         None | Some("points") => false,
         Some("columns") => true,
@@ -311,7 +311,7 @@ pub(crate) async fn points(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    let p = Params::parse(q, &["max"])?;
+    let p = Query::parse(q, &["max"])?;
     let max: usize = p.number("max", 2000)?;
     if !(10..=100_000).contains(&max) {
         return Err(ApiError::bad_request("`max` must be 10 to 100000"));
@@ -343,7 +343,7 @@ pub(crate) async fn curves(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    let p = Params::parse(q, &["trials", "points"])?;
+    let p = Query::parse(q, &["trials", "points"])?;
     let (max_trials, max_points): (u32, usize) = (p.number("trials", 40)?, p.number("points", 200)?);
     if !(1..=500).contains(&max_trials) || !(2..=10_000).contains(&max_points) {
         return Err(ApiError::bad_request("`trials` must be 1 to 500 and `points` 2 to 10000"));
@@ -389,7 +389,7 @@ pub(crate) async fn importance(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    Params::parse(q, &[])?;
+    Query::parse(q, &[])?;
     let study = find(&state, &name).await?;
     // An even sample bounds the work (reading every trial's params took 1.6 s at 100,000) and
     // barely moves a variance share.
@@ -415,7 +415,7 @@ pub(crate) async fn compare(
     Path(name): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Answer {
-    let p = Params::parse(q, &["x", "group", "metric"])?;
+    let p = Query::parse(q, &["x", "group", "metric"])?;
     let study = find(&state, &name).await?;
     let names = study.param_names();
     let x = p.0.get("x").cloned().ok_or_else(|| {

@@ -8,7 +8,7 @@
 //! which this server never grants. Without a token (loopback only), the Host must be a
 //! loopback name too, so a DNS-rebinding page cannot reach the API under its own name.
 
-use super::api::{find, Params};
+use super::api::{find, Query};
 use super::{ApiError, AppState};
 use crate::store::{CommandStatus, Request, StudyRecord};
 use crate::trial::TrialState;
@@ -95,7 +95,7 @@ pub(crate) async fn status(
     Path((name, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<CommandStatus>, ApiError> {
-    Params::parse(q, &[])?;
+    Query::parse(q, &[])?;
     let id: i64 = id.parse().map_err(|_| ApiError::bad_request(format!("command id `{id}` is not a number")))?;
     let study = find(&state, &name).await?;
     let command = state
@@ -126,7 +126,7 @@ async fn checked(
     if !body.is_empty() && serde_json::from_slice::<Value>(body).is_err() {
         return Err(ApiError::bad_request("the request body is not valid JSON"));
     }
-    Params::parse(query, &[])?;
+    Query::parse(query, &[])?;
     find(state, name).await
 }
 

@@ -2,7 +2,7 @@
 //! primary key) and forwards each committed change of the study within a poll interval.
 //! The page never polls the trial table.
 
-use super::api::Params;
+use super::api::Query;
 use super::{ApiError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,7 +22,7 @@ pub(crate) async fn stream(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let p = Params::parse(q, &["after"])?;
+    let p = Query::parse(q, &["after"])?;
     let study = state
         .reader
         .study(&name)

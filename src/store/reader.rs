@@ -327,7 +327,7 @@ impl Reader {
 
     /// How many of the study's control commands no coordinator has applied yet (0 on a
     /// database that predates them).
-    pub async fn pending_commands(&self, study_id: i64) -> Result<i64> {
+    pub async fn pending_command_count(&self, study_id: i64) -> Result<i64> {
         let n = sqlx::query_scalar("SELECT count(*) FROM commands WHERE study_id = ? AND done_at IS NULL")
             .bind(study_id)
             .fetch_one(&self.pool)

@@ -3,9 +3,9 @@
 //! study, or (joint tuning) a pretraining run keyed by its params and cached, so trials that
 //! share those params pretrain once.
 
+use super::common::{self, Card, Checkpoint, CommonArgs, RunError};
 use super::data::{self, Labeled};
 use super::hparams::{self, FinetuneParams, PretrainParams, Shape};
-use super::job::{self, Card, Checkpoint, CommonArgs, JobError};
 use super::model::{self, Classifier, Dropout, Encoder};
 use super::pretrain::{self, Corpus};
 use super::tokenizer::{Vocab, CLS, PAD, SEP};
@@ -124,7 +124,7 @@ pub struct Encoded {
     pub labels: Vec<usize>,
 }
 
-fn encode(vocab: &Vocab, set: &Labeled) -> std::result::Result<Encoded, JobError> {
+fn encode(vocab: &Vocab, set: &Labeled) -> std::result::Result<Encoded, RunError> {
     Ok(Encoded { ids: vocab.encode(&set.texts)?, labels: set.labels.clone() })
 }
 
@@ -135,15 +135,15 @@ struct Start {
     checkpoint: Option<(PathBuf, Checkpoint)>,
 }
 
-fn corpus_text(args: &FinetuneArgs) -> std::result::Result<(Vec<String>, Vec<String>), JobError> {
+fn corpus_text(args: &FinetuneArgs) -> std::result::Result<(Vec<String>, Vec<String>), RunError> {
     let train = data::read_text(&data::source(args.corpus.as_deref(), "pretrain-train"))?;
     let valid = data::read_text(&data::source(args.corpus_valid.as_deref(), "pretrain-valid"))?;
     Ok((train, valid))
 }
 
-fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::result::Result<Start, JobError> {
-    let from = |dir: PathBuf| -> std::result::Result<Start, JobError> {
-        let checkpoint = job::load_checkpoint(&dir, device)?;
+fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::result::Result<Start, RunError> {
+    let from = |dir: PathBuf| -> std::result::Result<Start, RunError> {
+        let checkpoint = common::load_checkpoint(&dir, device)?;
         Ok(Start {
             shape: checkpoint.card.shape.clone(),
             vocab: checkpoint.vocab.clone(),
@@ -175,16 +175,16 @@ fn cached_pretraining(
     args: &FinetuneArgs,
     p: &PretrainParams,
     device: &Device,
-) -> std::result::Result<PathBuf, JobError> {
+) -> std::result::Result<PathBuf, RunError> {
     let (train, valid) = corpus_text(args)?;
     let corpus: Vec<String> = train.iter().chain(&valid).cloned().collect();
     let key = super::tokenizer::cache_key(&serde_json::to_string(p).expect("params serialise"), &corpus);
     let cache = args.common.cache_dir();
     let dir = cache.join(format!("pretrain-{key}"));
-    let io = |e: std::io::Error| JobError::Setup(format!("cache {}: {e}", cache.display()));
+    let io = |e: std::io::Error| RunError::Setup(format!("cache {}: {e}", cache.display()));
     std::fs::create_dir_all(&cache).map_err(io)?;
     let _lock = crate::lock::lock_exclusive(&cache.join(format!("pretrain-{key}.lock"))).map_err(io)?;
-    if job::has_checkpoint(&dir) {
+    if common::has_checkpoint(&dir) {
         eprintln!("reusing cached pretraining run {}", dir.display());
         return Ok(dir);
     }
@@ -200,39 +200,39 @@ fn cached_pretraining(
     let mut shape = p.shape.clone();
     shape.vocab_size = vocab.size();
     let card = Card { shape, made_by: json!({ "params": p, "val_loss": val_loss }) };
-    job::save_checkpoint(&dir, &model.vars, &vocab, &card)?;
+    common::save_checkpoint(&dir, &model.vars, &vocab, &card)?;
     Ok(dir)
 }
 
 /// The directory of the best finished trial of a pretraining study in the same database.
-fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBuf, JobError> {
+fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBuf, RunError> {
     let db = args.db.clone().ok_or_else(|| {
-        JobError::Setup(format!("--init study:{study} needs the database: pass --db or run under the coordinator"))
+        RunError::Setup(format!("--init study:{study} needs the database: pass --db or run under the coordinator"))
     })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| JobError::Setup(e.to_string()))?;
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let best = rt.block_on(async {
         let reader =
-            crate::store::Reader::open(&db).await.map_err(|e| JobError::Setup(format!("{}: {e}", db.display())))?;
-        let record = reader.study(study).await.map_err(|e| JobError::Setup(e.to_string()))?;
-        let record = record.ok_or_else(|| JobError::Setup(format!("no study `{study}` in {}", db.display())))?;
-        reader.best(&record).await.map_err(|e| JobError::Setup(e.to_string()))
+            crate::store::Reader::open(&db).await.map_err(|e| RunError::Setup(format!("{}: {e}", db.display())))?;
+        let record = reader.study(study).await.map_err(|e| RunError::Setup(e.to_string()))?;
+        let record = record.ok_or_else(|| RunError::Setup(format!("no study `{study}` in {}", db.display())))?;
+        reader.best(&record).await.map_err(|e| RunError::Setup(e.to_string()))
     })?;
-    let best = best.ok_or_else(|| JobError::Setup(format!("study `{study}` has no finished trial yet")))?;
+    let best = best.ok_or_else(|| RunError::Setup(format!("study `{study}` has no finished trial yet")))?;
     let runs = std::env::var_os(crate::protocol::env::RUNS_DIR)
         .map(PathBuf::from)
         .unwrap_or_else(|| layout::runs_dir(db.parent().unwrap_or(Path::new("."))));
     Ok(layout::trial_dir(&runs, study, best.number))
 }
 
-pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
+pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     let (mut channel, params) = Channel::open()?;
     let mut args = args.clone();
     if let Some(init) = params.get("init") {
         let init =
-            init.as_str().ok_or_else(|| JobError::Setup(format!("param `init`: expected a string, got {init}")))?;
+            init.as_str().ok_or_else(|| RunError::Setup(format!("param `init`: expected a string, got {init}")))?;
         args.init = init.to_string();
     }
     let args = &args;
@@ -255,14 +255,14 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
     }
     let start = start(args, &p, &device)?;
     if p.optim.seq_len > start.shape.max_len {
-        return Err(JobError::Setup(format!(
+        return Err(RunError::Setup(format!(
             "seq_len {} is longer than the checkpoint's position table ({})",
             p.optim.seq_len, start.shape.max_len
         )));
     }
     let model = ClsModel::new(&start.shape, train_set.classes.len(), &device, p.seed)?;
     if let Some((dir, checkpoint)) = &start.checkpoint {
-        job::restore(&model.vars, &checkpoint.tensors, "encoder.", dir)?;
+        common::restore(&model.vars, &checkpoint.tensors, "encoder.", dir)?;
     }
     let train = encode(&start.vocab, &train_set)?;
     let valid = encode(&start.vocab, &valid_set)?;
@@ -304,7 +304,7 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), JobError> {
     }
     let card =
         Card { shape: start.shape.clone(), made_by: json!({ "params": &p, "init": &args.init, "metrics": &last }) };
-    job::save_checkpoint(&args.common.out, &model.vars, &start.vocab, &card)?;
+    common::save_checkpoint(&args.common.out, &model.vars, &start.vocab, &card)?;
     channel.finish(&json!({ "final": last }));
     Ok(())
 }

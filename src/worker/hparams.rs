@@ -89,15 +89,15 @@ pub struct FinetuneParams {
 }
 
 /// Reads params by name, remembering which were used so leftovers can be reported.
-struct Reader<'a> {
+struct ParamReader<'a> {
     params: &'a Params,
     prefix: &'static str,
     used: BTreeSet<String>,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> ParamReader<'a> {
     fn new(params: &'a Params, prefix: &'static str) -> Self {
-        Reader { params, prefix, used: BTreeSet::new() }
+        ParamReader { params, prefix, used: BTreeSet::new() }
     }
 
     fn raw(&mut self, name: &str) -> Option<(String, &'a Value)> {
@@ -142,7 +142,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn optim(r: &mut Reader, defaults: &Optim, max_steps: usize) -> Result<Optim, ParamError> {
+fn optim(r: &mut ParamReader, defaults: &Optim, max_steps: usize) -> Result<Optim, ParamError> {
     let lr = r.float("lr", defaults.lr, |x| x > 0.0 && x <= 1.0, "0 < lr <= 1")?;
     let warmup =
         r.float("warmup", defaults.warmup, |x| (0.0..1.0).contains(&x), "0 <= warmup < 1 (a fraction of the steps)")?;
@@ -161,7 +161,7 @@ fn optim(r: &mut Reader, defaults: &Optim, max_steps: usize) -> Result<Optim, Pa
     Ok(Optim { lr, warmup, schedule, weight_decay, grad_clip, batch_size, steps, dropout, seq_len })
 }
 
-fn shape(r: &mut Reader, max_len: usize) -> Result<Shape, ParamError> {
+fn shape(r: &mut ParamReader, max_len: usize) -> Result<Shape, ParamError> {
     let layers = r.int("layers", 2, 1, 48)?;
     let hidden = r.int("hidden", 128, 8, 8192)?;
     let heads = r.int("heads", 4, 1, 256)?;
@@ -179,7 +179,7 @@ fn shape(r: &mut Reader, max_len: usize) -> Result<Shape, ParamError> {
     Ok(Shape { layers, hidden, heads, ffn, vocab_size, tokenizer, max_len })
 }
 
-fn pretrain_with(r: &mut Reader) -> Result<PretrainParams, ParamError> {
+fn pretrain_with(r: &mut ParamReader) -> Result<PretrainParams, ParamError> {
     let defaults = Optim {
         lr: 1e-3,
         warmup: 0.1,
@@ -212,7 +212,7 @@ const SHAPE_NAMES: &[&str] = &["layers", "hidden", "heads", "ffn", "vocab_size",
 
 /// The params of `sweep worker pretrain`.
 pub fn pretrain(params: &Params) -> Result<PretrainParams, ParamError> {
-    let mut r = Reader::new(params, "");
+    let mut r = ParamReader::new(params, "");
     let p = pretrain_with(&mut r)?;
     let known: Vec<&str> = OPTIM_NAMES.iter().chain(SHAPE_NAMES).chain(&["mask_rate"]).copied().collect();
     leftovers(params, &r.used, "pretrain", &known)?;
@@ -222,7 +222,7 @@ pub fn pretrain(params: &Params) -> Result<PretrainParams, ParamError> {
 /// The params of `sweep worker finetune`. With `joint`, the `pretrain_*` params describe the
 /// pretraining run to do (or reuse from the cache) first, and the shape params belong to it.
 pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamError> {
-    let mut r = Reader::new(params, "");
+    let mut r = ParamReader::new(params, "");
     let defaults = Optim {
         lr: 1e-3,
         warmup: 0.1,
@@ -249,7 +249,7 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
         OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init", "train_examples"]).collect();
     // The `pretrain_*` params are checked whatever the start (so one study can compare starting
     // points), and used in the joint case, where the shape is the pretraining run's.
-    let mut pr = Reader::new(params, "pretrain_");
+    let mut pr = ParamReader::new(params, "pretrain_");
     let mut pretrain = pretrain_with(&mut pr)?;
     r.used.extend(pr.used);
     known.extend(SHAPE_NAMES);

@@ -3,11 +3,11 @@
 
 mod adamw;
 mod attention;
+pub mod common;
 pub mod data;
 pub mod finetune;
 mod fused;
 pub mod hparams;
-pub mod job;
 pub mod model;
 pub mod pretrain;
 pub mod testfn;

@@ -2,9 +2,9 @@
 //! Reports validation MLM loss and perplexity at every evaluation and saves a checkpoint
 //! (weights, tokenizer, card) in the trial's directory at the end.
 
+use super::common::{self, Card, CommonArgs, RunError};
 use super::data;
 use super::hparams::{self, PretrainParams};
-use super::job::{self, Card, CommonArgs, JobError};
 use super::model::{self, Dropout, Encoder, MlmHead};
 use super::tokenizer::{self, Vocab, CLS, MASK, SEP};
 use super::train::Trainer;
@@ -158,11 +158,11 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    pub fn new(vocab: &Vocab, train: &[String], valid: &[String], len: usize) -> std::result::Result<Corpus, JobError> {
+    pub fn new(vocab: &Vocab, train: &[String], valid: &[String], len: usize) -> std::result::Result<Corpus, RunError> {
         let corpus =
             Corpus { train: Windows::new(&vocab.encode(train)?, len), valid: Windows::new(&vocab.encode(valid)?, len) };
         if corpus.train.count() == 0 || corpus.valid.count() == 0 {
-            return Err(JobError::Setup(format!(
+            return Err(RunError::Setup(format!(
                 "not enough text for one window of {len} tokens (train has {}, validation {})",
                 corpus.train.count(),
                 corpus.valid.count()
@@ -181,7 +181,7 @@ pub fn train(
     eval_every: usize,
     eval_windows: usize,
     mut report: impl FnMut(usize, serde_json::Value) -> Decision,
-) -> std::result::Result<Option<(MlmModel, f64)>, JobError> {
+) -> std::result::Result<Option<(MlmModel, f64)>, RunError> {
     let mut shape = p.shape.clone();
     shape.vocab_size = vocab.size();
     let model = MlmModel::new(&shape, device, p.seed)?;
@@ -222,11 +222,11 @@ pub fn train(
 }
 
 /// The tokenizer for a pretraining corpus: trained on its text once, then cached.
-pub fn vocab_for(shape: &hparams::Shape, text: &[String], args: &CommonArgs) -> std::result::Result<Vocab, JobError> {
+pub fn vocab_for(shape: &hparams::Shape, text: &[String], args: &CommonArgs) -> std::result::Result<Vocab, RunError> {
     Ok(tokenizer::load_or_train(shape.tokenizer, shape.vocab_size, text, &args.cache_dir())?)
 }
 
-pub fn run(args: &PretrainArgs) -> std::result::Result<(), JobError> {
+pub fn run(args: &PretrainArgs) -> std::result::Result<(), RunError> {
     let (mut channel, params) = Channel::open()?;
     let p = hparams::pretrain(&params)?;
     let device = args.common.setup()?;
@@ -246,7 +246,7 @@ pub fn run(args: &PretrainArgs) -> std::result::Result<(), JobError> {
     let mut shape = p.shape.clone();
     shape.vocab_size = vocab.size();
     let card = Card { shape, made_by: json!({ "params": &p, "val_loss": val_loss }) };
-    job::save_checkpoint(&args.common.out, &model.vars, &vocab, &card)?;
+    common::save_checkpoint(&args.common.out, &model.vars, &vocab, &card)?;
     channel.finish(&json!({ "final": { "val_loss": val_loss, "val_ppl": val_loss.exp() } }));
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! The candle workers' model-level checks, on tiny shapes so they run in seconds.
 
+use super::common::{self, Card};
 use super::data::{self, Source};
 use super::finetune::ClsModel;
 use super::hparams::{self, PretrainParams, Shape, TokenizerKind};
-use super::job::{self, Card};
 use super::model::Dropout;
 use super::pretrain::{self, Corpus, MlmModel};
 use super::tokenizer::{self, Vocab};
@@ -100,12 +100,12 @@ fn a_saved_checkpoint_loads_to_the_same_outputs() {
     let shape = tiny_shape(vocab.size());
     let out = dir.path().join("checkpoint");
     let card = Card { shape: shape.clone(), made_by: serde_json::Value::Null };
-    job::save_checkpoint(&out, &model.vars, &vocab, &card).unwrap();
+    common::save_checkpoint(&out, &model.vars, &vocab, &card).unwrap();
 
-    let loaded = job::load_checkpoint(&out, &Device::Cpu).unwrap();
+    let loaded = common::load_checkpoint(&out, &Device::Cpu).unwrap();
     assert_eq!(loaded.card.shape, shape);
     let restored = MlmModel::new(&shape, &Device::Cpu, 999).unwrap();
-    job::restore(&restored.vars, &loaded.tensors, "", &out).unwrap();
+    common::restore(&restored.vars, &loaded.tensors, "", &out).unwrap();
     let windows = pretrain::Windows::new(&loaded.vocab.encode(&tiny_text().1).unwrap(), 32);
     let picked: Vec<&[u32]> = (0..2).map(|i| &windows.tokens[i * 32..(i + 1) * 32]).collect();
     let batch = pretrain::mask(&picked, 0.2, shape.vocab_size, &mut StdRng::seed_from_u64(3));
@@ -115,9 +115,9 @@ fn a_saved_checkpoint_loads_to_the_same_outputs() {
 
     // A classifier restores the encoder part and refuses a checkpoint of another shape.
     let cls = ClsModel::new(&shape, 4, &Device::Cpu, 5).unwrap();
-    job::restore(&cls.vars, &loaded.tensors, "encoder.", &out).unwrap();
+    common::restore(&cls.vars, &loaded.tensors, "encoder.", &out).unwrap();
     let wider = ClsModel::new(&Shape { hidden: 64, heads: 4, ..shape }, 4, &Device::Cpu, 5).unwrap();
-    let error = job::restore(&wider.vars, &loaded.tensors, "encoder.", &out).unwrap_err().to_string();
+    let error = common::restore(&wider.vars, &loaded.tensors, "encoder.", &out).unwrap_err().to_string();
     assert!(error.contains("has shape"), "{error}");
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum JobError {
+pub enum RunError {
     #[error(transparent)]
     Param(#[from] ParamError),
     #[error(transparent)]
@@ -48,7 +48,7 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// Pins the thread count before candle or rayon start their pools, then opens the device.
-    pub fn setup(&self) -> Result<Device, JobError> {
+    pub fn setup(&self) -> Result<Device, RunError> {
         keep_freed_memory();
         quiet_idle_threads();
         if let Some(n) = self.threads.filter(|n| *n > 0) {
@@ -63,7 +63,7 @@ impl CommonArgs {
             "auto" => "cpu",
             other => other,
         };
-        super::model::device(name).map_err(JobError::Setup)
+        super::model::device(name).map_err(RunError::Setup)
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -112,8 +112,8 @@ const TOKENIZER: &str = "tokenizer.json";
 
 /// Writes weights, tokenizer and card into `dir`; the card goes last, so a directory with a
 /// card is complete even if the process died while writing.
-pub fn save_checkpoint(dir: &Path, vars: &VarMap, vocab: &Vocab, card: &Card) -> Result<(), JobError> {
-    let fail = |message: String| JobError::Checkpoint { path: dir.to_path_buf(), message };
+pub fn save_checkpoint(dir: &Path, vars: &VarMap, vocab: &Vocab, card: &Card) -> Result<(), RunError> {
+    let fail = |message: String| RunError::Checkpoint { path: dir.to_path_buf(), message };
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     let partial = dir.join(format!("{WEIGHTS}.partial"));
     vars.save(&partial).map_err(|e| fail(e.to_string()))?;
@@ -137,8 +137,8 @@ pub fn has_checkpoint(dir: &Path) -> bool {
     dir.join(CARD).is_file()
 }
 
-pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint, JobError> {
-    let fail = |message: String| JobError::Checkpoint { path: dir.to_path_buf(), message };
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint, RunError> {
+    let fail = |message: String| RunError::Checkpoint { path: dir.to_path_buf(), message };
     let text = std::fs::read_to_string(dir.join(CARD))
         .map_err(|e| fail(format!("no {CARD} ({e}): not a finished pretraining checkpoint")))?;
     let card: Card = serde_json::from_str(&text).map_err(|e| fail(format!("{CARD}: {e}")))?;
@@ -148,8 +148,8 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint, JobErr
 }
 
 /// Copies the checkpoint's tensors under `prefix` into the model's variables of the same name.
-pub fn restore(vars: &VarMap, tensors: &HashMap<String, Tensor>, prefix: &str, dir: &Path) -> Result<(), JobError> {
-    let fail = |message: String| JobError::Checkpoint { path: dir.to_path_buf(), message };
+pub fn restore(vars: &VarMap, tensors: &HashMap<String, Tensor>, prefix: &str, dir: &Path) -> Result<(), RunError> {
+    let fail = |message: String| RunError::Checkpoint { path: dir.to_path_buf(), message };
     let data = vars.data().lock().expect("var map lock");
     for (name, var) in data.iter().filter(|(n, _)| n.starts_with(prefix)) {
         let tensor = tensors.get(name).ok_or_else(|| fail(format!("has no tensor `{name}`")))?;
