@@ -144,9 +144,13 @@ impl History {
         self.trials.iter().filter(|t| t.state == state).count()
     }
 
-    /// The best completed trial in the objective's direction.
+    /// The best completed trial in the objective's direction (a NaN is never best; SQLite
+    /// stores it as NULL, which `Reader::best` skips the same way).
     pub fn best(&self) -> Option<&Trial> {
-        self.completed().reduce(|a, b| if self.objective.better(b.1, a.1) { b } else { a }).map(|(t, _)| t)
+        self.completed()
+            .filter(|(_, v)| !v.is_nan())
+            .reduce(|a, b| if self.objective.better(b.1, a.1) { b } else { a })
+            .map(|(t, _)| t)
     }
 
     pub fn next_number(&self) -> u64 {

@@ -443,4 +443,63 @@ mod tests {
         assert_eq!(page(&r, id, SortKey::Param("x".into()), false, 0, 8).await, [0, 3, 6, 1, 4, 7, 2, 5]);
         assert_eq!(page(&r, id, SortKey::Finished, false, 4, 4).await, [1, 3, 5, 7]);
     }
+
+    /// SQL is the page's fast path for "best" and "finished"; `History` is the coordinator's.
+    /// They must agree on every mix of states, ties, retries and both directions.
+    #[tokio::test]
+    async fn best_and_budget_count_agree_with_the_history() {
+        use crate::objective::{Direction, Objective};
+        use crate::trial::History;
+        for direction in [Direction::Minimize, Direction::Maximize] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("t.db");
+            let mut store = Store::open(&db).await.unwrap();
+            let fingerprint =
+                crate::study::Fingerprint { metric: "loss".into(), direction, seed: 0, space: serde_json::Value::Null };
+            let new = NewStudy {
+                name: "s",
+                source: "",
+                fingerprint: &fingerprint,
+                space_hash: "",
+                metric: "loss",
+                direction,
+                budget: 40,
+            };
+            let study = store.create_study(&new, &[]).await.unwrap();
+            let mut writes = Vec::new();
+            for number in 0..40u64 {
+                // A failure at n % 7 == 2 is retried as trial n + 1.
+                let rerun_of = (number % 7 == 3).then(|| number - 1);
+                writes.push(Write::Insert(NewTrial {
+                    number,
+                    state: TrialState::Running,
+                    params: Default::default(),
+                    attempt: 1,
+                    rerun_of,
+                    device: None,
+                    sampler_state: None,
+                }));
+                let value = Some(((number * 37) % 11) as f64); // ties on purpose
+                let (state, value) = match number % 5 {
+                    _ if number % 7 == 2 => (TrialState::Failed, None),
+                    0 | 1 => (TrialState::Complete, value),
+                    2 => (TrialState::Pruned, value.map(|v| v - 100.0)),
+                    3 => (TrialState::Failed, None),
+                    _ => continue, // still running
+                };
+                writes.push(Write::Finish { number, state, end: Finish { value, ..Finish::default() } });
+            }
+            store.apply(study.id, &writes).await.unwrap();
+            let history = History::new(
+                Objective { metric: "loss".into(), direction },
+                store.trials(study.id, "loss").await.unwrap(),
+            );
+            let reader = Reader::open(&db).await.unwrap();
+            let best = reader.best(&study).await.unwrap().map(|t| t.number);
+            assert_eq!(best, history.best().map(|t| t.number), "{direction:?}");
+            assert!(best.is_some());
+            let (finished, _) = reader.progress(study.id).await.unwrap();
+            assert_eq!(finished as usize, history.counted(), "{direction:?}");
+        }
+    }
 }
