@@ -10,6 +10,20 @@ pub enum Direction {
     Maximize,
 }
 
+impl Direction {
+    /// The text a study file and the database use (as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Minimize => "minimize",
+            Direction::Maximize => "maximize",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Direction> {
+        [Direction::Minimize, Direction::Maximize].into_iter().find(|d| d.as_str() == text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Objective {
     pub metric: String,
@@ -23,5 +37,19 @@ impl Objective {
             Direction::Minimize => a < b,
             Direction::Maximize => a > b,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stored_text_is_serdes() {
+        for d in [Direction::Minimize, Direction::Maximize] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+            assert_eq!(Direction::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Direction::parse("max"), None);
     }
 }

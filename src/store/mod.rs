@@ -232,7 +232,7 @@ impl Store {
         .bind(serde_json::to_string(study.fingerprint).expect("a fingerprint serializes"))
         .bind(study.space_hash)
         .bind(study.metric)
-        .bind(rows::direction_text(study.direction))
+        .bind(study.direction.as_str())
         .bind(study.budget as i64)
         .bind(now)
         .bind(now)

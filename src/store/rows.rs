@@ -67,14 +67,6 @@ impl StudyState {
     }
 }
 
-/// How a direction is stored.
-pub(super) fn direction_text(d: Direction) -> &'static str {
-    match d {
-        Direction::Minimize => "minimize",
-        Direction::Maximize => "maximize",
-    }
-}
-
 impl TryFrom<StudyRow> for StudyRecord {
     type Error = StoreError;
     fn try_from(r: StudyRow) -> Result<Self, StoreError> {
@@ -86,17 +78,13 @@ impl TryFrom<StudyRow> for StudyRecord {
                 .map_err(|e| corrupt("study", format!("fingerprint: {e}")))?,
             space_hash: r.space_hash,
             metric: r.metric,
-            direction: match r.direction.as_str() {
-                "minimize" => Direction::Minimize,
-                "maximize" => Direction::Maximize,
-                other => return Err(corrupt("study", format!("direction `{other}`"))),
-            },
+            direction: Direction::parse(&r.direction)
+                .ok_or_else(|| corrupt("study", format!("direction `{}`", r.direction)))?,
             budget: u32::try_from(r.budget).map_err(|_| corrupt("study", format!("budget {}", r.budget)))?,
-            state: match r.state.as_str() {
-                "running" => StudyState::Running,
-                "complete" => StudyState::Complete,
-                other => return Err(corrupt("study", format!("state `{other}`"))),
-            },
+            state: [StudyState::Running, StudyState::Complete]
+                .into_iter()
+                .find(|s| s.as_str() == r.state)
+                .ok_or_else(|| corrupt("study", format!("state `{}`", r.state)))?,
             created_at: r.created_at,
             updated_at: r.updated_at,
             paused: r.paused,
