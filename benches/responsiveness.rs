@@ -20,9 +20,9 @@ use sweep::protocol::Decision;
 use sweep::sampler::{GpSampler, Proposal, Sampler};
 use sweep::server::Server;
 use sweep::space::Space;
-use sweep::store::{Finish, Imported, NewStudy, NewTrial, Reader, Store};
+use sweep::store::{Imported, NewStudy, Reader, Store};
 use sweep::study::StudyConfig;
-use sweep::trial::{History, Metrics, TrialState};
+use sweep::trial::{Finish, History, Metrics, NewTrial, TrialState};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sweep::server::Server;
-use sweep::store::{Finish, Imported, NewStudy, NewTrial, Reader, Store};
+use sweep::store::{Imported, NewStudy, Reader, Store};
+use sweep::trial::{Finish, NewTrial};
 use sweep::trial::{Metrics, TrialState};
 
 const REPORTS: i64 = 20;

@@ -1,4 +1,6 @@
-//! Trial states, the snapshot of one trial, and the history samplers and pruners read.
+//! Trial states, the snapshot of one trial, the history samplers and pruners read, and the
+//! one type by which a trial changes (`Update`): the coordinator makes each update, `History`
+//! applies it in memory and the store writes it, so memory and disk cannot disagree.
 
 use crate::objective::Objective;
 use crate::space::Params;
@@ -75,6 +77,92 @@ pub struct Trial {
     /// What the sampler learned when it proposed this trial (e.g. fitted kernel parameters).
     #[serde(skip)]
     pub sampler_state: Option<serde_json::Value>,
+}
+
+/// A trial to record: queued with its params, or a proposal already running on a device.
+#[derive(Debug, Clone)]
+pub struct NewTrial {
+    pub number: u64,
+    pub state: TrialState,
+    pub params: Params,
+    pub attempt: u32,
+    pub rerun_of: Option<u64>,
+    pub device: Option<String>,
+    /// What the sampler learned when it proposed this trial.
+    pub sampler_state: Option<serde_json::Value>,
+}
+
+impl NewTrial {
+    /// A first attempt queued with its params (enqueued by the user or the study file).
+    pub fn waiting(number: u64, params: Params) -> NewTrial {
+        NewTrial {
+            number,
+            state: TrialState::Waiting,
+            params,
+            attempt: 1,
+            rerun_of: None,
+            device: None,
+            sampler_state: None,
+        }
+    }
+
+    /// A sampler's proposal, running on `device` from now.
+    pub fn running(
+        number: u64,
+        params: Params,
+        device: Option<String>,
+        sampler_state: Option<serde_json::Value>,
+    ) -> NewTrial {
+        NewTrial { state: TrialState::Running, device, sampler_state, ..NewTrial::waiting(number, params) }
+    }
+
+    /// The queued trial that takes `of`'s place: a retry after a failure (its next attempt),
+    /// or a re-run of an interrupted trial (the same attempt).
+    pub fn rerun(number: u64, of: &Trial, retry: bool) -> NewTrial {
+        NewTrial {
+            attempt: of.attempt + u32::from(retry),
+            rerun_of: Some(of.number),
+            ..NewTrial::waiting(number, of.params.clone())
+        }
+    }
+}
+
+/// The end of a trial.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    pub value: Option<f64>,
+    pub metrics: Option<Metrics>,
+    pub last_step: Option<i64>,
+    pub reason: Option<String>,
+    pub stderr_tail: Option<String>,
+}
+
+/// One change of one trial, addressed by its number within the study.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A new trial, waiting or already running.
+    Insert(NewTrial),
+    /// A waiting trial starts on `device`.
+    Start { number: u64, device: Option<String> },
+    /// The trial's worker runs as cluster job `job`.
+    Job { number: u64, job: String },
+    /// An intermediate report; a repeated (trial, step, metric) replaces the earlier value.
+    Report { number: u64, step: i64, metrics: Metrics },
+    /// The trial ends in `state`.
+    Finish { number: u64, state: TrialState, end: Finish },
+}
+
+impl Update {
+    /// The trial it changes.
+    pub fn number(&self) -> u64 {
+        match self {
+            Update::Insert(t) => t.number,
+            Update::Start { number, .. }
+            | Update::Job { number, .. }
+            | Update::Report { number, .. }
+            | Update::Finish { number, .. } => *number,
+        }
+    }
 }
 
 impl Trial {
@@ -165,5 +253,58 @@ impl History {
 
     pub fn get_mut(&mut self, number: u64) -> Option<&mut Trial> {
         self.trials.iter_mut().find(|t| t.number == number)
+    }
+
+    pub fn get(&self, number: u64) -> Option<&Trial> {
+        self.trials.iter().find(|t| t.number == number)
+    }
+
+    /// Makes `update` in memory, as the store makes it on disk (`now`: Unix ms). An update for
+    /// a trial it does not hold changes nothing.
+    pub fn apply(&mut self, update: &Update, now: i64) {
+        if let Update::Insert(t) = update {
+            if let Some(of) = t.rerun_of {
+                self.retried.insert(of);
+            }
+            self.insert(Trial {
+                attempt: t.attempt,
+                rerun_of: t.rerun_of,
+                device: t.device.clone(),
+                started_at: (t.state == TrialState::Running).then_some(now),
+                sampler_state: t.sampler_state.clone(),
+                ..Trial::new(t.number, t.state, t.params.clone())
+            });
+            return;
+        }
+        // Fields apart, so the objective's name is read while a trial changes.
+        let Some(trial) = self.trials.iter_mut().find(|t| t.number == update.number()) else { return };
+        match update {
+            Update::Insert(_) => {}
+            Update::Start { device, .. } => {
+                trial.state = TrialState::Running;
+                trial.device = device.clone();
+                trial.started_at = Some(now);
+            }
+            Update::Job { job, .. } => trial.job = Some(job.clone()),
+            Update::Report { step, metrics, .. } => {
+                trial.last_step = Some(*step);
+                if let Some(&v) = metrics.get(&self.objective.metric) {
+                    // Kept in step order; a repeated step replaces its value.
+                    match trial.curve.binary_search_by_key(step, |p| p.0) {
+                        Ok(i) => trial.curve[i].1 = v,
+                        Err(i) => trial.curve.insert(i, (*step, v)),
+                    }
+                }
+            }
+            Update::Finish { state, end, .. } => {
+                trial.state = *state;
+                trial.value = end.value;
+                trial.metrics = end.metrics.clone();
+                trial.last_step = end.last_step;
+                trial.reason = end.reason.clone();
+                trial.stderr_tail = end.stderr_tail.clone();
+                trial.finished_at = Some(now);
+            }
+        }
     }
 }

@@ -2,9 +2,9 @@
 //! pause or resume. The server stores them; the coordinator applies them here, since it is the
 //! one place trial state changes.
 
-use super::{new_trial, Coordinator, CoordinatorError, StopCause};
-use crate::store::{NewTrial, Request, Write};
-use crate::trial::TrialState;
+use super::{Coordinator, CoordinatorError, StopCause};
+use crate::store::{Request, Write};
+use crate::trial::{NewTrial, Update};
 
 impl Coordinator<'_> {
     /// Applies the web page's pending commands. Each is marked done, with what happened, in
@@ -36,18 +36,9 @@ impl Coordinator<'_> {
             Request::Enqueue { params } => match self.config.space.complete(&params) {
                 Err(why) => format!("refused: {why}"),
                 Ok(params) => {
-                    let new = NewTrial {
-                        number: self.history.next_number(),
-                        state: TrialState::Waiting,
-                        params,
-                        attempt: 1,
-                        rerun_of: None,
-                        device: None,
-                        sampler_state: None,
-                    };
-                    let number = new.number;
-                    self.history.trials.push(new_trial(&new));
-                    self.writes.push(Write::Insert(new));
+                    // Past a proposal in flight too, whose number is taken.
+                    let number = self.next_number();
+                    self.record(Update::Insert(NewTrial::waiting(number, params)));
                     self.progress.println(format!("trial {number}: enqueued from the web page"));
                     format!("queued as trial {number}")
                 }

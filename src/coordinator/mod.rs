@@ -19,9 +19,9 @@ use crate::layout;
 use crate::protocol::{Decision, Hello, VERSION};
 use crate::pruner::{Pruner, Verdict};
 use crate::sampler::{trial_rng, Proposal, Sampler};
-use crate::store::{now_ms, Finish, NewTrial, Store, StoreError, StudyRecord, Write};
+use crate::store::{now_ms, Store, StoreError, StudyRecord, Write};
 use crate::study::StudyConfig;
-use crate::trial::{History, Metrics, Trial, TrialState};
+use crate::trial::{Finish, History, Metrics, NewTrial, Trial, TrialState, Update};
 use devices::DevicePool;
 use progress::Progress;
 use std::collections::{BTreeMap, HashMap};
@@ -253,7 +253,7 @@ impl Coordinator<'_> {
             let Some(device) = self.devices.acquire() else { break };
             let waiting = self.history.trials.iter().find(|t| t.state == TrialState::Waiting).map(|t| t.number);
             if let Some(number) = waiting {
-                self.writes.push(Write::Start { number, device: device.clone() });
+                self.record(Update::Start { number, device: device.clone() });
                 self.start(number, device);
                 continue;
             }
@@ -304,27 +304,20 @@ impl Coordinator<'_> {
 
     /// Records a sampler's new trial RUNNING on `device` and starts it.
     fn insert_proposed(&mut self, number: u64, device: Option<String>, proposal: Proposal) {
-        let new = NewTrial {
-            number,
-            state: TrialState::Running,
-            params: proposal.params,
-            attempt: 1,
-            rerun_of: None,
-            device: None,
-            sampler_state: proposal.state,
-        };
-        self.history.insert(new_trial(&new));
-        self.writes.push(Write::Insert(NewTrial { device: device.clone(), ..new }));
+        self.record(Update::Insert(NewTrial::running(number, proposal.params, device.clone(), proposal.state)));
         self.start(number, device);
     }
 
-    /// Marks a recorded trial RUNNING on `device` and queues its launch for after the commit.
+    /// Makes a change to a trial in memory now and on disk at this turn's commit: the one
+    /// path by which trial state changes.
+    fn record(&mut self, update: Update) {
+        self.history.apply(&update, now_ms());
+        self.writes.push(Write::Trial(update));
+    }
+
+    /// Queues the launch of a trial recorded RUNNING on `device`, for after the commit.
     fn start(&mut self, number: u64, device: Option<String>) {
-        let trial = self.history.get_mut(number).expect("trial in history");
-        trial.state = TrialState::Running;
-        trial.device = device.clone();
-        trial.started_at = Some(now_ms());
-        let trial = trial.clone();
+        let trial = self.history.get(number).expect("trial in history").clone();
         let launch = self.launch_for(trial, device.clone());
         let active = Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None };
         self.active.insert(number, active);
@@ -387,9 +380,8 @@ impl Coordinator<'_> {
                 self.replies.push((reply, decision));
             }
             WorkerEvent::Submitted { trial, job } => {
-                if let Some(t) = self.history.get_mut(trial) {
-                    t.job = Some(job.clone());
-                    self.writes.push(Write::Job { number: trial, job });
+                if self.history.get(trial).is_some() {
+                    self.record(Update::Job { number: trial, job });
                 }
             }
             WorkerEvent::Done { trial, outcome } => {
@@ -411,24 +403,15 @@ impl Coordinator<'_> {
     fn report(&mut self, number: u64, step: Option<i64>, metrics: Metrics) -> Decision {
         let Some(active) = self.active.get_mut(&number) else { return Decision::Stop };
         let step = step.unwrap_or_else(|| active.last_step.map_or(0, |s| s + 1));
-        self.writes.push(Write::Report { number, step, metrics: metrics.clone() });
         active.last_step = Some(step);
-        let objective = metrics.get(&self.config.objective.metric).copied();
-        active.last_report = Some(metrics);
-        if active.stop.is_some() {
+        active.last_report = Some(metrics.clone());
+        let stopping = active.stop.is_some();
+        self.record(Update::Report { number, step, metrics });
+        if stopping {
             return Decision::Stop;
         }
-        let index = self.history.trials.iter().position(|t| t.number == number).expect("active trial in history");
-        let trial = &mut self.history.trials[index];
-        trial.last_step = Some(step);
-        if let Some(v) = objective {
-            // Kept in step order; a repeated step replaces its value.
-            match trial.curve.binary_search_by_key(&step, |p| p.0) {
-                Ok(i) => trial.curve[i].1 = v,
-                Err(i) => trial.curve.insert(i, (step, v)),
-            }
-        }
-        match self.pruner.decide(&self.history.trials[index], &self.history) {
+        let trial = self.history.get(number).expect("active trial in history");
+        match self.pruner.decide(trial, &self.history) {
             Verdict::Continue => Decision::Continue,
             Verdict::Stop(reason) => {
                 let active = self.active.get_mut(&number).expect("active");
@@ -442,35 +425,18 @@ impl Coordinator<'_> {
     /// Records a trial's end and, in the same batch, the trial that takes its slot: a retry
     /// after a failure with attempts left, or a re-run of an interrupted trial.
     fn finish(&mut self, number: u64, state: TrialState, end: Finish) {
-        let trial = self.history.get_mut(number).expect("finished trial in history").clone();
+        let trial = self.history.get(number).expect("finished trial in history");
         let retry = state == TrialState::Failed && trial.attempt <= self.config.budget.retries;
-        let rerun = (retry || state == TrialState::Interrupted).then(|| NewTrial {
-            number: self.next_number(),
-            state: TrialState::Waiting,
-            params: trial.params.clone(),
-            attempt: trial.attempt + u32::from(retry),
-            rerun_of: Some(number),
-            device: None,
-            sampler_state: None,
-        });
+        let rerun =
+            (retry || state == TrialState::Interrupted).then(|| NewTrial::rerun(self.next_number(), trial, retry));
         if state == TrialState::Failed {
             let then = rerun.as_ref().map(|r| format!("; retrying as trial {}", r.number)).unwrap_or_default();
             let reason = end.reason.as_deref().unwrap_or("failed");
             self.progress.println(format!("trial {number} failed: {reason}{then}"));
         }
-        self.writes.push(Write::Finish { number, state, end: end.clone() });
-        let t = self.history.get_mut(number).expect("trial in history");
-        t.state = state;
-        t.value = end.value;
-        t.metrics = end.metrics;
-        t.last_step = end.last_step;
-        t.reason = end.reason;
-        t.stderr_tail = end.stderr_tail;
-        t.finished_at = Some(now_ms());
+        self.record(Update::Finish { number, state, end });
         if let Some(r) = rerun {
-            self.history.retried.insert(number);
-            self.history.insert(new_trial(&r));
-            self.writes.push(Write::Insert(r));
+            self.record(Update::Insert(r));
         }
     }
 
@@ -536,15 +502,4 @@ fn propose_guarded(
 fn cpu_threads(parallel: u32) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / parallel.max(1) as usize).max(1)
-}
-
-fn new_trial(t: &NewTrial) -> Trial {
-    Trial {
-        attempt: t.attempt,
-        rerun_of: t.rerun_of,
-        device: t.device.clone(),
-        started_at: (t.state == TrialState::Running).then(now_ms),
-        sampler_state: t.sampler_state.clone(),
-        ..Trial::new(t.number, t.state, t.params.clone())
-    }
 }

@@ -1,9 +1,9 @@
 //! Creates a study, or resumes it after checking the file still describes the same study.
 
 use super::CoordinatorError;
-use crate::store::{NewStudy, NewTrial, Store, StudyRecord};
+use crate::store::{NewStudy, Store, StudyRecord};
 use crate::study::StudyConfig;
-use crate::trial::TrialState;
+use crate::trial::NewTrial;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -32,15 +32,7 @@ pub async fn open_study(store: &mut Store, config: &StudyConfig) -> Result<(Stud
                 .enqueue
                 .iter()
                 .enumerate()
-                .map(|(i, params)| NewTrial {
-                    number: i as u64,
-                    state: TrialState::Waiting,
-                    params: params.clone(),
-                    attempt: 1,
-                    rerun_of: None,
-                    device: None,
-                    sampler_state: None,
-                })
+                .map(|(i, params)| NewTrial::waiting(i as u64, params.clone()))
                 .collect();
             let record = store
                 .create_study(

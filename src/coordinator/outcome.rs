@@ -2,7 +2,7 @@
 
 use crate::executor::{Exit, Outcome};
 use crate::objective::Objective;
-use crate::store::Finish;
+use crate::trial::Finish;
 use crate::trial::{Metrics, TrialState};
 
 /// Why the coordinator stopped a trial, if it did.

@@ -1,8 +1,8 @@
 //! Bulk writing of finished trials: multi-row inserts in one transaction, for generating large
 //! studies (the web scale benchmark) in seconds instead of one statement per report.
 
-use super::{now_ms, Finish, NewTrial, Result, Store};
-use crate::trial::{Metrics, TrialState};
+use super::{now_ms, Result, Store};
+use crate::trial::{Finish, Metrics, NewTrial, TrialState};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Connection};
 use std::collections::HashMap;

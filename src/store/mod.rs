@@ -11,7 +11,7 @@ mod import;
 mod reader;
 mod rows;
 
-use crate::trial::{Metrics, Trial, TrialState};
+use crate::trial::{NewTrial, Trial, TrialState, Update};
 use rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, ConnectOptions, Connection, SqliteConnection};
@@ -55,29 +55,6 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// A trial row to insert.
-#[derive(Debug, Clone)]
-pub struct NewTrial {
-    pub number: u64,
-    pub state: TrialState,
-    pub params: crate::space::Params,
-    pub attempt: u32,
-    pub rerun_of: Option<u64>,
-    pub device: Option<String>,
-    /// What the sampler learned when it proposed this trial.
-    pub sampler_state: Option<serde_json::Value>,
-}
-
-/// The end of a trial, written in one transaction.
-#[derive(Debug, Clone, Default)]
-pub struct Finish {
-    pub value: Option<f64>,
-    pub metrics: Option<Metrics>,
-    pub last_step: Option<i64>,
-    pub reason: Option<String>,
-    pub stderr_tail: Option<String>,
-}
-
 /// A new study's row.
 #[derive(Debug, Clone)]
 pub struct NewStudy<'a> {
@@ -90,23 +67,21 @@ pub struct NewStudy<'a> {
     pub budget: u32,
 }
 
-/// One change of trial state, addressed by trial number within the study.
+/// One write of a turn's batch: a trial's update, or the coordinator's answer to a command.
 #[derive(Debug, Clone)]
 pub enum Write {
-    /// A new trial, waiting or already running.
-    Insert(NewTrial),
-    /// A waiting trial starts on `device`.
-    Start { number: u64, device: Option<String> },
-    /// The trial's worker runs as cluster job `job`.
-    Job { number: u64, job: String },
-    /// An intermediate report; a repeated (trial, step, metric) replaces the earlier value.
-    Report { number: u64, step: i64, metrics: Metrics },
-    /// The trial ends in `state`.
-    Finish { number: u64, state: TrialState, end: Finish },
+    /// A change of one trial (the same value `History::apply` made in memory).
+    Trial(Update),
     /// A control command was applied (or refused); `result` says what happened.
     CommandDone { id: i64, result: String },
     /// The study stops (true) or resumes (false) starting new trials.
     Paused(bool),
+}
+
+impl From<Update> for Write {
+    fn from(update: Update) -> Write {
+        Write::Trial(update)
+    }
 }
 
 /// One reported value of one trial.
@@ -241,7 +216,7 @@ impl Store {
         if !enqueued.is_empty() {
             let mut batch = Batch::default();
             for t in enqueued {
-                batch.push(id, &Write::Insert(t.clone()), now);
+                batch.update(id, &Update::Insert(t.clone()), now);
             }
             sqlx::query_with(&batch.sql, batch.args).persistent(false).execute(&mut *tx).await?;
         }
@@ -412,43 +387,40 @@ impl Batch {
     }
 
     fn push(&mut self, study_id: i64, write: &Write, now: i64) {
-        let (number, kind, step) = match write {
-            Write::Insert(t) => (t.number, "insert", None),
-            Write::Start { number, .. } => (*number, "start", None),
-            Write::Report { number, step, .. } => (*number, "report", Some(*step)),
-            Write::Finish { number, .. } => (*number, "finish", None),
-            // The page shows no job ids live: no change row.
-            Write::Job { number, job } => {
-                self.statement("UPDATE trials SET job = ? WHERE study_id = ? AND number = ?")
-                    .bind(job.clone())
-                    .bind(study_id)
-                    .bind(*number as i64);
-                return;
-            }
-            // Not a trial change: the page learns of these from the study and command rows.
+        match write {
+            Write::Trial(update) => self.update(study_id, update, now),
+            // Not trial changes: the page learns of these from the study and command rows.
             Write::CommandDone { id, result } => {
                 self.statement("UPDATE commands SET done_at = ?, result = ? WHERE id = ?")
                     .bind(now)
                     .bind(result.clone())
                     .bind(*id);
-                return;
             }
             Write::Paused(paused) => {
                 self.statement("UPDATE studies SET paused = ?, updated_at = ? WHERE id = ?")
                     .bind(*paused)
                     .bind(now)
                     .bind(study_id);
-                return;
             }
-        };
+        }
+    }
+
+    /// A row in the change log the page follows.
+    fn change(&mut self, study_id: i64, number: u64, kind: &'static str, step: Option<i64>, now: i64) {
         self.statement("INSERT INTO changes (study_id, number, kind, step, at) VALUES (?, ?, ?, ?, ?)")
             .bind(study_id)
             .bind(number as i64)
             .bind(kind)
             .bind(step)
             .bind(now);
-        match write {
-            Write::Insert(t) => {
+    }
+
+    /// A trial's update, logged as a change unless the page does not show it.
+    fn update(&mut self, study_id: i64, update: &Update, now: i64) {
+        let number = update.number();
+        match update {
+            Update::Insert(t) => {
+                self.change(study_id, number, "insert", None, now);
                 let started = (t.state == TrialState::Running).then_some(now);
                 self.statement(
                     "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, sampler_state,
@@ -465,7 +437,8 @@ impl Batch {
                 .bind(now)
                 .bind(started);
             }
-            Write::Start { number, device } => {
+            Update::Start { device, .. } => {
+                self.change(study_id, number, "start", None, now);
                 self.statement(
                     "UPDATE trials SET state = 'running', device = ?, started_at = ?
                      WHERE study_id = ? AND number = ? AND state = 'waiting'",
@@ -473,9 +446,14 @@ impl Batch {
                 .bind(device.clone())
                 .bind(now)
                 .bind(study_id)
-                .bind(*number as i64);
+                .bind(number as i64);
             }
-            Write::Report { number, step, metrics } => {
+            Update::Report { step, metrics, .. } => {
+                self.change(study_id, number, "report", Some(*step), now);
+                self.statement("UPDATE trials SET last_step = ? WHERE study_id = ? AND number = ?")
+                    .bind(*step)
+                    .bind(study_id)
+                    .bind(number as i64);
                 for (metric, value) in metrics {
                     self.statement(
                         "INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at)
@@ -486,10 +464,11 @@ impl Batch {
                     .bind((!value.is_nan()).then_some(*value)) // SQLite has no NaN: NULL stands for it
                     .bind(now)
                     .bind(study_id)
-                    .bind(*number as i64);
+                    .bind(number as i64);
                 }
             }
-            Write::Finish { number, state, end } => {
+            Update::Finish { state, end, .. } => {
+                self.change(study_id, number, "finish", None, now);
                 let metrics = end.metrics.as_ref().map(|m| crate::protocol::metrics_to_json(m).to_string());
                 self.statement(
                     "UPDATE trials SET state = ?, value = ?, metrics = ?, last_step = ?, reason = ?, stderr_tail = ?,
@@ -503,9 +482,15 @@ impl Batch {
                 .bind(end.stderr_tail.clone())
                 .bind(now)
                 .bind(study_id)
-                .bind(*number as i64);
+                .bind(number as i64);
             }
-            Write::CommandDone { .. } | Write::Paused(_) | Write::Job { .. } => {}
+            // The page shows no job ids live: no change row.
+            Update::Job { job, .. } => {
+                self.statement("UPDATE trials SET job = ? WHERE study_id = ? AND number = ?")
+                    .bind(job.clone())
+                    .bind(study_id)
+                    .bind(number as i64);
+            }
         }
     }
 }

@@ -381,7 +381,8 @@ fn where_clause(study_id: i64, q: &TrialQuery) -> (String, SqliteArguments<'stat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Finish, NewStudy, NewTrial, Store, Write};
+    use crate::store::{NewStudy, Store, Write};
+    use crate::trial::{Finish, Metrics, NewTrial, Update};
 
     /// Trials 0..8: even ones finished with value 10 - number, odd ones still running.
     async fn study(dir: &Path) -> (Reader, i64) {
@@ -405,18 +406,10 @@ mod tests {
         let mut writes = Vec::new();
         for number in 0..8u64 {
             let params = serde_json::json!({ "x": number % 3 }).as_object().unwrap().clone();
-            writes.push(Write::Insert(NewTrial {
-                number,
-                state: TrialState::Running,
-                params,
-                attempt: 1,
-                rerun_of: None,
-                device: None,
-                sampler_state: None,
-            }));
+            writes.push(Write::Trial(Update::Insert(NewTrial::running(number, params, None, None))));
             if number % 2 == 0 {
                 let end = Finish { value: Some(10.0 - number as f64), ..Finish::default() };
-                writes.push(Write::Finish { number, state: TrialState::Complete, end });
+                writes.push(Update::Finish { number, state: TrialState::Complete, end }.into());
             }
         }
         store.apply(id, &writes).await.unwrap();
@@ -442,6 +435,89 @@ mod tests {
         assert_eq!(page(&r, id, SortKey::Number, true, 2, 3).await, [5, 4, 3]);
         assert_eq!(page(&r, id, SortKey::Param("x".into()), false, 0, 8).await, [0, 3, 6, 1, 4, 7, 2, 5]);
         assert_eq!(page(&r, id, SortKey::Finished, false, 4, 4).await, [1, 3, 5, 7]);
+    }
+
+    /// The coordinator applies each update to its `History` and hands the same value to the
+    /// store: a history rebuilt from the database must equal the one kept in memory.
+    #[tokio::test]
+    async fn updates_applied_in_memory_equal_what_the_store_reads_back() {
+        use crate::objective::{Direction, Objective};
+        use crate::trial::History;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let mut store = Store::open(&db).await.unwrap();
+        let direction = Direction::Minimize;
+        let fingerprint =
+            crate::study::Fingerprint { metric: "loss".into(), direction, seed: 0, space: serde_json::Value::Null };
+        let new = NewStudy {
+            name: "s",
+            source: "",
+            fingerprint: &fingerprint,
+            space_hash: "",
+            metric: "loss",
+            direction,
+            budget: 9,
+        };
+        let study = store.create_study(&new, &[]).await.unwrap();
+        let objective = Objective { metric: "loss".into(), direction };
+        let params = |x: u64| serde_json::json!({ "x": x }).as_object().unwrap().clone();
+        let metrics = |pairs: &[(&str, f64)]| pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect::<Metrics>();
+        let end = |value: f64| Finish {
+            value: Some(value),
+            metrics: Some(metrics(&[("loss", value), ("acc", 0.5)])),
+            last_step: Some(2),
+            reason: None,
+            stderr_tail: Some("tail".into()),
+        };
+        let updates = vec![
+            Update::Insert(NewTrial::running(0, params(0), Some("cuda:1".into()), Some(serde_json::json!({"k": 1})))),
+            Update::Insert(NewTrial::waiting(1, params(1))),
+            Update::Report { number: 0, step: 0, metrics: metrics(&[("loss", 3.0), ("acc", 0.1)]) },
+            Update::Report { number: 0, step: 2, metrics: metrics(&[("loss", 2.0)]) },
+            Update::Report { number: 0, step: 2, metrics: metrics(&[("loss", 1.5)]) }, // replaces
+            Update::Report { number: 0, step: 1, metrics: metrics(&[("loss", 2.5)]) }, // out of order
+            Update::Start { number: 1, device: Some("cuda:0".into()) },
+            Update::Job { number: 1, job: "4242".into() },
+            Update::Report { number: 1, step: 0, metrics: metrics(&[("acc", 0.3)]) }, // no objective
+            Update::Finish { number: 0, state: TrialState::Complete, end: end(1.5) },
+            Update::Finish {
+                number: 1,
+                state: TrialState::Failed,
+                end: Finish { reason: Some("exit 1".into()), ..Finish::default() },
+            },
+            Update::Insert(NewTrial::running(3, params(3), None, None)),
+            Update::Report { number: 3, step: 5, metrics: metrics(&[("loss", 9.0)]) }, // still running
+        ];
+        let mut memory = History::new(objective.clone(), Vec::new());
+        let mut writes: Vec<Write> = Vec::new();
+        for (i, update) in updates.into_iter().enumerate() {
+            memory.apply(&update, i as i64);
+            writes.push(update.into());
+        }
+        // A retry of the failed trial: its own update, applied in a later batch.
+        let retry = Update::Insert(NewTrial::rerun(2, memory.get(1).unwrap(), true));
+        store.apply(study.id, &writes).await.unwrap();
+        memory.apply(&retry, 99);
+        store.apply(study.id, &[retry.into()]).await.unwrap();
+
+        let disk = History::new(objective, store.trials(study.id, "loss").await.unwrap());
+        assert_eq!(disk.retried, memory.retried);
+        assert_eq!(memory.retried.iter().copied().collect::<Vec<_>>(), [1]);
+        assert_eq!(disk.trials.len(), 4);
+        // Timestamps are each side's own clock: compared as present or not.
+        let comparable = |t: &Trial| {
+            let json = serde_json::to_value(t).unwrap();
+            let mut json = json.as_object().unwrap().clone();
+            for key in ["started_at", "finished_at"] {
+                json[key] = serde_json::Value::Bool(!json[key].is_null());
+            }
+            (json, t.sampler_state.clone())
+        };
+        for (m, d) in memory.trials.iter().zip(&disk.trials) {
+            assert_eq!(comparable(m), comparable(d), "trial {}", m.number);
+        }
+        assert_eq!(memory.get(0).unwrap().curve, [(0, 3.0), (1, 2.5), (2, 1.5)]);
+        assert_eq!(memory.get(2).unwrap().attempt, 2);
     }
 
     /// SQL is the page's fast path for "best" and "finished"; `History` is the coordinator's.
@@ -470,15 +546,8 @@ mod tests {
             for number in 0..40u64 {
                 // A failure at n % 7 == 2 is retried as trial n + 1.
                 let rerun_of = (number % 7 == 3).then(|| number - 1);
-                writes.push(Write::Insert(NewTrial {
-                    number,
-                    state: TrialState::Running,
-                    params: Default::default(),
-                    attempt: 1,
-                    rerun_of,
-                    device: None,
-                    sampler_state: None,
-                }));
+                let new = NewTrial { rerun_of, ..NewTrial::running(number, Default::default(), None, None) };
+                writes.push(Update::Insert(new).into());
                 let value = Some(((number * 37) % 11) as f64); // ties on purpose
                 let (state, value) = match number % 5 {
                     _ if number % 7 == 2 => (TrialState::Failed, None),
@@ -487,7 +556,7 @@ mod tests {
                     3 => (TrialState::Failed, None),
                     _ => continue, // still running
                 };
-                writes.push(Write::Finish { number, state, end: Finish { value, ..Finish::default() } });
+                writes.push(Update::Finish { number, state, end: Finish { value, ..Finish::default() } }.into());
             }
             store.apply(study.id, &writes).await.unwrap();
             let history = History::new(

@@ -180,3 +180,92 @@ fn control_needs_json_from_the_page_origin_and_the_token_beyond_loopback() {
     assert_eq!(ureq::get(&format!("{base}/")).call().map(|r| r.status()).ok(), Some(200));
     assert_eq!(ureq::get(&format!("{base}/static/app.js")).call().map(|r| r.status()).ok(), Some(200));
 }
+
+/// A sampler whose proposals after the first wait for a go-ahead, so a test can act while one
+/// is in flight on the sampler's thread.
+struct HeldSampler {
+    in_flight: std::sync::Mutex<std::sync::mpsc::Sender<u64>>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl sweep::sampler::Sampler for HeldSampler {
+    fn propose(
+        &self,
+        space: &sweep::space::Space,
+        history: &sweep::trial::History,
+        rng: &mut rand::rngs::StdRng,
+    ) -> sweep::sampler::Proposal {
+        if !history.trials.is_empty() {
+            let _ = self.in_flight.lock().unwrap().send(history.next_number());
+            let _ = self.go.lock().unwrap().recv();
+        }
+        sweep::sampler::Proposal { params: space.sample(rng), state: None }
+    }
+
+    fn runs_long(&self) -> bool {
+        true
+    }
+}
+
+/// The number a proposal in flight will take is not free: a configuration enqueued meanwhile
+/// takes the next one, and both trials are recorded (it used to take the same number, and the
+/// proposal's insert then failed the study).
+#[test]
+fn a_config_enqueued_while_a_proposal_is_in_flight_gets_its_own_number() {
+    use sweep::coordinator::{run, RunOptions};
+    use sweep::store::{CommandWriter, Request, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sweep.db");
+    let text = "name = \"held\"\nmetric = \"loss\"\ndirection = \"minimize\"\n[budget]\ntrials = 3\n\
+                [params.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[trial]\ncommand = [\"true\"]\n";
+    let config = sweep::study::parse(text, dir.path()).unwrap();
+    let (in_flight_tx, in_flight) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel();
+    let sampler = HeldSampler { in_flight: in_flight_tx.into(), go: go_rx.into() };
+    let coordinator = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut store = Store::open(&db).await.unwrap();
+                let mut executor = sweep::executor::InProcessExecutor::new(|p| {
+                    sweep::trial::Metrics::from([("loss".to_string(), p["x"].as_f64().unwrap())])
+                });
+                let options = RunOptions {
+                    progress: false,
+                    shutdown: tokio_util::sync::CancellationToken::new(),
+                    db: db.clone(),
+                    sampler: Some(std::sync::Arc::new(sampler)),
+                };
+                let summary = run(&config, &mut store, &mut executor, options).await;
+                let trials = store.trials(1, "loss").await.unwrap();
+                (summary.map(|s| s.finished), trials)
+            })
+        })
+    };
+    assert_eq!(in_flight.recv_timeout(Duration::from_secs(30)).unwrap(), 1, "trial 1 is being proposed");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answer = rt.block_on(async {
+        let writer = CommandWriter::open_lazy(&db);
+        let params = json!({ "x": 0.5 }).as_object().unwrap().clone();
+        let id = writer.submit(1, &Request::Enqueue { params }).await.unwrap();
+        let mut store = Store::open(&db).await.unwrap();
+        loop {
+            // Trial 0 and the enqueued one; trial 1 is still being proposed.
+            if store.trials(1, "loss").await.unwrap().len() == 2 {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(answer > 0);
+    // Trial 1's proposal lands after the enqueued trial was recorded, then the rest run freely.
+    drop(in_flight);
+    go.send(()).unwrap();
+    drop(go);
+    let (finished, trials) = coordinator.join().unwrap();
+    assert_eq!(finished.expect("the study completes"), 3);
+    let numbers: Vec<u64> = trials.iter().map(|t| t.number).collect();
+    assert_eq!(numbers, [0, 1, 2], "distinct numbers, none lost");
+    assert!(trials.iter().any(|t| t.params["x"] == 0.5), "the enqueued configuration ran");
+}
