@@ -5,13 +5,14 @@ use super::{aggregate, ApiError, AppState};
 use crate::objective::Direction;
 use crate::store::{SortKey, StudyRecord, StudyState, TrialQuery};
 use crate::trial::{Trial, TrialState};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 type Answer = Result<Json<Value>, ApiError>;
@@ -63,6 +64,22 @@ pub(crate) async fn find(state: &AppState, name: &str) -> Result<StudyRecord, Ap
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no study named `{name}`")))
 }
 
+/// The study a request's path names (`{name}`), read from the database; a 404 that names it
+/// when there is none. Every handler under `/api/studies/{name}` that reads starts with it.
+pub(crate) struct Found(pub(crate) StudyRecord);
+
+impl FromRequestParts<Arc<AppState>> for Found {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Found, ApiError> {
+        let Path(segments) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let name = segments.get("name").ok_or_else(|| ApiError::bad_request("no study name in the path"))?;
+        find(state, name).await.map(Found)
+    }
+}
+
 async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiError> {
     let counts = state.reader.counts(study.id).await?;
     let (finished, first_start) = state.reader.progress(study.id).await?;
@@ -103,13 +120,8 @@ pub(crate) async fn studies(State(state): State<Arc<AppState>>, RawQuery(q): Raw
     Ok(Json(json!({ "studies": out })))
 }
 
-pub(crate) async fn study(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Answer {
+pub(crate) async fn study(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
     Query::parse(q, &[])?;
-    let study = find(&state, &name).await?;
     let mut s = summary(&state, &study).await?;
     s["source"] = json!(study.source);
     // The distributions, so the page can scale its axes and build the enqueue form.
@@ -137,14 +149,9 @@ const PAGE_LIMIT_MAX: u32 = 1000;
 /// comparison view.
 const SUMMARY_SAMPLE: usize = 20_000;
 
-pub(crate) async fn trials(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Answer {
+pub(crate) async fn trials(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
     let p =
         Query::parse(q, &["state", "sort", "order", "offset", "limit", "fields", "value_min", "value_max", "param."])?;
-    let study = find(&state, &name).await?;
     let names = study.param_names();
     let query = trial_query(&p, &names)?;
     let fields: Vec<String> = match p.0.get("fields") {
@@ -237,13 +244,14 @@ fn project(t: &Trial, fields: &[String]) -> Value {
 
 pub(crate) async fn trial(
     State(state): State<Arc<AppState>>,
-    Path((name, number)): Path<(String, String)>,
+    Found(study): Found,
+    Path((_, number)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Answer {
     Query::parse(q, &[])?;
     let number: u64 =
         number.parse().map_err(|_| ApiError::bad_request(format!("trial number `{number}` is not a number")))?;
-    let study = find(&state, &name).await?;
+    let name = &study.name;
     let (trial, reports) = state
         .reader
         .trial(study.id, number)
@@ -258,7 +266,7 @@ pub(crate) async fn trial(
 
 pub(crate) async fn history(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    Found(study): Found,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Query::parse(q, &["format"])?;
@@ -267,7 +275,6 @@ pub(crate) async fn history(
         Some("columns") => true,
         Some(f) => return Err(ApiError::bad_request(format!("`format` is points or columns, got `{f}`"))),
     };
-    let study = find(&state, &name).await?;
     let outcomes = state.reader.outcomes(study.id).await?;
     let points = aggregate::history(&outcomes, study.direction == Direction::Maximize);
     // Serialized straight from typed rows: no JSON tree of 100,000 values in between.
@@ -306,17 +313,12 @@ pub(crate) async fn history(
 /// Params and value of complete trials, one array per column, for the parallel-coordinates
 /// and slice plots: all of them up to `max`, else the best quarter of `max` and an even
 /// sample of the rest.
-pub(crate) async fn points(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Answer {
+pub(crate) async fn points(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
     let p = Query::parse(q, &["max"])?;
     let max: usize = p.number("max", 2000)?;
     if !(10..=100_000).contains(&max) {
         return Err(ApiError::bad_request("`max` must be 10 to 100000"));
     }
-    let study = find(&state, &name).await?;
     let rows = state.reader.points(study.id).await?;
     let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
     let chosen = aggregate::sample(&values, max, study.direction == Direction::Maximize);
@@ -338,17 +340,12 @@ pub(crate) async fn points(
 }
 
 /// Learning curves of the best and the latest trials, each thinned to `points`.
-pub(crate) async fn curves(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Answer {
+pub(crate) async fn curves(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
     let p = Query::parse(q, &["trials", "points"])?;
     let (max_trials, max_points): (u32, usize) = (p.number("trials", 40)?, p.number("points", 200)?);
     if !(1..=500).contains(&max_trials) || !(2..=10_000).contains(&max_points) {
         return Err(ApiError::bad_request("`trials` must be 1 to 500 and `points` 2 to 10000"));
     }
-    let study = find(&state, &name).await?;
     let half = max_trials.div_ceil(2);
     let best = TrialQuery {
         sort: SortKey::Value,
@@ -386,11 +383,10 @@ pub(crate) async fn curves(
 
 pub(crate) async fn importance(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    Found(study): Found,
     RawQuery(q): RawQuery,
 ) -> Answer {
     Query::parse(q, &[])?;
-    let study = find(&state, &name).await?;
     // An even sample bounds the work (reading every trial's params took 1.6 s at 100,000) and
     // barely moves a variance share.
     let completed: Vec<(Map<String, Value>, f64)> = state
@@ -410,13 +406,8 @@ pub(crate) async fn importance(
 
 /// The comparison view: the metric's mean and spread per value of `x`, one line per value of
 /// the `group` params (comma-separated), over the other params; all in one answer.
-pub(crate) async fn compare(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Answer {
+pub(crate) async fn compare(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
     let p = Query::parse(q, &["x", "group", "metric"])?;
-    let study = find(&state, &name).await?;
     let names = study.param_names();
     let x = p.0.get("x").cloned().ok_or_else(|| {
         ApiError::bad_request(format!("`x` is required: the param for the x axis (params: {})", names.join(", ")))

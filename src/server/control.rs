@@ -8,7 +8,7 @@
 //! which this server never grants. Without a token (loopback only), the Host must be a
 //! loopback name too, so a DNS-rebinding page cannot reach the API under its own name.
 
-use super::api::{find, Query};
+use super::api::{find, Found, Query};
 use super::{ApiError, AppState};
 use crate::store::{CommandStatus, Request, StudyRecord};
 use crate::trial::TrialState;
@@ -92,12 +92,13 @@ pub(crate) async fn resume(
 /// One command: pending until `done_at`, then its `result`.
 pub(crate) async fn status(
     State(state): State<Arc<AppState>>,
-    Path((name, id)): Path<(String, String)>,
+    Found(study): Found,
+    Path((_, id)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Json<CommandStatus>, ApiError> {
     Query::parse(q, &[])?;
     let id: i64 = id.parse().map_err(|_| ApiError::bad_request(format!("command id `{id}` is not a number")))?;
-    let study = find(&state, &name).await?;
+    let name = &study.name;
     let command = state
         .reader
         .command(study.id, id)

@@ -2,10 +2,10 @@
 //! primary key) and forwards each committed change of the study within a poll interval.
 //! The page never polls the trial table.
 
-use super::api::Query;
+use super::api::{Found, Query};
 use super::{ApiError, AppState};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
@@ -18,16 +18,11 @@ const BATCH: i64 = 500;
 
 pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    Found(study): Found,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let p = Query::parse(q, &["after"])?;
-    let study = state
-        .reader
-        .study(&name)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no study named `{name}`")))?;
     // A reconnecting EventSource says where it stopped; otherwise start from now.
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
     let after = match (resume, p.0.get("after")) {

@@ -12,7 +12,7 @@ mod reader;
 mod rows;
 
 use crate::trial::{NewTrial, Trial, TrialState, Update};
-use rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
+use rows::{ReportRow, TrialRow, TRIAL_COLUMNS};
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, ConnectOptions, Connection, SqliteConnection};
 use std::collections::BTreeMap;
@@ -184,14 +184,11 @@ impl Store {
     }
 
     pub async fn find_study(&mut self, name: &str) -> Result<Option<StudyRecord>> {
-        let row: Option<StudyRow> =
-            sqlx::query_as("SELECT * FROM studies WHERE name = ?").bind(name).fetch_optional(&mut self.conn).await?;
-        row.map(StudyRecord::try_from).transpose()
+        rows::study_named(&mut self.conn, name).await
     }
 
     pub async fn studies(&mut self) -> Result<Vec<StudyRecord>> {
-        let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id").fetch_all(&mut self.conn).await?;
-        rows.into_iter().map(StudyRecord::try_from).collect()
+        rows::studies(&mut self.conn).await
     }
 
     /// Creates a study with its enqueued trials, all or nothing.

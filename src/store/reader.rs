@@ -2,7 +2,7 @@
 //! never wait on each other or on the coordinator's writes (WAL lets readers run alongside).
 
 use super::commands::{outdated, CommandStatus, StatusRow};
-use super::rows::{ReportRow, StudyRow, TrialRow, TRIAL_COLUMNS};
+use super::rows::{ReportRow, TrialRow, TRIAL_COLUMNS};
 use super::{Report, Result, StoreError, StudyRecord};
 use crate::trial::{Trial, TrialState};
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqlitePoolOptions};
@@ -86,14 +86,11 @@ impl Reader {
     }
 
     pub async fn studies(&self) -> Result<Vec<StudyRecord>> {
-        let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id").fetch_all(&self.pool).await?;
-        rows.into_iter().map(StudyRecord::try_from).collect()
+        super::rows::studies(&self.pool).await
     }
 
     pub async fn study(&self, name: &str) -> Result<Option<StudyRecord>> {
-        let row: Option<StudyRow> =
-            sqlx::query_as("SELECT * FROM studies WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
-        row.map(StudyRecord::try_from).transpose()
+        super::rows::study_named(&self.pool, name).await
     }
 
     pub async fn counts(&self, study_id: i64) -> Result<Counts> {

@@ -23,6 +23,22 @@ pub(super) struct StudyRow {
     paused: bool,
 }
 
+/// Every study, oldest first: the one query behind `Store::studies` and `Reader::studies`.
+pub(super) async fn studies<'e>(conn: impl sqlx::SqliteExecutor<'e>) -> Result<Vec<StudyRecord>, StoreError> {
+    let rows: Vec<StudyRow> = sqlx::query_as("SELECT * FROM studies ORDER BY id").fetch_all(conn).await?;
+    rows.into_iter().map(StudyRecord::try_from).collect()
+}
+
+/// The study named `name`: the one query behind `Store::find_study` and `Reader::study`.
+pub(super) async fn study_named<'e>(
+    conn: impl sqlx::SqliteExecutor<'e>,
+    name: &str,
+) -> Result<Option<StudyRecord>, StoreError> {
+    let row: Option<StudyRow> =
+        sqlx::query_as("SELECT * FROM studies WHERE name = ?").bind(name).fetch_optional(conn).await?;
+    row.map(StudyRecord::try_from).transpose()
+}
+
 /// A stored study.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StudyRecord {
