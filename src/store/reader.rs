@@ -434,16 +434,9 @@ mod tests {
         assert_eq!(page(&r, id, SortKey::Finished, false, 4, 4).await, [1, 3, 5, 7]);
     }
 
-    /// The coordinator applies each update to its `History` and hands the same value to the
-    /// store: a history rebuilt from the database must equal the one kept in memory.
-    #[tokio::test]
-    async fn updates_applied_in_memory_equal_what_the_store_reads_back() {
-        use crate::objective::{Direction, Objective};
-        use crate::trial::History;
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let mut store = Store::open(&db).await.unwrap();
-        let direction = Direction::Minimize;
+    /// A new database at `db` with one empty study "s" of objective "loss".
+    async fn loss_study(db: &Path, direction: crate::objective::Direction) -> (Store, StudyRecord) {
+        let mut store = Store::open(db).await.unwrap();
         let fingerprint =
             crate::study::Fingerprint { metric: "loss".into(), direction, seed: 0, space: serde_json::Value::Null };
         let new = NewStudy {
@@ -453,9 +446,21 @@ mod tests {
             space_hash: "",
             metric: "loss",
             direction,
-            budget: 9,
+            budget: 40,
         };
         let study = store.create_study(&new, &[]).await.unwrap();
+        (store, study)
+    }
+
+    /// The coordinator applies each update to its `History` and hands the same value to the
+    /// store: a history rebuilt from the database must equal the one kept in memory.
+    #[tokio::test]
+    async fn updates_applied_in_memory_equal_what_the_store_reads_back() {
+        use crate::objective::{Direction, Objective};
+        use crate::trial::History;
+        let dir = tempfile::tempdir().unwrap();
+        let direction = Direction::Minimize;
+        let (mut store, study) = loss_study(&dir.path().join("t.db"), direction).await;
         let objective = Objective { metric: "loss".into(), direction };
         let params = |x: u64| serde_json::json!({ "x": x }).as_object().unwrap().clone();
         let metrics = |pairs: &[(&str, f64)]| pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect::<Metrics>();
@@ -526,19 +531,7 @@ mod tests {
         for direction in [Direction::Minimize, Direction::Maximize] {
             let dir = tempfile::tempdir().unwrap();
             let db = dir.path().join("t.db");
-            let mut store = Store::open(&db).await.unwrap();
-            let fingerprint =
-                crate::study::Fingerprint { metric: "loss".into(), direction, seed: 0, space: serde_json::Value::Null };
-            let new = NewStudy {
-                name: "s",
-                source: "",
-                fingerprint: &fingerprint,
-                space_hash: "",
-                metric: "loss",
-                direction,
-                budget: 40,
-            };
-            let study = store.create_study(&new, &[]).await.unwrap();
+            let (mut store, study) = loss_study(&db, direction).await;
             let mut writes = Vec::new();
             for number in 0..40u64 {
                 // A failure at n % 7 == 2 is retried as trial n + 1.
