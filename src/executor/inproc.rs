@@ -7,10 +7,10 @@ use crate::trial::Metrics;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-type Objective = dyn Fn(&Params) -> Metrics + Send + Sync;
+type ObjectiveFn = dyn Fn(&Params) -> Metrics + Send + Sync;
 
 pub struct InProcessExecutor {
-    objective: Arc<Objective>,
+    objective: Arc<ObjectiveFn>,
 }
 
 impl InProcessExecutor {

@@ -192,14 +192,26 @@ fn cached_pretraining(
     let vocab = pretrain::vocab_for(&p.shape, &train, &args.common)?;
     let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len)?;
     let every = args.common.eval_every(p.optim.steps);
+    let started = std::time::Instant::now();
+    // The whole curve goes on the card, so the cached model says how it was made.
+    let mut curve = Vec::new();
     let outcome = pretrain::train(p, &vocab, &corpus, device, every, 64, |step, metrics| {
         eprintln!("pretraining step {step}: {metrics}");
+        curve.push(metrics);
         Decision::Continue
     })?;
     let (model, val_loss) = outcome.expect("pretraining without a coordinator is never stopped");
     let mut shape = p.shape.clone();
     shape.vocab_size = vocab.size();
-    let card = Card { shape, made_by: json!({ "params": p, "val_loss": val_loss }) };
+    let made_by = json!({
+        "params": p,
+        "val_loss": val_loss,
+        "val_ppl": val_loss.exp(),
+        "seconds": started.elapsed().as_secs_f64(),
+        "threads": candle_core::utils::get_num_threads(),
+        "curve": curve,
+    });
+    let card = Card { shape, made_by };
     common::save_checkpoint(&dir, &model.vars, &vocab, &card)?;
     Ok(dir)
 }

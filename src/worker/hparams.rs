@@ -179,19 +179,22 @@ fn shape(r: &mut ParamReader, max_len: usize) -> Result<Shape, ParamError> {
     Ok(Shape { layers, hidden, heads, ffn, vocab_size, tokenizer, max_len })
 }
 
+/// Pretraining's optimiser defaults; fine-tuning's differ only in steps and sequence length.
+const PRETRAIN_OPTIM: Optim = Optim {
+    lr: 1e-3,
+    warmup: 0.1,
+    schedule: Schedule::Linear,
+    weight_decay: 0.01,
+    grad_clip: 1.0,
+    batch_size: 32,
+    steps: 300,
+    dropout: 0.1,
+    seq_len: 128,
+};
+const FINETUNE_OPTIM: Optim = Optim { steps: 200, seq_len: 64, ..PRETRAIN_OPTIM };
+
 fn pretrain_with(r: &mut ParamReader) -> Result<PretrainParams, ParamError> {
-    let defaults = Optim {
-        lr: 1e-3,
-        warmup: 0.1,
-        schedule: Schedule::Linear,
-        weight_decay: 0.01,
-        grad_clip: 1.0,
-        batch_size: 32,
-        steps: 300,
-        dropout: 0.1,
-        seq_len: 128,
-    };
-    let optim = optim(r, &defaults, 10_000_000)?;
+    let optim = optim(r, &PRETRAIN_OPTIM, 10_000_000)?;
     let shape = shape(r, optim.seq_len)?;
     let mask_rate = r.float("mask_rate", 0.15, |x| x > 0.0 && x < 1.0, "0 < mask_rate < 1")?;
     let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
@@ -223,19 +226,8 @@ pub fn pretrain(params: &Params) -> Result<PretrainParams, ParamError> {
 /// pretraining run to do (or reuse from the cache) first, and the shape params belong to it.
 pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamError> {
     let mut r = ParamReader::new(params, "");
-    let defaults = Optim {
-        lr: 1e-3,
-        warmup: 0.1,
-        schedule: Schedule::Linear,
-        weight_decay: 0.01,
-        grad_clip: 1.0,
-        batch_size: 32,
-        steps: 200,
-        dropout: 0.1,
-        seq_len: 64,
-    };
     let epochs = r.float("epochs", 0.0, |x| x > 0.0 && x <= 1000.0, "0 < epochs <= 1000")?;
-    let optim = optim(&mut r, &defaults, 10_000_000)?;
+    let optim = optim(&mut r, &FINETUNE_OPTIM, 10_000_000)?;
     let label_smoothing = r.float("label_smoothing", 0.0, |x| (0.0..1.0).contains(&x), "0 <= label_smoothing < 1")?;
     let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
     // 0 stands for all, so a grid can list it beside the budgets.
