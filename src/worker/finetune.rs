@@ -5,7 +5,7 @@
 
 use super::common::{self, Card, Checkpoint, CommonArgs, RunError};
 use super::data::{self, Labeled};
-use super::hparams::{self, FinetuneParams, PretrainParams, Shape};
+use super::hparams::{self, FinetuneParams, Keep, PretrainParams, Shape};
 use super::model::{self, Classifier, Dropout, Encoder};
 use super::pretrain::{self, Corpus};
 use super::tokenizer::{Vocab, CLS, PAD, SEP};
@@ -216,6 +216,29 @@ fn cached_pretraining(
     Ok(dir)
 }
 
+/// The weights at the best evaluation so far (`keep = "best"`), with its metrics.
+struct Best {
+    step: usize,
+    val_loss: f64,
+    val_acc: f64,
+    weights: Vec<(String, Tensor)>,
+}
+
+impl Best {
+    fn copy(vars: &VarMap) -> Result<Vec<(String, Tensor)>> {
+        let data = vars.data().lock().expect("var map lock");
+        data.iter().map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?))).collect()
+    }
+
+    fn restore(&self, vars: &VarMap) -> Result<()> {
+        let data = vars.data().lock().expect("var map lock");
+        for (name, saved) in &self.weights {
+            data[name].set(saved)?;
+        }
+        Ok(())
+    }
+}
+
 /// The directory of the best finished trial of a pretraining study in the same database.
 fn best_of_study(args: &FinetuneArgs, study: &str) -> std::result::Result<PathBuf, RunError> {
     let db = args.db.clone().ok_or_else(|| {
@@ -286,6 +309,7 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     let mut order: Vec<usize> = Vec::new();
     let (mut running, mut seen) = (0.0, 0usize);
     let (mut val_loss, mut val_acc) = (f64::NAN, f64::NAN);
+    let mut best: Option<Best> = None;
     for step in 1..=p.optim.steps {
         if order.len() < size {
             let mut epoch: Vec<usize> = (0..train.ids.len()).collect();
@@ -299,6 +323,9 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
         seen += 1;
         if step % every == 0 || step == p.optim.steps {
             (val_loss, val_acc) = model.evaluate(&valid, len, 64)?;
+            if p.keep == Keep::Best && best.as_ref().is_none_or(|b| val_acc > b.val_acc) {
+                best = Some(Best { step, val_loss, val_acc, weights: Best::copy(&model.vars)? });
+            }
             let line =
                 json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": running / seen as f64 });
             (running, seen) = (0.0, 0);
@@ -309,6 +336,10 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
         }
     }
     let mut last = json!({ "val_loss": val_loss, "val_acc": val_acc });
+    if let Some(best) = best {
+        best.restore(&model.vars)?;
+        last = json!({ "val_loss": best.val_loss, "val_acc": best.val_acc, "best_step": best.step });
+    }
     if let Some(test) = &test_set {
         let (test_loss, test_acc) = model.evaluate(&encode(&start.vocab, test)?, len, 64)?;
         last["test_loss"] = json!(test_loss);

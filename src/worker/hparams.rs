@@ -81,11 +81,24 @@ pub struct FinetuneParams {
     /// The label budget: a stratified subset of this many training passages (None: all).
     pub train_examples: Option<usize>,
     pub label_smoothing: f64,
+    /// Which weights the run ends with: the last step's, or the best validation accuracy's.
+    pub keep: Keep,
     /// Used only when training from scratch (a checkpoint brings its own shape).
     pub shape: Shape,
     pub seed: u64,
     /// Set in the joint case: the `pretrain_*` params of the pretraining run to reuse.
     pub pretrain: Option<PretrainParams>,
+}
+
+/// The weights a fine-tune ends with, and reports its final and test metrics for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The last step's.
+    Last,
+    /// Those of the evaluation with the highest validation accuracy (the earliest on a tie):
+    /// early stopping's choice, made on validation data only.
+    Best,
 }
 
 /// Reads params by name, remembering which were used so leftovers can be reported.
@@ -232,13 +245,14 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
     // 0 stands for all, so a grid can list it beside the budgets.
     let train_examples = r.int("train_examples", 0, 0, 100_000_000)?;
+    let keep = r.choice("keep", Keep::Last, &[("last", Keep::Last), ("best", Keep::Best)])?;
     if epochs > 0.0 && r.used.contains("steps") {
         return Err(invalid("epochs", "give either `steps` or `epochs`, not both"));
     }
     // `init` may come as a param too, so one study can compare starting points.
     r.raw("init");
     let mut known: Vec<&str> =
-        OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init", "train_examples"]).collect();
+        OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init", "train_examples", "keep"]).collect();
     // The `pretrain_*` params are checked whatever the start (so one study can compare starting
     // points), and used in the joint case, where the shape is the pretraining run's.
     let mut pr = ParamReader::new(params, "pretrain_");
@@ -256,5 +270,5 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     leftovers(params, &r.used, "finetune", &known)?;
     let epochs = (epochs > 0.0).then_some(epochs);
     let train_examples = (train_examples > 0).then_some(train_examples);
-    Ok(FinetuneParams { optim, epochs, train_examples, label_smoothing, shape, seed, pretrain })
+    Ok(FinetuneParams { optim, epochs, train_examples, label_smoothing, keep, shape, seed, pretrain })
 }

@@ -123,6 +123,37 @@ fn a_stop_decision_stops_the_worker_and_saves_nothing() {
     assert!(!out_dir.join("model.json").exists(), "a stopped run saves no checkpoint");
 }
 
+/// `keep = "best"`: the trial ends with the weights of its best validation accuracy, and its
+/// final metrics are that evaluation's (the earliest on a tie), not the last step's.
+#[test]
+fn keep_best_reports_the_best_evaluation_not_the_last() {
+    let s = finetune_study(
+        "best",
+        2,
+        "",
+        "[params.steps]\nvalue = 12\n[params.lr]\nvalue = 0.05\n[params.keep]\nchoices = [\"best\", \"last\"]\n",
+    );
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    for t in s.trials() {
+        assert_eq!(t["state"], "complete", "{t:#}");
+        let reports = t["reports"].as_array().unwrap();
+        let accs: Vec<(i64, f64)> =
+            reports.iter().map(|r| (r["step"].as_i64().unwrap(), r["val_acc"].as_f64().unwrap())).collect();
+        assert_eq!(accs.len(), 6, "{t:#}");
+        let value = t["value"].as_f64().unwrap();
+        if t["params"]["keep"] == "best" {
+            let top = accs.iter().map(|a| a.1).fold(f64::MIN, f64::max);
+            let first_top = accs.iter().find(|a| a.1 == top).unwrap().0;
+            assert_eq!(value, top, "{t:#}");
+            assert_eq!(t["metrics"]["best_step"].as_i64(), Some(first_top), "{t:#}");
+        } else {
+            assert_eq!(value, accs.last().unwrap().1, "{t:#}");
+            assert!(t["metrics"].get("best_step").is_none(), "{t:#}");
+        }
+    }
+}
+
 #[test]
 fn joint_trials_share_one_cached_pretraining_run_and_a_study_can_start_from_anothers_best() {
     // Joint: three trials with the same pretrain_* params and different fine-tuning lr.
