@@ -249,14 +249,14 @@ fn a_config_enqueued_while_a_proposal_is_in_flight_gets_its_own_number() {
         let writer = CommandWriter::open_lazy(&db);
         let params = json!({ "x": 0.5 }).as_object().unwrap().clone();
         let id = writer.submit(1, &Request::Enqueue { params }).await.unwrap();
-        let mut store = Store::open(&db).await.unwrap();
-        loop {
-            // Trial 0 and the enqueued one; trial 1 is still being proposed.
-            if store.trials(1, "loss").await.unwrap().len() == 2 {
-                return id;
-            }
+        let mut store = Store::open_read_only(&db).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // Trial 0 and the enqueued one; trial 1 is still being proposed.
+        while store.trials(1, "loss").await.unwrap().len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the enqueued trial was never recorded");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        id
     });
     assert!(answer > 0);
     // Trial 1's proposal lands after the enqueued trial was recorded, then the rest run freely.
