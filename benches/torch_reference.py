@@ -7,8 +7,9 @@ gradient clipping at 1.0. `mlm`: sequence 128 x batch 32, 15% of positions maske
 decoder computed on the masked positions only. `cls`: sequence 64 x batch 32, mean pooling,
 4 classes.
 
-Usage: python benches/torch_reference.py TASK THREADS WARMUP STEPS
-Prints the milliseconds of each measured step on one line.
+Usage: python benches/torch_reference.py TASK THREADS WARMUP STEPS [DEVICE=cpu]
+Prints the milliseconds of each measured step on one line. On a GPU (DEVICE cuda:N) each step
+ends with a synchronize, as the candle side does.
 """
 
 import math
@@ -99,28 +100,31 @@ def optimizer(model):
 
 def main():
     task, threads, warmup, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     seq = 128 if task == "mlm" else 64
-    model = Mlm(seq) if task == "mlm" else Cls(seq)
+    model = (Mlm(seq) if task == "mlm" else Cls(seq)).to(device)
     model.train()
     opt = optimizer(model)
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        ids = torch.randint(5, VOCAB, (BATCH, seq))
+        ids = torch.randint(5, VOCAB, (BATCH, seq)).to(device)
         if task == "mlm":
-            masked = torch.rand(BATCH, seq).flatten() < 0.15
+            masked = (torch.rand(BATCH, seq).flatten() < 0.15).to(device)
             targets = ids.flatten()[masked]
             inputs = ids.flatten().clone()
             inputs[masked] = 4
             loss = model.loss(inputs.view(BATCH, seq), masked, targets)
         else:
-            loss = model.loss(ids, torch.arange(BATCH) % 4)
+            loss = model.loss(ids, (torch.arange(BATCH) % 4).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         if i >= warmup:
             times.append((time.perf_counter() - start) * 1000.0)
     print(" ".join(f"{t:.3f}" for t in times))

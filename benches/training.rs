@@ -15,6 +15,9 @@
 //! `SWEEP_TORCH_PYTHON` to a Python with torch, or create `.venv-torch` with
 //! `benches/torch-venv.sh`. Without one it prints candle's figures and says the ratio needs it.
 //!
+//! On a GPU: `SWEEP_BENCH_DEVICE=cuda:0 cargo bench --features cuda --bench training` (one row per
+//! task, each step ending with a synchronize; `tests/gpu.sh` does this with its own toolkit).
+//!
 //! Run: `cargo bench --bench training`. Under `cargo test --benches` it runs two steps of each on
 //! one thread, as a smoke test (without PyTorch).
 
@@ -66,21 +69,31 @@ impl Split {
     }
 }
 
-/// Times `forward`, then the backward pass and the optimizer update on its loss.
-fn timed(trainer: &mut Trainer, forward: impl FnOnce() -> candle_core::Tensor) -> Split {
-    let start = Instant::now();
+/// The device the benchmark trains on: `SWEEP_BENCH_DEVICE` (cpu, or cuda:N with `--features cuda`).
+fn bench_device_name() -> String {
+    std::env::var("SWEEP_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into())
+}
+
+/// Times `forward`, then the backward pass and the optimizer update on its loss. A GPU runs
+/// asynchronously, so each phase ends with a synchronize there.
+fn timed(device: &Device, trainer: &mut Trainer, forward: impl FnOnce() -> candle_core::Tensor) -> Split {
+    let now = || {
+        device.synchronize().unwrap();
+        Instant::now()
+    };
+    let start = now();
     let loss = forward();
-    let forwarded = Instant::now();
+    let forwarded = now();
     let grads = loss.backward().unwrap();
-    let backwarded = Instant::now();
+    let backwarded = now();
     trainer.update(grads).unwrap();
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
-    Split { forward: ms(start, forwarded), backward: ms(forwarded, backwarded), update: ms(backwarded, Instant::now()) }
+    Split { forward: ms(start, forwarded), backward: ms(forwarded, backwarded), update: ms(backwarded, now()) }
 }
 
 /// The split of each measured step.
 fn measure(task: &str, warmup: usize, steps: usize) -> Vec<Split> {
-    let device = Device::Cpu;
+    let device = sweep::worker::model::device(&bench_device_name()).unwrap();
     let mut rng = StdRng::seed_from_u64(1);
     let mut drop = Dropout::train(0.1, 1);
     let mut times = Vec::new();
@@ -94,7 +107,7 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<Split> {
                     (0..BATCH).map(|_| (0..seq).map(|_| rng.random_range(5..VOCAB as u32)).collect()).collect();
                 let refs: Vec<&[u32]> = windows.iter().map(Vec::as_slice).collect();
                 let batch = pretrain::mask(&refs, 0.15, VOCAB, &mut rng);
-                let split = timed(&mut trainer, || model.loss(&batch, &mut drop).unwrap());
+                let split = timed(&device, &mut trainer, || model.loss(&batch, &mut drop).unwrap());
                 if i >= warmup {
                     times.push(split);
                 }
@@ -110,7 +123,7 @@ fn measure(task: &str, warmup: usize, steps: usize) -> Vec<Split> {
             let labels: Vec<usize> = (0..BATCH).map(|i| i % 4).collect();
             let picked: Vec<usize> = (0..BATCH).collect();
             for i in 0..warmup + steps {
-                let split = timed(&mut trainer, || {
+                let split = timed(&device, &mut trainer, || {
                     let batch = model.batch(&encoded, &labels, &picked, seq).unwrap();
                     smoothed_cross_entropy(&model.logits(&batch, &mut drop).unwrap(), &batch.labels, 0.0).unwrap()
                 });
@@ -205,7 +218,7 @@ fn torch_python() -> Option<String> {
 fn torch_child(python: &str, task: &str, threads: usize, warmup: usize, steps: usize) -> Vec<f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_reference.py");
     let out = Command::new(python)
-        .args([script, task, &threads.to_string(), &warmup.to_string(), &steps.to_string()])
+        .args([script, task, &threads.to_string(), &warmup.to_string(), &steps.to_string(), &bench_device_name()])
         .env("OMP_NUM_THREADS", threads.to_string())
         .output()
         .expect("run the PyTorch reference");
@@ -236,7 +249,13 @@ fn main() {
     }
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = args.iter().any(|a| a == "--bench");
-    let (warmup, steps, thread_counts) = if full { (3, 20, vec![1, 2]) } else { (1, 1, vec![1]) };
+    let on_cpu = bench_device_name() == "cpu";
+    let (warmup, steps, thread_counts) = match (full, on_cpu) {
+        (true, true) => (3, 20, vec![1, 2]),
+        (true, false) => (10, 50, vec![1]),
+        (false, _) => (1, 1, vec![1]),
+    };
+    println!("device: {}", bench_device_name());
     let python = if full { torch_python() } else { None };
     if python.is_none() && full {
         println!("no PyTorch found (SWEEP_TORCH_PYTHON, or benches/torch-venv.sh): the ratios need it\n");
@@ -275,7 +294,9 @@ fn main() {
             );
         }
     }
-    print_matmul_floor(if full { 15 } else { 1 }, torch_mlm_step);
+    if on_cpu {
+        print_matmul_floor(if full { 15 } else { 1 }, torch_mlm_step);
+    }
 }
 
 /// Runs the matmul floor in a one-thread child (median of up to `max_reps` timings per
