@@ -124,8 +124,11 @@ pub struct Encoded {
     pub labels: Vec<usize>,
 }
 
-fn encode(vocab: &Vocab, set: &Labeled) -> std::result::Result<Encoded, RunError> {
-    Ok(Encoded { ids: vocab.encode(&set.texts)?, labels: set.labels.clone() })
+/// Tokenizes as much of each passage as a batch of `len` keeps (`[CLS]` and `[SEP]` aside),
+/// through the cache the trials of a study share.
+fn encode(vocab: &Vocab, set: &Labeled, len: usize, cache: &Path) -> std::result::Result<Encoded, RunError> {
+    let ids = vocab.encode_heads_cached(&set.texts, len.saturating_sub(2), cache)?;
+    Ok(Encoded { ids, labels: set.labels.clone() })
 }
 
 /// The encoder to start from: its shape, tokenizer, and weights (none: from scratch).
@@ -299,8 +302,9 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     if let Some((dir, checkpoint)) = &start.checkpoint {
         common::restore(&model.vars, &checkpoint.tensors, "encoder.", dir)?;
     }
-    let train = encode(&start.vocab, &train_set)?;
-    let valid = encode(&start.vocab, &valid_set)?;
+    let cache = args.common.cache_dir();
+    let train = encode(&start.vocab, &train_set, p.optim.seq_len, &cache)?;
+    let valid = encode(&start.vocab, &valid_set, p.optim.seq_len, &cache)?;
     let mut trainer = Trainer::new(&model.vars, &["encoder.", "classifier."], &p.optim)?;
     let mut rng = StdRng::seed_from_u64(p.seed);
     let mut drop = Dropout::train(p.optim.dropout, p.seed);
@@ -341,7 +345,7 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
         last = json!({ "val_loss": best.val_loss, "val_acc": best.val_acc, "best_step": best.step });
     }
     if let Some(test) = &test_set {
-        let (test_loss, test_acc) = model.evaluate(&encode(&start.vocab, test)?, len, 64)?;
+        let (test_loss, test_acc) = model.evaluate(&encode(&start.vocab, test, len, &cache)?, len, 64)?;
         last["test_loss"] = json!(test_loss);
         last["test_acc"] = json!(test_acc);
     }

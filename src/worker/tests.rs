@@ -142,3 +142,57 @@ fn params_are_checked_by_name_and_range() {
     let typo = serde_json::json!({ "pretrain_lrr": 1e-3 });
     assert!(hparams::finetune(typo.as_object().unwrap(), false).unwrap_err().to_string().contains("pretrain_lrr"));
 }
+
+#[test]
+fn encoding_the_heads_of_passages_gives_the_leading_tokens_of_the_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, _) = tiny_text();
+    let mut passages = data::read_train(&Source::Brown("genre-train")).unwrap().texts[..300].to_vec();
+    // Whitespace of every kind, control characters, accents and a word with no token at all.
+    passages.extend(
+        ["a\u{7}  b\tc\n\nd", "\u{7} \u{7} \u{7} x y z", "  leading and trailing  ", "café naïve  — «quoted»", ""]
+            .map(String::from),
+    );
+    for kind in [TokenizerKind::Bpe, TokenizerKind::Wordpiece] {
+        let vocab = tokenizer::load_or_train(kind, 400, &text, dir.path()).unwrap();
+        for max in [1, 3, 62] {
+            let whole: Vec<Vec<u32>> =
+                vocab.encode(&passages).unwrap().into_iter().map(|ids| ids[..ids.len().min(max)].to_vec()).collect();
+            assert_eq!(vocab.encode_heads(&passages, max).unwrap(), whole, "{kind:?}, {max} tokens");
+        }
+    }
+}
+
+#[test]
+fn cached_token_ids_equal_fresh_ones_and_a_damaged_entry_is_encoded_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, _) = tiny_text();
+    let vocab = tiny_vocab(dir.path(), &text);
+    let cache = dir.path().join("cache");
+    let passages = &text[..40];
+    let fresh = vocab.encode_heads(passages, 20).unwrap();
+    assert_eq!(vocab.encode_heads_cached(passages, 20, &cache).unwrap(), fresh);
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "one entry, no partial files: {entries:?}");
+    let entry = &entries[0];
+    let whole = std::fs::read(entry).unwrap();
+    // A second call reads the entry: one swapped for other valid ids comes back as stored.
+    let mut planted = b"sweepid1".to_vec();
+    planted.extend(40u32.to_le_bytes());
+    (0..40u32).for_each(|i| planted.extend([1u32, i].iter().flat_map(|w| w.to_le_bytes())));
+    std::fs::write(entry, &planted).unwrap();
+    let read: Vec<Vec<u32>> = (0..40).map(|i| vec![i]).collect();
+    assert_eq!(vocab.encode_heads_cached(passages, 20, &cache).unwrap(), read);
+    std::fs::write(entry, &whole).unwrap();
+    assert_eq!(vocab.encode_heads_cached(passages, 20, &cache).unwrap(), fresh);
+    // A truncated entry, garbage, or an empty file are encoded again (and repaired).
+    for damaged in [&whole[..whole.len() - 3], b"not ids at all".as_slice(), b""] {
+        std::fs::write(entry, damaged).unwrap();
+        assert_eq!(vocab.encode_heads_cached(passages, 20, &cache).unwrap(), fresh);
+        assert_eq!(std::fs::read(entry).unwrap(), whole);
+    }
+    // Other budgets and other texts get their own entries.
+    vocab.encode_heads_cached(passages, 10, &cache).unwrap();
+    vocab.encode_heads_cached(&text[..41], 20, &cache).unwrap();
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 3);
+}
