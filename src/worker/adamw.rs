@@ -99,13 +99,15 @@ impl InplaceOp2 for Update<'_> {
         }
         let step = self.lr / self.bias1;
         let root_bias2 = self.bias2.sqrt();
-        for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let g = g * self.scale;
-            *m = BETA1 * *m + (1.0 - BETA1) * g;
-            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-            // m̂ / (sqrt(v̂) + eps), with the bias corrections folded into two scalars.
-            *p = *p * self.decay - step * *m / (v.sqrt() / root_bias2 + EPS);
-        }
+        super::fused::wide(|| {
+            for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g * self.scale;
+                *m = BETA1 * *m + (1.0 - BETA1) * g;
+                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                // m̂ / (sqrt(v̂) + eps), with the bias corrections folded into two scalars.
+                *p = *p * self.decay - step * *m / (v.sqrt() / root_bias2 + EPS);
+            }
+        });
         Ok(())
     }
 }

@@ -75,10 +75,12 @@ impl Attention {
         let threads = candle_core::utils::get_num_threads().clamp(1, tasks.max(1));
         let per = tasks.div_ceil(threads);
         let run = |first: usize| {
-            let mut scratch = vec![0f32; scratch_len];
-            for task in first..(first + per).min(tasks) {
-                work(task, &mut scratch);
-            }
+            super::fused::wide(|| {
+                let mut scratch = vec![0f32; scratch_len];
+                for task in first..(first + per).min(tasks) {
+                    work(task, &mut scratch);
+                }
+            })
         };
         if threads == 1 {
             return run(0);
