@@ -80,7 +80,7 @@ impl Attention {
                 for task in first..(first + per).min(tasks) {
                     work(task, &mut scratch);
                 }
-            })
+            });
         };
         if threads == 1 {
             return run(0);
