@@ -67,6 +67,21 @@ pub fn sum_of_squares(t: &Tensor) -> Result<f64> {
     Ok(values[start..end].iter().map(|&x| (x as f64) * (x as f64)).sum())
 }
 
+/// One AdamW step over a tensor's values; `[scale, decay, step, root_bias2]` as in `Update`.
+#[inline(always)]
+fn adamw_rows_body(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], k: [f32; 4]) {
+    let [scale, decay, step, root_bias2] = k;
+    for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * scale;
+        *m = BETA1 * *m + (1.0 - BETA1) * g;
+        *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+        // m̂ / (sqrt(v̂) + eps), with the bias corrections folded into two scalars.
+        *p = *p * decay - step * *m / (v.sqrt() / root_bias2 + EPS);
+    }
+}
+
+super::fused::wide_fn!(fn adamw_rows(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], k: [f32; 4]) = adamw_rows_body;);
+
 struct Update<'a> {
     moments: &'a Mutex<Moments>,
     lr: f32,
@@ -99,15 +114,7 @@ impl InplaceOp2 for Update<'_> {
         }
         let step = self.lr / self.bias1;
         let root_bias2 = self.bias2.sqrt();
-        super::fused::wide(|| {
-            for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = g * self.scale;
-                *m = BETA1 * *m + (1.0 - BETA1) * g;
-                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                // m̂ / (sqrt(v̂) + eps), with the bias corrections folded into two scalars.
-                *p = *p * self.decay - step * *m / (v.sqrt() / root_bias2 + EPS);
-            }
-        });
+        adamw_rows(param, grad, m, v, [self.scale, self.decay, step, root_bias2]);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! `[batch * len, hidden]`. The backward recomputes the probabilities (as flash attention does)
 //! instead of keeping them, and regenerates the dropout mask from its seed.
 
-use super::fused::{dot_lanes, exp, max_lanes, slice, sum_lanes};
+use super::fused::{dot_lanes, exp, max_lanes, slice, sum_lanes, wide_fn};
 use super::model::dropout_mask;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use std::sync::Arc;
@@ -56,16 +56,8 @@ impl Attention {
         let q = Strided { ptr: qkv[base..].as_ptr(), rs: 3 * hidden, cs: 1 };
         let kt = Strided { ptr: qkv[base + hidden..].as_ptr(), rs: 1, cs: 3 * hidden };
         product(p.as_mut_ptr(), l, 1, (l, l, d), q, kt, scale, false);
-        for row in p.chunks_exact_mut(l) {
-            if let Some(mask) = &self.mask {
-                row.iter_mut().zip(&mask[b * l..(b + 1) * l]).for_each(|(s, m)| *s += m);
-            }
-            let max = max_lanes(row);
-            // Exponentials in one pass and the sum in lanes, so both loops vectorize.
-            row.iter_mut().for_each(|s| *s = exp(*s - max));
-            let inv = 1.0 / sum_lanes(row, |v| v);
-            row.iter_mut().for_each(|s| *s *= inv);
-        }
+        let mask = self.mask.as_ref().map_or(&[][..], |mask| &mask[b * l..(b + 1) * l]);
+        softmax_rows(p, l, mask);
     }
 
     /// Runs `work(task, scratch)` for every (sequence, head) on candle's threads, each thread
@@ -75,12 +67,10 @@ impl Attention {
         let threads = candle_core::utils::get_num_threads().clamp(1, tasks.max(1));
         let per = tasks.div_ceil(threads);
         let run = |first: usize| {
-            super::fused::wide(|| {
-                let mut scratch = vec![0f32; scratch_len];
-                for task in first..(first + per).min(tasks) {
-                    work(task, &mut scratch);
-                }
-            });
+            let mut scratch = vec![0f32; scratch_len];
+            for task in first..(first + per).min(tasks) {
+                work(task, &mut scratch);
+            }
         };
         if threads == 1 {
             return run(0);
@@ -171,11 +161,7 @@ impl CustomOp2 for AttentionGrad {
             product(dv, 3 * hidden, 1, (l, d, l), dropped_t, dout, 1.0, false);
             // dP = (dO V^T) * keep, then dS = P * (dP - rowsum(dP * P)).
             product(dp.as_mut_ptr(), l, 1, (l, l, d), dout, vt, 1.0, false);
-            for ((dp, p), keep) in dp.chunks_exact_mut(l).zip(p.chunks_exact(l)).zip(keep.chunks_exact(l)) {
-                dp.iter_mut().zip(keep).for_each(|(g, k)| *g *= k);
-                let dot = dot_lanes(dp, p);
-                dp.iter_mut().zip(p).for_each(|(g, p)| *g = p * (*g - dot));
-            }
+            softmax_grad_rows(dp, p, keep, l);
             let ds = Strided { ptr: dp.as_ptr(), rs: l, cs: 1 };
             let ds_t = Strided { ptr: dp.as_ptr(), rs: 1, cs: l };
             product(dq, 3 * hidden, 1, (l, d, l), ds, k, scale, false);
@@ -184,6 +170,34 @@ impl CustomOp2 for AttentionGrad {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
+
+/// Softmax of each `l`-long row of scores `p`, in place, after adding `mask` (empty: none).
+#[inline(always)]
+fn softmax_rows_body(p: &mut [f32], l: usize, mask: &[f32]) {
+    for row in p.chunks_exact_mut(l) {
+        row.iter_mut().zip(mask).for_each(|(s, m)| *s += m);
+        let max = max_lanes(row);
+        // Exponentials in one pass and the sum in lanes, so both loops vectorize.
+        row.iter_mut().for_each(|s| *s = exp(*s - max));
+        let inv = 1.0 / sum_lanes(row, |v| v);
+        row.iter_mut().for_each(|s| *s *= inv);
+    }
+}
+
+wide_fn!(fn softmax_rows(p: &mut [f32], l: usize, mask: &[f32]) = softmax_rows_body;);
+
+/// The scores' gradient from the probabilities' (`dp`, in place): `dP * keep`, then
+/// `dS = P * (dP - rowsum(dP * P))`.
+#[inline(always)]
+fn softmax_grad_rows_body(dp: &mut [f32], p: &[f32], keep: &[f32], l: usize) {
+    for ((dp, p), keep) in dp.chunks_exact_mut(l).zip(p.chunks_exact(l)).zip(keep.chunks_exact(l)) {
+        dp.iter_mut().zip(keep).for_each(|(g, k)| *g *= k);
+        let dot = dot_lanes(dp, p);
+        dp.iter_mut().zip(p).for_each(|(g, p)| *g = p * (*g - dot));
+    }
+}
+
+wide_fn!(fn softmax_grad_rows(dp: &mut [f32], p: &[f32], keep: &[f32], l: usize) = softmax_grad_rows_body;);
 
 /// A matrix operand: element (i, j) at `ptr + i * rs + j * cs`.
 #[derive(Clone, Copy)]

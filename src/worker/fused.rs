@@ -11,28 +11,35 @@ pub(super) fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a 
     Ok(&values[start..end])
 }
 
-/// Runs `f` compiled for AVX2 where the CPU has it (8 lanes a register instead of SSE2's 4),
-/// else as built. No FMA is enabled, so each lane does the same IEEE operations and the
-/// results are bit-identical either way: only the kernels' speed depends on the CPU.
-#[inline(always)]
-pub(super) fn wide<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { avx2(f) };
-    }
-    f()
+/// `fn NAME(args) -> R = BODY;` defines `NAME`, which runs `BODY` (an `#[inline(always)]` fn)
+/// compiled for AVX2 where the CPU has it, picked at run time (8 lanes a register instead of
+/// SSE2's 4), else as built. No FMA is enabled, so each lane does the same IEEE operations
+/// and the results are bit-identical either way: only the speed depends on the CPU. A named
+/// function, because a closure handed to a `#[target_feature]` function is not always
+/// inlined into it (measured: the attention's softmax and three more kernels stayed SSE2).
+macro_rules! wide_fn {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path;) => {
+        $(#[$attr])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
 }
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
+pub(super) use wide_fn;
 
 /// Runs `kernel(first_row, out_rows)` over disjoint chunks of whole rows of `out`, on as many
 /// threads as candle uses (one for small tensors), and returns each chunk's result in order.
-/// Each chunk runs [`wide`].
 pub(super) fn par_rows<T: Send, R: Send>(
     out: &mut [T],
     width: usize,
@@ -41,7 +48,7 @@ pub(super) fn par_rows<T: Send, R: Send>(
     let threads = candle_core::utils::get_num_threads().max(1);
     let rows = out.len() / width.max(1);
     if threads == 1 || out.len() < 1 << 15 || rows < 2 {
-        return vec![wide(|| kernel(0, out))];
+        return vec![kernel(0, out)];
     }
     let per = rows.div_ceil(threads) * width;
     std::thread::scope(|scope| {
@@ -49,7 +56,7 @@ pub(super) fn par_rows<T: Send, R: Send>(
         let handles: Vec<_> = out
             .chunks_mut(per)
             .enumerate()
-            .map(|(i, chunk)| scope.spawn(move || wide(|| kernel(i * per / width, chunk))))
+            .map(|(i, chunk)| scope.spawn(move || kernel(i * per / width, chunk)))
             .collect();
         handles.into_iter().map(|h| h.join().expect("kernel thread")).collect()
     })
@@ -260,6 +267,56 @@ fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
+/// Layer norm of the rows of `x` into `y`.
+#[inline(always)]
+fn layer_norm_rows_body(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) {
+    let h = gamma.len();
+    for (row, y) in x.chunks_exact(h).zip(y.chunks_exact_mut(h)) {
+        let (mean, rstd) = moments(row, eps);
+        for i in 0..h {
+            y[i] = (row[i] - mean) * rstd * gamma[i] + beta[i];
+        }
+    }
+}
+
+wide_fn!(fn layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) = layer_norm_rows_body;);
+
+/// The layer norm's input gradient for the rows of `dx_rows`, and these rows' share of
+/// dgamma and dbeta.
+#[inline(always)]
+fn layer_norm_grad_rows_body(
+    x: &[f32],
+    gamma: &[f32],
+    dy: &[f32],
+    eps: f32,
+    dx_rows: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let h = gamma.len();
+    let (mut xhat, mut dxhat) = (vec![0f32; h], vec![0f32; h]);
+    let (mut dgamma, mut dbeta) = (vec![0f32; h], vec![0f32; h]);
+    let rows = x.chunks_exact(h).zip(dy.chunks_exact(h));
+    for ((row, g), dx) in rows.zip(dx_rows.chunks_exact_mut(h)) {
+        let (mean, rstd) = moments(row, eps);
+        let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
+        for i in 0..h {
+            xhat[i] = (row[i] - mean) * rstd;
+            dxhat[i] = g[i] * gamma[i];
+            mean_dxhat += dxhat[i];
+            mean_dxhat_xhat += dxhat[i] * xhat[i];
+            dgamma[i] += g[i] * xhat[i];
+            dbeta[i] += g[i];
+        }
+        mean_dxhat /= h as f32;
+        mean_dxhat_xhat /= h as f32;
+        for i in 0..h {
+            dx[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
+        }
+    }
+    (dgamma, dbeta)
+}
+
+wide_fn!(fn layer_norm_grad_rows(x: &[f32], gamma: &[f32], dy: &[f32], eps: f32, dx_rows: &mut [f32]) -> (Vec<f32>, Vec<f32>) = layer_norm_grad_rows_body;);
+
 struct LayerNorm {
     eps: f32,
 }
@@ -281,14 +338,7 @@ impl CustomOp3 for LayerNorm {
         let (x, gamma, beta) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
         let h = gamma.len();
         let mut out = vec![0f32; x.len()];
-        par_rows(&mut out, h, |first, chunk| {
-            for (row, y) in x[first * h..].chunks_exact(h).zip(chunk.chunks_exact_mut(h)) {
-                let (mean, rstd) = moments(row, self.eps);
-                for i in 0..h {
-                    y[i] = (row[i] - mean) * rstd * gamma[i] + beta[i];
-                }
-            }
-        });
+        par_rows(&mut out, h, |first, chunk| layer_norm_rows(&x[first * h..], gamma, beta, self.eps, chunk));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -336,27 +386,7 @@ impl CustomOp3 for LayerNormGrad {
         let (dx_all, sums) = out.split_at_mut(rows * h);
         // Each chunk of rows returns its partial dgamma and dbeta; they are summed after.
         let partials = par_rows(dx_all, h, |first, chunk| {
-            let (mut xhat, mut dxhat) = (vec![0f32; h], vec![0f32; h]);
-            let (mut dgamma, mut dbeta) = (vec![0f32; h], vec![0f32; h]);
-            let rows = x[first * h..].chunks_exact(h).zip(dy[first * h..].chunks_exact(h));
-            for ((row, g), dx) in rows.zip(chunk.chunks_exact_mut(h)) {
-                let (mean, rstd) = moments(row, self.eps);
-                let (mut mean_dxhat, mut mean_dxhat_xhat) = (0f32, 0f32);
-                for i in 0..h {
-                    xhat[i] = (row[i] - mean) * rstd;
-                    dxhat[i] = g[i] * gamma[i];
-                    mean_dxhat += dxhat[i];
-                    mean_dxhat_xhat += dxhat[i] * xhat[i];
-                    dgamma[i] += g[i] * xhat[i];
-                    dbeta[i] += g[i];
-                }
-                mean_dxhat /= h as f32;
-                mean_dxhat_xhat /= h as f32;
-                for i in 0..h {
-                    dx[i] = rstd * (dxhat[i] - mean_dxhat - xhat[i] * mean_dxhat_xhat);
-                }
-            }
-            (dgamma, dbeta)
+            layer_norm_grad_rows(&x[first * h..], gamma, &dy[first * h..], self.eps, chunk)
         });
         let (dgamma, dbeta) = sums.split_at_mut(h);
         for (pg, pb) in partials {
@@ -454,6 +484,28 @@ fn tanh(u: f32) -> f32 {
     (e - 1.0) / (e + 1.0)
 }
 
+/// GELU (tanh form) of `x` into `y`.
+#[inline(always)]
+fn gelu_rows_body(x: &[f32], y: &mut [f32]) {
+    for (y, &v) in y.iter_mut().zip(x) {
+        *y = 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v)));
+    }
+}
+
+wide_fn!(fn gelu_rows(x: &[f32], y: &mut [f32]) = gelu_rows_body;);
+
+/// GELU's input gradient given the output's, `g`.
+#[inline(always)]
+fn gelu_grad_rows_body(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    for ((dx, &v), &g) in dx.iter_mut().zip(x).zip(g) {
+        let t = tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v));
+        let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * v * v);
+        *dx = g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du);
+    }
+}
+
+wide_fn!(fn gelu_grad_rows(x: &[f32], g: &[f32], dx: &mut [f32]) = gelu_grad_rows_body;);
+
 struct Gelu;
 
 impl CustomOp1 for Gelu {
@@ -464,11 +516,7 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(storage, layout)?;
         let mut out = vec![0f32; x.len()];
-        par_rows(&mut out, 1, |first, chunk| {
-            for (y, &v) in chunk.iter_mut().zip(&x[first..]) {
-                *y = 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v)));
-            }
-        });
+        par_rows(&mut out, 1, |first, chunk| gelu_rows(&x[first..], chunk));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
@@ -487,13 +535,7 @@ impl CustomOp2 for GeluGrad {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, g) = (slice(s1, l1)?, slice(s2, l2)?);
         let mut out = vec![0f32; x.len()];
-        par_rows(&mut out, 1, |first, chunk| {
-            for ((dx, &v), &g) in chunk.iter_mut().zip(&x[first..]).zip(&g[first..]) {
-                let t = tanh(SQRT_2_OVER_PI * v * (1.0 + GELU_C * v * v));
-                let du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * v * v);
-                *dx = g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du);
-            }
-        });
+        par_rows(&mut out, 1, |first, chunk| gelu_grad_rows(&x[first..], &g[first..], chunk));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -778,11 +820,12 @@ mod tests {
         assert!(error.contains("target 3 is not one of the 3 classes"), "{error}");
     }
 
-    /// The element-wise helpers' results as bits; always inlined, so inside [`wide`] it is
-    /// compiled for AVX2 and outside it is not.
+    /// The element-wise helpers' results as bits; always inlined, so through `wide_fn!` it is
+    /// compiled for AVX2 and called directly it is not.
+    type Bits = (Vec<u32>, Vec<u32>, Vec<(u32, u32, u32, u32)>);
+
     #[inline(always)]
-    #[allow(clippy::type_complexity)]
-    fn helper_bits(xs: &[f32]) -> (Vec<u32>, Vec<u32>, Vec<(u32, u32, u32, u32)>) {
+    fn helper_bits(xs: &[f32]) -> Bits {
         let gelu = xs.iter().map(|&v| (0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v))).to_bits()).collect();
         let exps = xs.iter().map(|&v| exp(v).to_bits()).collect();
         let rows = xs
@@ -798,7 +841,8 @@ mod tests {
     #[test]
     fn wide_kernels_give_the_same_bits_as_narrow_ones() {
         let xs: Vec<f32> = (0..4099).map(|i| (i as f32 * 0.37).sin() * 9.0 + (i % 7) as f32 * 1e-3).collect();
-        assert!(helper_bits(&xs) == wide(|| helper_bits(&xs)));
+        wide_fn!(fn helper_bits_wide(xs: &[f32]) -> Bits = helper_bits;);
+        assert!(helper_bits(&xs) == helper_bits_wide(&xs));
     }
 
     #[test]
