@@ -629,10 +629,39 @@ fn rows_and_targets<'a>(
 }
 
 /// Log of the sum of the exponentials of one row.
+#[inline(always)]
 fn log_sum_exp(row: &[f32]) -> f32 {
     let max = max_lanes(row);
     max + sum_lanes(row, |v| exp(v - max)).ln()
 }
+
+/// Each row's loss, `(1 - smoothing) * nll + smoothing * (lse - mean logit)`, into `losses`.
+#[inline(always)]
+fn cross_entropy_rows_body(logits: &[f32], targets: &[u32], classes: usize, smoothing: f32, losses: &mut [f32]) {
+    for ((row, &t), loss) in logits.chunks_exact(classes).zip(targets).zip(losses) {
+        let lse = log_sum_exp(row);
+        let nll = lse - row[t as usize];
+        let uniform = lse - sum_lanes(row, |v| v) / classes as f32;
+        *loss = (1.0 - smoothing) * nll + smoothing * uniform;
+    }
+}
+
+wide_fn!(fn cross_entropy_rows(logits: &[f32], targets: &[u32], classes: usize, smoothing: f32, losses: &mut [f32]) = cross_entropy_rows_body;);
+
+/// The loss's gradient for the rows of `dx`; `[per_row, floor, smoothing]` as in `CrossEntropyGrad`.
+#[inline(always)]
+fn cross_entropy_grad_rows_body(logits: &[f32], targets: &[u32], classes: usize, k: [f32; 3], dx: &mut [f32]) {
+    let [per_row, floor, smoothing] = k;
+    for ((row, &t), dx) in logits.chunks_exact(classes).zip(targets).zip(dx.chunks_exact_mut(classes)) {
+        let lse = log_sum_exp(row);
+        for (d, &v) in dx.iter_mut().zip(row) {
+            *d = per_row * (exp(v - lse) - floor);
+        }
+        dx[t as usize] -= per_row * (1.0 - smoothing);
+    }
+}
+
+wide_fn!(fn cross_entropy_grad_rows(logits: &[f32], targets: &[u32], classes: usize, k: [f32; 3], dx: &mut [f32]) = cross_entropy_grad_rows_body;);
 
 impl CustomOp2 for CrossEntropy {
     fn name(&self) -> &'static str {
@@ -641,13 +670,9 @@ impl CustomOp2 for CrossEntropy {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (logits, targets, classes) = rows_and_targets(s1, l1, s2, l2)?;
-        let mut total = 0f64;
-        for (row, &t) in logits.chunks_exact(classes).zip(targets) {
-            let lse = log_sum_exp(row);
-            let nll = lse - row[t as usize];
-            let uniform = lse - sum_lanes(row, |v| v) / classes as f32;
-            total += ((1.0 - self.smoothing) * nll + self.smoothing * uniform) as f64;
-        }
+        let mut losses = vec![0f32; targets.len()];
+        cross_entropy_rows(logits, targets, classes, self.smoothing, &mut losses);
+        let total: f64 = losses.iter().map(|&l| l as f64).sum();
         let mean = (total / targets.len().max(1) as f64) as f32;
         Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
@@ -680,15 +705,9 @@ impl CustomOp2 for CrossEntropyGrad {
         let per_row = self.scale / targets.len().max(1) as f32;
         let floor = self.smoothing / classes as f32;
         let mut out = vec![0f32; logits.len()];
+        let k = [per_row, floor, self.smoothing];
         par_rows(&mut out, classes, |first, chunk| {
-            let rows = logits[first * classes..].chunks_exact(classes).zip(&targets[first..]);
-            for ((row, &t), dx) in rows.zip(chunk.chunks_exact_mut(classes)) {
-                let lse = log_sum_exp(row);
-                for (d, &v) in dx.iter_mut().zip(row) {
-                    *d = per_row * (exp(v - lse) - floor);
-                }
-                dx[t as usize] -= per_row * (1.0 - self.smoothing);
-            }
+            cross_entropy_grad_rows(&logits[first * classes..], &targets[first..], classes, k, chunk);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
