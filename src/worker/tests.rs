@@ -191,6 +191,11 @@ fn cached_token_ids_equal_fresh_ones_and_a_damaged_entry_is_encoded_again() {
         assert_eq!(vocab.encode_heads_cached(passages, 20, &cache).unwrap(), fresh);
         assert_eq!(std::fs::read(entry).unwrap(), whole);
     }
+    // A cache that cannot be written (here a file stands where its folder should be) only
+    // costs the time: the ids still come back.
+    let blocked = dir.path().join("not-a-folder");
+    std::fs::write(&blocked, b"").unwrap();
+    assert_eq!(vocab.encode_heads_cached(passages, 20, &blocked.join("cache")).unwrap(), fresh);
     // Other budgets and other texts get their own entries.
     vocab.encode_heads_cached(passages, 10, &cache).unwrap();
     vocab.encode_heads_cached(&text[..41], 20, &cache).unwrap();

@@ -74,8 +74,8 @@ impl Vocab {
     /// The first `max_tokens` token ids of each text: what a classifier that cuts passages
     /// reads. Encodes only the text's first `max_tokens` words (each gives at least one token;
     /// normalizing and pre-tokenizing never join across whitespace, so the leading tokens are
-    /// those of the whole text), and the whole text where that falls short. Passages run to
-    /// hundreds of words, so this is most of a fine-tuning trial's start-up saved.
+    /// those of the whole text), and the whole text where that falls short. A user's documents
+    /// may run to thousands of words; the shipped passages stop at 62.
     pub fn encode_heads(&self, texts: &[String], max_tokens: usize) -> Result<Vec<Vec<u32>>, TokenizerError> {
         let heads: Vec<String> = texts.iter().map(|t| head_words(t, max_tokens).to_string()).collect();
         let mut ids = self.encode(&heads)?;
@@ -171,8 +171,12 @@ fn write_ids(path: &Path, ids: &[Vec<u32>]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)
+    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        // A full disk must not leave half a file behind.
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 /// The cached tokenizer for this corpus, trained (under a lock, once) when there is none.
