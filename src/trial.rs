@@ -248,6 +248,12 @@ impl History {
     /// Adds a trial where its number puts it, so the order does not depend on timing.
     pub fn insert(&mut self, trial: Trial) {
         let at = self.trials.partition_point(|t| t.number < trial.number);
+        // The store's UNIQUE (study, number) refuses a second one; memory must not hold it either.
+        debug_assert!(
+            self.trials.get(at).is_none_or(|t| t.number != trial.number),
+            "trial {} held twice",
+            trial.number
+        );
         self.trials.insert(at, trial);
     }
 
