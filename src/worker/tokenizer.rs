@@ -55,6 +55,8 @@ pub enum TokenizerError {
 pub struct Vocab {
     pub tokenizer: Tokenizer,
     pub path: PathBuf,
+    /// SHA-256 of the JSON, read once at load: what the token-id cache is keyed by.
+    digest: String,
 }
 
 impl Vocab {
@@ -98,9 +100,7 @@ impl Vocab {
         max_tokens: usize,
         cache: &Path,
     ) -> Result<Vec<Vec<u32>>, TokenizerError> {
-        let tokenizer = std::fs::read(&self.path)
-            .map_err(|e| TokenizerError::File { path: self.path.clone(), message: e.to_string() })?;
-        let head = format!("{:x}/{max_tokens}/", Sha256::digest(&tokenizer));
+        let head = format!("{}/{max_tokens}/", self.digest);
         let path = cache.join(format!("encoded-{}.bin", cache_key(&head, texts)));
         if let Some(ids) = read_ids(&path, texts.len()) {
             return Ok(ids);
@@ -113,15 +113,15 @@ impl Vocab {
     }
 
     pub fn load(path: &Path) -> Result<Vocab, TokenizerError> {
-        let tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| TokenizerError::File { path: path.to_path_buf(), message: e.to_string() })?;
+        let err = |message: String| TokenizerError::File { path: path.to_path_buf(), message };
+        let json = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let tokenizer = Tokenizer::from_bytes(&json).map_err(|e| err(e.to_string()))?;
         for (id, token) in SPECIALS.iter().enumerate() {
             if tokenizer.token_to_id(token) != Some(id as u32) {
-                let message = format!("expected special token {token} to have id {id}");
-                return Err(TokenizerError::File { path: path.to_path_buf(), message });
+                return Err(err(format!("expected special token {token} to have id {id}")));
             }
         }
-        Ok(Vocab { tokenizer, path: path.to_path_buf() })
+        Ok(Vocab { tokenizer, path: path.to_path_buf(), digest: format!("{:x}", Sha256::digest(&json)) })
     }
 }
 
