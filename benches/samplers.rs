@@ -2,11 +2,15 @@
 //!
 //! Run: `cargo bench --bench samplers` (single-threaded). For each function and sampler, 10
 //! seeds x 100 trials: median and quartiles of simple regret (best so far minus the known
-//! optimum) at trials 25, 50 and 100, and for gp the median ms per suggestion just after
-//! startup and over trials 91-100; then the suggestion time at 100, 300 and 1000 observations.
+//! optimum) at trials 25, 50 and 100, on the functions as they are and on noisy variants
+//! (`branin~2`: normal noise of standard deviation 2 on each observation; the regret is then
+//! the noiseless value of the best observed point; `benches/optuna_noisy.py` runs Optuna's
+//! GPSampler on the same variants). For gp, the median ms per suggestion just after startup
+//! and over trials 91-100; then the suggestion time at 100, 300 and 1000 observations.
 //! Under `cargo test --all-targets` it runs a small smoke version.
 
 use rand::SeedableRng;
+use rand_distr::{Distribution as _, StandardNormal};
 use std::time::Instant;
 use sweep::sampler::{trial_rng, GpSampler, RandomSampler, Sampler};
 use sweep::space::{Distribution, Param, Params, Space};
@@ -16,6 +20,10 @@ use sweep::trial::{History, Trial, TrialState};
 
 const CHECKPOINTS: [usize; 3] = [25, 50, 100];
 const STARTUP: usize = 10;
+/// Noisy variants: each trial observes `f(x) + N(0, sd^2)`. Keep in step with VARIANTS in
+/// `benches/optuna_noisy.py`, which runs Optuna's GPSampler on the same variants.
+const NOISY: [(&str, f64); 6] =
+    [("branin", 0.5), ("branin", 2.0), ("hartmann6", 0.1), ("hartmann6", 0.3), ("levy10", 1.0), ("levy10", 4.0)];
 
 fn space_of(f: &TestFn) -> Space {
     let params = (0..f.dims)
@@ -40,21 +48,28 @@ fn trial(number: u64, params: Params, value: f64, state: Option<serde_json::Valu
     Trial { value: Some(value), sampler_state: state, ..Trial::new(number, TrialState::Complete, params) }
 }
 
-/// One optimization run: best-so-far regret after each trial, and ms per suggestion.
-fn optimize(f: &TestFn, sampler: &dyn Sampler, seed: u64, trials: usize) -> (Vec<f64>, Vec<f64>) {
+/// One optimization run: after each trial, the regret of the best observed point (its noiseless
+/// value minus the optimum: what a user picking from the trial list gets), and ms per suggestion.
+/// With `noise_sd > 0` each trial observes the value plus normal noise.
+fn optimize(f: &TestFn, noise_sd: f64, sampler: &dyn Sampler, seed: u64, trials: usize) -> (Vec<f64>, Vec<f64>) {
     let space = space_of(f);
     let objective = Objective { metric: "value".into(), direction: Direction::Minimize };
     let mut history = History::new(objective, vec![]);
     let (mut regret, mut millis) = (Vec::new(), Vec::new());
-    let mut best = f64::INFINITY;
+    let mut noise = rand::rngs::StdRng::seed_from_u64(1000 + seed);
+    let (mut best_observed, mut best_true) = (f64::INFINITY, f64::INFINITY);
     for n in 0..trials as u64 {
         let start = Instant::now();
         let proposal = sampler.propose(&space, &history, &mut trial_rng(seed, n));
         millis.push(start.elapsed().as_secs_f64() * 1000.0);
         let value = (f.eval)(&point(f, &proposal.params));
-        best = best.min(value);
-        regret.push(best - f.minimum);
-        history.trials.push(trial(n, proposal.params, value, proposal.state));
+        let draw: f64 = StandardNormal.sample(&mut noise);
+        let observed = if noise_sd > 0.0 { value + noise_sd * draw } else { value };
+        if observed < best_observed {
+            (best_observed, best_true) = (observed, value);
+        }
+        regret.push(best_true - f.minimum);
+        history.trials.push(trial(n, proposal.params, observed, proposal.state));
     }
     (regret, millis)
 }
@@ -94,11 +109,18 @@ fn time_at(n: usize, repeats: usize) -> f64 {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (functions, seeds, trials) = if full {
-        (testfns::benchmark_suite(), 10u64, 100usize)
+    let (mut variants, seeds, trials): (Vec<(TestFn, f64)>, _, _) = if full {
+        (testfns::benchmark_suite().into_iter().map(|f| (f, 0.0)).collect(), 10u64, 100usize)
     } else {
-        (vec![testfns::by_name("branin").unwrap()], 1, 15)
+        (vec![(testfns::by_name("branin").unwrap(), 0.0)], 1, 15)
     };
+    let noisy = NOISY.iter().map(|&(name, sd)| (testfns::by_name(name).expect("known function"), sd));
+    variants.extend(if full { noisy.collect::<Vec<_>>() } else { noisy.take(1).collect() });
+    // `cargo bench --bench samplers -- NAME...` runs the variants whose label contains a NAME.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if !only.is_empty() {
+        variants.retain(|(f, sd)| only.iter().any(|o| label(f, *sd).contains(o.as_str())));
+    }
     let random = RandomSampler;
     let gp = GpSampler { startup_trials: STARTUP };
     let samplers: [(&str, &dyn Sampler); 2] = [("random", &random), ("gp", &gp)];
@@ -106,15 +128,16 @@ fn main() {
         "simple regret: median [q1, q3] over {seeds} seeds; gp ms/suggestion: median after startup | at trial {trials}"
     );
     println!(
-        "{:<12} {:<7} {:>28} {:>28} {:>28} {:>16}",
+        "{:<14} {:<7} {:>28} {:>28} {:>28} {:>16}",
         "function", "sampler", "trial 25", "trial 50", "trial 100", "ms"
     );
     // Trials 91-100 of every gp run, all functions together: the "at trial 100" figure.
     let mut late_gp_ms = Vec::new();
-    for f in &functions {
+    for (f, noise_sd) in &variants {
         for (name, sampler) in samplers {
-            let runs: Vec<(Vec<f64>, Vec<f64>)> = (0..seeds).map(|s| optimize(f, sampler, s, trials)).collect();
-            let mut line = format!("{:<12} {:<7}", f.name.to_string() + &dims_suffix(f), name);
+            let runs: Vec<(Vec<f64>, Vec<f64>)> =
+                (0..seeds).map(|s| optimize(f, *noise_sd, sampler, s, trials)).collect();
+            let mut line = format!("{:<14} {:<7}", label(f, *noise_sd), name);
             for c in CHECKPOINTS {
                 if c <= trials {
                     let (q1, m, q3) = quartiles(runs.iter().map(|(r, _)| r[c - 1]).collect());
@@ -142,6 +165,12 @@ fn main() {
             );
         }
     }
+}
+
+/// `levy10`, or `levy10~4` for its variant with noise of standard deviation 4.
+fn label(f: &TestFn, noise_sd: f64) -> String {
+    let noise = if noise_sd > 0.0 { format!("~{noise_sd}") } else { String::new() };
+    f.name.to_string() + &dims_suffix(f) + &noise
 }
 
 fn dims_suffix(f: &TestFn) -> String {

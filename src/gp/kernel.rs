@@ -17,6 +17,9 @@ pub struct KernelParams {
     pub signal_var: f64,
     /// Observation noise variance (at least `NOISE_FLOOR`).
     pub noise_var: f64,
+    /// Whether y was log-warped before standardizing (see `suggest::warp`): chosen at each
+    /// fit by the evidence, reused with these parameters between fits.
+    pub log_warp: bool,
 }
 
 impl KernelParams {
@@ -35,6 +38,7 @@ impl KernelParams {
             lengthscales: theta[..d].iter().map(|t| t.exp()).collect(),
             signal_var: theta[d].exp(),
             noise_var: NOISE_FLOOR + theta[d + 1].exp(),
+            log_warp: true,
         }
     }
 
@@ -129,7 +133,7 @@ mod tests {
 
     #[test]
     fn log_round_trip() {
-        let p = KernelParams { lengthscales: vec![0.3, 2.0], signal_var: 1.5, noise_var: 1e-3 };
+        let p = KernelParams { lengthscales: vec![0.3, 2.0], signal_var: 1.5, noise_var: 1e-3, log_warp: true };
         let q = KernelParams::from_log(&p.to_log());
         assert!((q.noise_var - p.noise_var).abs() < 1e-12 && (q.lengthscales[1] - 2.0).abs() < 1e-12);
     }

@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let x = vec![0.1, 0.2, 0.8, 0.4, 0.5, 0.9, 0.3, 0.7];
-        let params = KernelParams { lengthscales: vec![0.4, 0.6], signal_var: 1.3, noise_var: 1e-4 };
+        let params = KernelParams { lengthscales: vec![0.4, 0.6], signal_var: 1.3, noise_var: 1e-4, log_warp: false };
         let post = Posterior::new(x, 2, &[0.5, -1.0, 0.3, 1.2], params).unwrap();
         let q = [0.45, 0.35];
         let (_, _, dm, dv) = post.predict_with_grad(&q);

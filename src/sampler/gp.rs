@@ -166,12 +166,18 @@ fn dim_of(d: &Distribution) -> Option<Dim> {
 }
 
 fn kernel_to_json(k: &KernelParams) -> Value {
-    json!({ "lengthscales": k.lengthscales, "signal_var": k.signal_var, "noise_var": k.noise_var })
+    json!({ "lengthscales": k.lengthscales, "signal_var": k.signal_var, "noise_var": k.noise_var, "log_warp": k.log_warp })
 }
 
 fn kernel_from_json(v: &Value) -> Option<KernelParams> {
     let lengthscales = v["lengthscales"].as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>()?;
-    let k = KernelParams { lengthscales, signal_var: v["signal_var"].as_f64()?, noise_var: v["noise_var"].as_f64()? };
+    let k = KernelParams {
+        lengthscales,
+        signal_var: v["signal_var"].as_f64()?,
+        noise_var: v["noise_var"].as_f64()?,
+        // States written before the choice existed were all warped.
+        log_warp: v["log_warp"].as_bool().unwrap_or(true),
+    };
     let positive = |x: f64| x.is_finite() && x > 0.0;
     (k.lengthscales.iter().all(|l| positive(*l)) && positive(k.signal_var) && positive(k.noise_var)).then_some(k)
 }
