@@ -126,7 +126,7 @@ impl Sampler for Inline {
 
 fn measure(db: &Path, budget: u64, inline: bool) -> Measured {
     let config = config(budget);
-    let gp = GpSampler { startup_trials: config.sampler.startup_trials as usize };
+    let gp = GpSampler::new(config.sampler.startup_trials as usize);
     let sampler: Arc<dyn Sampler> = if inline { Arc::new(Inline(gp)) } else { Arc::new(gp) };
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let mut executor = FastWorkers { latencies: latencies.clone() };

@@ -85,7 +85,7 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
 fn time_at(n: usize, repeats: usize) -> f64 {
     let f = testfns::by_name("hartmann6").unwrap();
     let space = space_of(&f);
-    let gp = GpSampler { startup_trials: STARTUP };
+    let gp = GpSampler::new(STARTUP);
     let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
     let mut history = History::new(Objective { metric: "v".into(), direction: Direction::Minimize }, vec![]);
     let mut ms = Vec::new();
@@ -122,7 +122,7 @@ fn main() {
         variants.retain(|(f, sd)| only.iter().any(|o| label(f, *sd).contains(o.as_str())));
     }
     let random = RandomSampler;
-    let gp = GpSampler { startup_trials: STARTUP };
+    let gp = GpSampler::new(STARTUP);
     let samplers: [(&str, &dyn Sampler); 2] = [("random", &random), ("gp", &gp)];
     println!(
         "simple regret: median [q1, q3] over {seeds} seeds; gp ms/suggestion: median after startup | at trial {trials}"

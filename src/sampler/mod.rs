@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod fidelity;
 mod gp;
 mod grid;
 mod random;
@@ -47,7 +48,7 @@ pub fn fallback(space: &Space, rng: &mut StdRng, why: String) -> Proposal {
 pub fn from_config(config: &SamplerConfig) -> Box<dyn Sampler> {
     match config.kind {
         SamplerKind::Random => Box::new(RandomSampler),
-        SamplerKind::Gp => Box::new(GpSampler { startup_trials: config.startup_trials as usize }),
+        SamplerKind::Gp => Box::new(GpSampler::new(config.startup_trials as usize)),
         SamplerKind::Grid => Box::new(GridSampler),
     }
 }

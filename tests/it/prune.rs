@@ -127,3 +127,44 @@ fn pruning_carries_on_after_kill_9_and_resume() {
         "rungs after resume include earlier trials: {later:#?}"
     );
 }
+
+/// With Hyperband the GP models pruned trials at a fidelity level. Every GP proposal of a study
+/// killed with -9 and resumed is what the sampler proposes from the trials the database holds
+/// from before it: the rung values it read survive the restart, and proposals are a function of
+/// them and the seed (one trial at a time, so each proposal saw all earlier trials finished).
+#[test]
+fn gp_with_hyperband_proposals_replay_from_the_database_after_kill_9() {
+    use sweep::sampler::{trial_rng, GpSampler, Sampler};
+    use sweep::trial::{History, TrialState};
+    let gp_hb = "\n[sampler]\nkind = \"gp\"\nstartup_trials = 4\n\
+                 [pruner]\nkind = \"hyperband\"\nmin_resource = 1\nmax_resource = 9\neta = 3\n";
+    let s = Study::new("mf-resume", &(testfn_study(18, 1, 9, 5) + gp_hb));
+    let mut child = s.spawn();
+    wait_for("trials to finish", Duration::from_secs(60), || s.try_trials().is_ok_and(|t| counted(&t) >= 9));
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    wait_for("workers to die with the coordinator", Duration::from_secs(5), || s.live_workers().is_empty());
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let config = sweep::study::load(&s.path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let trials = rt.block_on(async {
+        let mut store = sweep::store::Store::open_read_only(&s.db()).await.unwrap();
+        let id = store.find_study(&s.name).await.unwrap().unwrap().id;
+        store.trials(id, "loss").await.unwrap()
+    });
+    assert!(trials.iter().any(|t| t.state == TrialState::Pruned), "hyperband pruned some trials");
+    let sampler = GpSampler::new(4);
+    let (mut replayed, mut at_levels) = (0, 0);
+    for (i, t) in trials.iter().enumerate() {
+        let Some(state) = t.sampler_state.as_ref().filter(|s| s.get("lengthscales").is_some()) else { continue };
+        let before = History::new(config.objective.clone(), trials[..i].to_vec());
+        let proposal = sampler.propose(&config.space, &before, &mut trial_rng(config.seed, t.number));
+        assert_eq!(proposal.params, t.params, "trial {} proposed again from the database", t.number);
+        assert_eq!(proposal.state.as_ref(), Some(state), "trial {}", t.number);
+        replayed += 1;
+        at_levels += usize::from(state.get("level").is_some());
+    }
+    assert!(replayed >= 6 && at_levels >= 1, "{replayed} GP proposals, {at_levels} at a level below the final");
+}
