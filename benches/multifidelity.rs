@@ -15,8 +15,8 @@
 //! all have been spent (a trial still running then is cut and not counted). Each method gets
 //! the same budget: random and gp without pruning, and with Hyperband (min_resource 1,
 //! max_resource STEPS, eta 3): random, gp reading a pruned trial's last value as its final
-//! (`gp+hb last`, the rule before multi-fidelity), and gp modelling a fidelity level
-//! (`gp+hb mf`, `sampler::fidelity`). The regret of a run at some compute is the noiseless
+//! (`gp+hb last`, the rule before multi-fidelity), and gp over configuration and resource
+//! together (`gp+hb mf`, `sampler/fidelity.rs`). The regret of a run at some compute is the noiseless
 //! final loss of the trial a user would pick then (the complete trial with the best observed
 //! final value) minus the optimum. Prints the median and quartiles over the seeds at a third,
 //! two thirds and all of the budget, and the trials started.

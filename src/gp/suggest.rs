@@ -21,6 +21,9 @@ pub struct Observations<'a> {
     pub y: &'a [f64],
     /// Points being evaluated now; the next suggestion should steer clear of them.
     pub pending: &'a [Vec<f64>],
+    /// A column held at one value wherever the acquisition looks (a fidelity column at the full
+    /// resource): the incumbents are the tried points moved there.
+    pub target: Option<(usize, f64)>,
 }
 
 /// The next point to evaluate, and the kernel parameters fitted on the way
@@ -100,8 +103,16 @@ fn suggest_with(
     // The incumbent is the best posterior mean at an observed point, not the best observed
     // value: on a noisy objective the latter is a lucky draw that EI would then only chase.
     // Without noise the two agree.
-    let mut means: Vec<f64> = post.predict_batch(&x).into_iter().map(|(m, _)| m).collect();
-    let incumbents = best_points(obs.x, &means, INCUMBENTS);
+    let tried: Vec<Vec<f64>> = match obs.target {
+        Some((column, value)) => obs
+            .x
+            .iter()
+            .map(|r| r.iter().enumerate().map(|(c, v)| if c == column { value } else { *v }).collect())
+            .collect(),
+        None => obs.x.to_vec(),
+    };
+    let mut means: Vec<f64> = post.predict_batch(&tried.concat()).into_iter().map(|(m, _)| m).collect();
+    let incumbents = best_points(&tried, &means, INCUMBENTS);
     if !obs.pending.is_empty() {
         let pending: Vec<f64> = obs.pending.iter().flatten().copied().collect();
         let believed: Vec<f64> = post.predict_batch(&pending).into_iter().map(|(m, _)| m).collect();
@@ -208,7 +219,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(2);
         let mut pending: Vec<Vec<f64>> = Vec::new();
         for _ in 0..8 {
-            let obs = Observations { x: &x, y: &y, pending: &pending };
+            let obs = Observations { x: &x, y: &y, pending: &pending, target: None };
             pending.push(suggest(&dims, &obs, None, &mut rng).unwrap().x);
         }
         for i in 0..8 {
@@ -224,7 +235,7 @@ mod tests {
         let dims = vec![Dim::Continuous; 4];
         let (x, y) = random_obs(&dims, 20, bowl, 3);
         let pending = vec![vec![0.5; 4]];
-        let obs = Observations { x: &x, y: &y, pending: &pending };
+        let obs = Observations { x: &x, y: &y, pending: &pending, target: None };
         let run = || suggest(&dims, &obs, None, &mut StdRng::seed_from_u64(9)).unwrap();
         let (a, b) = (run(), run());
         assert_eq!(a.x, b.x);
@@ -244,7 +255,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         let mut params = None;
         for _ in 0..6 {
-            let obs = Observations { x: &x, y: &y, pending: &[] };
+            let obs = Observations { x: &x, y: &y, pending: &[], target: None };
             let s = suggest(&dims, &obs, params.as_ref(), &mut rng).unwrap();
             assert_eq!(s.x.len(), encoded_width(&dims));
             assert_eq!(snap(&dims, &s.x), s.x, "not a valid point: {:?}", s.x);
@@ -274,10 +285,10 @@ mod tests {
     fn rejects_bad_input() {
         let dims = vec![Dim::Continuous; 2];
         let mut rng = StdRng::seed_from_u64(0);
-        let empty = Observations { x: &[], y: &[], pending: &[] };
+        let empty = Observations { x: &[], y: &[], pending: &[], target: None };
         assert_eq!(suggest(&dims, &empty, None, &mut rng).unwrap_err(), GpError::NoObservations);
         let x = vec![vec![0.5; 3]];
-        let wide = Observations { x: &x, y: &[1.0], pending: &[] };
+        let wide = Observations { x: &x, y: &[1.0], pending: &[], target: None };
         assert!(matches!(suggest(&dims, &wide, None, &mut rng), Err(GpError::WidthMismatch { .. })));
     }
 }

@@ -1,79 +1,75 @@
-//! Which value of each trial the GP models once a pruner stops trials early.
+//! What the GP models once a pruner stops trials early.
 //!
 //! A pruned trial's last value is not a final value: it was read at a lower fidelity (fewer
 //! steps), so standing it in for one favours configurations that start fast and plateau high.
-//! As BOHB does (Falkner et al., ICML 2018), the model is fitted at one level: the highest
-//! step that at least `min_points` trials have reached (all of them, once enough trials
-//! completed), each trial's value there being its best value up to its first report at or past
-//! that step, as the successive-halving pruners read it. A trial stopped below the level is
-//! an observation too, with the worst value seen at the level (it was stopped for looking
-//! worse than the trials that went on; leaving it out would send the GP back to its region); a
-//! running trial below the level is a pending point. A pure function of the history, so a
-//! resumed study models the same observations.
+//! Instead, as MOBSTER does (Klein et al., 2020), the GP is fitted over the configuration and
+//! the resource together: every trial gives its value at each level of a geometric ladder it
+//! reached (the full resource, a third of it, a ninth, ... down to step 1; its best value up to
+//! the first report at or past the level, as the successive-halving pruners read it), the
+//! resource entering the model as `ln(step) / ln(full)` in [0, 1]; a complete trial also gives
+//! its final value at 1. The acquisition is maximized at the full resource. Running trials are
+//! pending points there. A pure function of the history, so a resumed study models the same
+//! observations.
+//! Measured against fitting at one level (BOHB's rule, with pruned trials below it at the
+//! level's worst value) with `cargo bench --bench multifidelity`: better on every curve family.
 
 use crate::pruner::value_at;
 use crate::trial::{History, Trial, TrialState};
 
-/// What the GP fits: `(trial index, value)` observations and the indices of pending trials.
+/// What the GP fits: `(trial index, resource in [0, 1], value)` rows and pending trials.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Modelled {
-    pub observed: Vec<(usize, f64)>,
+    pub rows: Vec<(usize, f64, f64)>,
     pub pending: Vec<usize>,
-    /// The level: `None` for final values (no trial pruned, or enough complete trials).
-    pub step: Option<i64>,
+    /// Whether the rows span resources (the model then has a resource column).
+    pub joint: bool,
 }
 
-/// Every trial's final value: complete trials, and pruned ones with the last value they
-/// reported. The rule without levels (and the GP's rule before them).
+/// Complete trials' final values, and pruned trials' last values, all at the full resource;
+/// running trials pending. What is modelled before any trial is pruned (then it is the finals),
+/// and the rule without fidelities.
 pub(super) fn last_values(history: &History) -> Modelled {
-    let observed = indices(history, |t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+    let rows = indices(history, |t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
         .into_iter()
-        .filter_map(|i| history.trials[i].value.filter(|v| v.is_finite()).map(|v| (i, v)))
+        .filter_map(|i| history.trials[i].value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v)))
         .collect();
-    Modelled { observed, pending: indices(history, |t| t.state == TrialState::Running), step: None }
+    Modelled { rows, pending: indices(history, |t| t.state == TrialState::Running), joint: false }
 }
 
-/// The observations at the level chosen for `history`: the highest with at least
-/// `min_points` trials, or the lowest when no level has that many.
-pub(super) fn at_level(history: &History, min_points: usize) -> Modelled {
+/// Rows at every level of the ladder, once a trial has been pruned; the finals before.
+pub(super) fn every_level(history: &History) -> Modelled {
     let usable = |t: &Trial| t.curve.iter().any(|(_, v)| v.is_finite());
-    let complete = |t: &Trial| t.state == TrialState::Complete && t.value.is_some_and(f64::is_finite);
     if !history.trials.iter().any(|t| t.state == TrialState::Pruned && usable(t)) {
         return last_values(history);
     }
-    // A complete trial reached every level; its value at the top level is its final value.
-    let reach = |t: &Trial| if complete(t) { i64::MAX } else { t.curve.iter().map(|p| p.0).max().unwrap_or(i64::MIN) };
-    let candidates =
-        indices(history, |t| complete(t) || (matches!(t.state, TrialState::Pruned | TrialState::Running) && usable(t)));
-    let mut levels: Vec<i64> = vec![i64::MAX];
-    levels.extend(candidates.iter().flat_map(|&i| history.trials[i].curve.iter().map(|p| p.0)));
-    levels.sort_unstable();
-    levels.dedup();
-    let reached = |level: i64| candidates.iter().filter(|&&i| reach(&history.trials[i]) >= level).count();
-    let level = *levels.iter().rev().find(|&&l| reached(l) >= min_points).unwrap_or(&levels[0]);
+    let full = history.trials.iter().flat_map(|t| t.curve.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
+    let ladder = ladder(full);
+    let resource = |step: i64| (step as f64).ln() / (full as f64).ln();
     let objective = &history.objective;
-    let value_there = |t: &Trial| match level {
-        i64::MAX => t.value,
-        step => value_at(objective, &t.curve, step),
-    };
-    let mut observed: Vec<(usize, f64)> = candidates
-        .iter()
-        .filter(|&&i| reach(&history.trials[i]) >= level)
-        .filter_map(|&i| value_there(&history.trials[i]).filter(|v| v.is_finite()).map(|v| (i, v)))
-        .collect();
-    let worst =
-        observed.iter().map(|o| o.1).fold(f64::NAN, |w, v| if w.is_nan() || objective.better(w, v) { v } else { w });
-    let below = |t: &Trial| reach(t) < level;
-    if worst.is_finite() {
-        observed.extend(
-            indices(history, |t| t.state == TrialState::Pruned && usable(t) && below(t))
-                .into_iter()
-                .map(|i| (i, worst)),
-        );
-        observed.sort_by_key(|o| o.0);
+    let mut rows = Vec::new();
+    for (i, t) in history.trials.iter().enumerate() {
+        match t.state {
+            TrialState::Complete => rows.extend(t.value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v))),
+            TrialState::Pruned | TrialState::Running => {}
+            _ => continue,
+        }
+        let reach = t.curve.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
+        for &level in ladder.iter().filter(|&&l| l < full && l <= reach) {
+            if let Some(v) = value_at(objective, &t.curve, level).filter(|v| v.is_finite()) {
+                rows.push((i, resource(level), v));
+            }
+        }
     }
-    let pending = indices(history, |t| t.state == TrialState::Running && below(t));
-    Modelled { observed, pending, step: (level != i64::MAX).then_some(level) }
+    Modelled { rows, pending: indices(history, |t| t.state == TrialState::Running), joint: true }
+}
+
+/// `full`, then a third of it (rounded up), a ninth, ... ending at 1.
+fn ladder(full: i64) -> Vec<i64> {
+    let mut ladder = vec![full];
+    while let Some(&level) = ladder.last().filter(|&&l| l > 1) {
+        ladder.push((level + 2) / 3);
+    }
+    ladder
 }
 
 fn indices(history: &History, keep: impl Fn(&Trial) -> bool) -> Vec<usize> {
@@ -85,7 +81,14 @@ mod tests {
     use super::*;
     use crate::objective::Direction;
     use crate::pruner::testing::{history, trial};
-    use TrialState::{Complete, Pruned, Running};
+    use TrialState::{Complete, Failed, Pruned, Running};
+
+    #[test]
+    fn the_ladder_divides_by_three_down_to_one() {
+        assert_eq!(ladder(27), vec![27, 9, 3, 1]);
+        assert_eq!(ladder(150), vec![150, 50, 17, 6, 2, 1]);
+        assert_eq!(ladder(2), vec![2, 1]);
+    }
 
     #[test]
     fn without_pruning_finals_are_modelled_and_running_trials_pending() {
@@ -97,51 +100,41 @@ mod tests {
                 trial(2, Complete, &[(9, 3.0)]),
             ],
         );
-        let m = at_level(&h, 2);
-        assert_eq!(m, Modelled { observed: vec![(0, 2.0), (2, 3.0)], pending: vec![1], step: None });
+        let m = every_level(&h);
+        assert_eq!(m, Modelled { rows: vec![(0, 1.0, 2.0), (2, 1.0, 3.0)], pending: vec![1], joint: false });
         assert_eq!(m, last_values(&h));
     }
 
     #[test]
-    fn with_few_finals_the_highest_level_with_enough_trials_is_modelled() {
+    fn once_a_trial_is_pruned_every_trial_gives_its_value_at_each_level_it_reached() {
         let h = history(
             Direction::Minimize,
             vec![
                 trial(0, Complete, &[(1, 6.0), (3, 2.0), (9, 1.0)]),
                 trial(1, Pruned, &[(1, 9.0)]),
-                trial(2, Pruned, &[(1, 5.0), (3, 4.0)]),
-                trial(3, Running, &[(1, 3.0), (3, 3.5)]),
-                trial(4, Running, &[(1, 2.5)]),
-                trial(5, Running, &[]),
+                trial(2, Pruned, &[(1, 5.0), (2, 4.5), (3, 4.0)]),
+                trial(3, Running, &[(1, 3.0), (4, 3.5)]),
+                trial(4, Failed, &[(1, 0.5)]),
             ],
         );
-        // Step 3 is reached by trials 0, 2 and 3; step 9 by trial 0 alone.
-        let m = at_level(&h, 3);
-        assert_eq!(m.step, Some(3));
-        // Best value up to step 3; trial 1, stopped below, takes the worst value seen there.
-        assert_eq!(m.observed, vec![(0, 2.0), (1, 4.0), (2, 4.0), (3, 3.0)]);
-        assert_eq!(m.pending, vec![4, 5]);
-        // With 5 points needed no level has them, so the lowest is used.
-        let m = at_level(&h, 5);
-        assert_eq!(m.step, Some(1));
-        assert_eq!(m.observed, vec![(0, 6.0), (1, 9.0), (2, 5.0), (3, 3.0), (4, 2.5)]);
-        assert_eq!(m.pending, vec![5]);
-    }
-
-    #[test]
-    fn with_enough_finals_pruned_trials_take_the_worst_final() {
-        let h = history(
-            Direction::Maximize,
+        let m = every_level(&h);
+        let third = 3f64.ln() / 9f64.ln(); // step 3 of 9
+        assert_eq!(
+            m.rows,
             vec![
-                trial(0, Complete, &[(1, 0.2), (9, 0.6)]),
-                trial(1, Pruned, &[(1, 0.9)]),
-                trial(2, Complete, &[(1, 0.1), (9, 0.7)]),
-                trial(3, TrialState::Failed, &[(1, 0.99)]),
-            ],
+                (0, 1.0, 1.0),
+                (0, third, 2.0),
+                (0, 0.0, 6.0),
+                (1, 0.0, 9.0),
+                (2, third, 4.0),
+                (2, 0.0, 5.0),
+                // Step 4 is the first report past 3: the best value up to it counts there.
+                (3, third, 3.0),
+                (3, 0.0, 3.0),
+            ]
         );
-        let m = at_level(&h, 2);
-        assert_eq!(m, Modelled { observed: vec![(0, 0.6), (1, 0.6), (2, 0.7)], pending: vec![], step: None });
-        // The rule without levels reads the pruned trial's 0.9 as a final: what this module fixes.
-        assert_eq!(last_values(&h).observed, vec![(0, 0.6), (1, 0.9), (2, 0.7)]);
+        assert_eq!((m.pending, m.joint), (vec![3], true));
+        // The rule without fidelities reads trial 1's 9.0 and trial 2's 4.0 as finals.
+        assert_eq!(last_values(&h).rows, vec![(0, 1.0, 1.0), (1, 1.0, 9.0), (2, 1.0, 4.0)]);
     }
 }

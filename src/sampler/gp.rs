@@ -9,11 +9,12 @@
 //! - An inactive conditional param is encoded as 0.5 (numeric) or all zeros (one-hot), the same
 //!   for every trial where it is inactive.
 //! - Complete trials with a finite objective are observations (negated when maximizing). Once a
-//!   pruner has stopped a trial, the GP models one fidelity level instead (`fidelity.rs`): each
-//!   trial's value at the highest step enough trials reached, a trial stopped below it taking
-//!   the worst value there. Failed trials are left out: a failure says nothing about the
-//!   objective, and it is retried. Running trials below the level are pending points, so
-//!   parallel proposals stay apart. The level goes in the proposal's state as `level`.
+//!   pruner has stopped a trial, the GP models configuration and resource together instead
+//!   (`fidelity.rs`): every trial's values at the rungs of a geometric ladder it reached, with
+//!   a resource column, and the acquisition maximized at the full resource. Failed trials are
+//!   left out: a failure says nothing about the objective, and it is retried. Running trials
+//!   are pending points, so parallel proposals stay apart. The state notes how many rows were
+//!   below the full resource (`rows_below_full`).
 //! - Until `startup_trials` observations exist (enqueued trials count), proposals are random.
 //! - The fitted kernel travels as the trial's sampler state; the next fit starts from the latest
 //!   one (and between refits, every `REFIT_EVERY` observations, is reused as it is), so
@@ -31,18 +32,14 @@ use serde_json::{json, Value};
 /// from the latest trial's state in between: the fit is most of a suggestion's cost.
 const REFIT_EVERY: usize = 3;
 
-/// A fidelity level is modelled once this many more trials than encoded columns reached it
-/// (BOHB's rule of thumb is one more; measured with `cargo bench --bench multifidelity`, two
-/// did better than the startup count of ten, which held the model at the lowest rungs).
-const LEVEL_POINTS_OVER_WIDTH: usize = 2;
-
 /// Largest grid encoded as a discrete column; finer grids are continuous and rounded.
 const MAX_LEVELS: usize = 256;
 
 pub struct GpSampler {
     pub startup_trials: usize,
-    /// Model pruned trials at a fidelity level (`fidelity::at_level`) rather than by their last
-    /// values. On for studies; off reproduces the earlier rule for the benchmark's comparison.
+    /// Model configuration and resource together once trials are pruned (`fidelity::every_level`)
+    /// rather than pruned trials by their last values. On for studies; off reproduces the
+    /// earlier rule for the benchmark's comparison.
     pub multi_fidelity: bool,
 }
 
@@ -57,33 +54,42 @@ impl Sampler for GpSampler {
         let random = |rng: &mut StdRng| Proposal { params: space.sample(rng), state: None };
         let layout = Layout::new(space);
         let sign = if history.objective.better(0.0, 1.0) { 1.0 } else { -1.0 };
+        let modelled =
+            if self.multi_fidelity { fidelity::every_level(history) } else { fidelity::last_values(history) };
         let width = gp::encoded_width(&layout.dims);
-        let modelled = if self.multi_fidelity {
-            fidelity::at_level(history, width + LEVEL_POINTS_OVER_WIDTH)
-        } else {
-            fidelity::last_values(history)
+        // With resources, a last column holds each row's; the acquisition looks only at 1.
+        let mut dims = layout.dims.clone();
+        if modelled.joint {
+            dims.push(Dim::Discrete { levels: vec![1.0] });
+        }
+        let row = |i: usize, resource: f64| {
+            let mut x = layout.encode(space, &history.trials[i].params);
+            x.extend(modelled.joint.then_some(resource));
+            x
         };
-        let encode = |i: usize| layout.encode(space, &history.trials[i].params);
-        let (x, y): (Vec<Vec<f64>>, Vec<f64>) = modelled.observed.iter().map(|&(i, v)| (encode(i), sign * v)).unzip();
+        let (x, y): (Vec<Vec<f64>>, Vec<f64>) =
+            modelled.rows.iter().map(|&(i, resource, v)| (row(i, resource), sign * v)).unzip();
         if y.len() < self.startup_trials.max(1) || layout.dims.is_empty() {
             return random(rng);
         }
-        let pending: Vec<Vec<f64>> = modelled.pending.iter().map(|&i| encode(i)).collect();
+        let pending: Vec<Vec<f64>> = modelled.pending.iter().map(|&i| row(i, 1.0)).collect();
+        let columns = gp::encoded_width(&dims);
         let warm = history.trials.iter().rev().find_map(|t| {
-            t.sampler_state.as_ref().and_then(kernel_from_json).filter(|k| k.lengthscales.len() == width)
+            t.sampler_state.as_ref().and_then(kernel_from_json).filter(|k| k.lengthscales.len() == columns)
         });
-        let observations = Observations { x: &x, y: &y, pending: &pending };
+        let target = modelled.joint.then_some((width, 1.0));
+        let observations = Observations { x: &x, y: &y, pending: &pending, target };
         let result = match &warm {
-            Some(k) if y.len() % REFIT_EVERY != 0 => gp::suggest_reusing(&layout.dims, &observations, k, rng),
-            _ => gp::suggest(&layout.dims, &observations, warm.as_ref(), rng),
+            Some(k) if y.len() % REFIT_EVERY != 0 => gp::suggest_reusing(&dims, &observations, k, rng),
+            _ => gp::suggest(&dims, &observations, warm.as_ref(), rng),
         };
         match result {
             Ok(s) => {
                 let mut state = kernel_to_json(&s.params);
-                if let Some(step) = modelled.step {
-                    state["level"] = json!(step);
+                if modelled.joint {
+                    state["rows_below_full"] = json!(modelled.rows.iter().filter(|r| r.1 < 1.0).count());
                 }
-                Proposal { params: layout.decode(space, &s.x), state: Some(state) }
+                Proposal { params: layout.decode(space, &s.x[..width]), state: Some(state) }
             }
             Err(e) => super::fallback(space, rng, format!("the GP failed ({e}); this trial's params are random")),
         }
