@@ -2,7 +2,7 @@
 //! single-node Slurm (started by tests/slurm/up.sh). Without Slurm the Slurm half is skipped,
 //! unless SWEEP_REQUIRE_SLURM=1 (as tests/run.sh sets), when it fails instead.
 
-use crate::support::{counted, wait_for, Study};
+use crate::support::{counted, kill9, wait_for, Study};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::Mutex;
@@ -222,8 +222,7 @@ fn coordinator_killed_then_resumed(kind: Kind) {
         s.try_trials().is_ok_and(|t| t.iter().filter(|t| reporting(t)).count() >= 2)
     });
     let before = s.trials();
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
+    kill9(&mut child);
     let out = s.run();
     assert!(out.status.success(), "{}", crate::support::text(&out));
     let trials = s.trials();

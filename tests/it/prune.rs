@@ -107,9 +107,7 @@ fn pruning_carries_on_after_kill_9_and_resume() {
     let s = Study::new("asha-resume", &(testfn_study(16, 2, 9, 20) + ASHA));
     let mut child = s.spawn();
     wait_for("trials to finish", Duration::from_secs(60), || s.try_trials().is_ok_and(|t| counted(&t) >= 6));
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
+    kill9(&mut child);
     wait_for("workers to die with the coordinator", Duration::from_secs(5), || s.live_workers().is_empty());
     let before = s.trials().len() as u64;
     let out = s.run();
@@ -141,9 +139,7 @@ fn gp_with_hyperband_proposals_replay_from_the_database_after_kill_9() {
     let s = Study::new("mf-resume", &(testfn_study(18, 1, 9, 5) + gp_hb));
     let mut child = s.spawn();
     wait_for("trials to finish", Duration::from_secs(60), || s.try_trials().is_ok_and(|t| counted(&t) >= 9));
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
+    kill9(&mut child);
     wait_for("workers to die with the coordinator", Duration::from_secs(5), || s.live_workers().is_empty());
     let out = s.run();
     assert!(out.status.success(), "{}", text(&out));

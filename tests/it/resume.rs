@@ -5,12 +5,6 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn kill9(child: &mut std::process::Child) {
-    // SAFETY: plain syscall on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-}
-
 /// Kills the coordinator once `finished` trials are done (plus `delay`), then resumes.
 fn kill_then_resume(s: &Study, finished: usize, delay: Duration) {
     let mut child = s.spawn();

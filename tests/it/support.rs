@@ -102,6 +102,13 @@ impl Study {
     }
 }
 
+/// kill -9 of a process we started (a coordinator), and reaps it.
+pub fn kill9(child: &mut Child) {
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+}
+
 /// Waits until `check` holds, polling; panics with `what` after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
