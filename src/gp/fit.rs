@@ -210,11 +210,7 @@ pub(crate) fn fit_params(
     let check = warm.is_none() || rng.random_range(0..CENTRE_CHECK_EVERY) == 0;
     for centre in centres.iter().filter(|_| check) {
         // A cold fit runs from every centre; a warm one only from a centre already scoring better.
-        let worth_a_run = match &best {
-            Some(b) if warm.is_some() => data.objective(centre).0 < b.1,
-            _ => true,
-        };
-        if worth_a_run {
+        if warm.is_none() || best.as_ref().is_some_and(|b| data.objective(centre).0 < b.1) {
             let cold = run(centre, COLD_EVALS);
             if best.as_ref().is_none_or(|b| cold.1 < b.1) {
                 best = Some(cold);
@@ -285,12 +281,9 @@ mod tests {
         assert!(fd.objective(&fitted.to_log()).0 <= fd.objective(&default_params(2).to_log()).0);
     }
 
-    /// Standardized like the suggestion path does.
+    /// Standardized as the suggestion path does.
     fn standardized(y: Vec<f64>) -> Vec<f64> {
-        let n = y.len() as f64;
-        let mean = y.iter().sum::<f64>() / n;
-        let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-        y.iter().map(|v| (v - mean) / sd).collect()
+        super::super::suggest::standardize(&y).0
     }
 
     #[test]

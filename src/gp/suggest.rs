@@ -103,14 +103,10 @@ fn suggest_with(
     // The incumbent is the best posterior mean at an observed point, not the best observed
     // value: on a noisy objective the latter is a lucky draw that EI would then only chase.
     // Without noise the two agree.
-    let tried: Vec<Vec<f64>> = match obs.target {
-        Some((column, value)) => obs
-            .x
-            .iter()
-            .map(|r| r.iter().enumerate().map(|(c, v)| if c == column { value } else { *v }).collect())
-            .collect(),
-        None => obs.x.to_vec(),
-    };
+    let mut tried = obs.x.to_vec();
+    if let Some((column, value)) = obs.target {
+        tried.iter_mut().for_each(|row| row[column] = value);
+    }
     let mut means: Vec<f64> = post.predict_batch(&tried.concat()).into_iter().map(|(m, _)| m).collect();
     let incumbents = best_points(&tried, &means, INCUMBENTS);
     if !obs.pending.is_empty() {
@@ -180,7 +176,7 @@ fn warp(y: &[f64]) -> (Vec<f64>, f64) {
 
 /// Shifts and scales y to mean 0, standard deviation 1 (only shifts a constant y), and the
 /// scale divided by.
-fn standardize(y: &[f64]) -> (Vec<f64>, f64) {
+pub(super) fn standardize(y: &[f64]) -> (Vec<f64>, f64) {
     let n = y.len() as f64;
     let mean = y.iter().sum::<f64>() / n;
     let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
