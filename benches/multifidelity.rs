@@ -21,23 +21,55 @@
 //! final value) minus the optimum. Prints the median and quartiles over the seeds at a third,
 //! two thirds and all of the budget, and the trials started.
 //!
-//! Run: `cargo bench --bench multifidelity` (10 seeds). `cargo test --all-targets` runs a
+//! Replay: the same methods on the real fine-tuning curves of `studies/pruner-curves.toml` (30
+//! random configurations of the quickstart task, each run to the end, a report of `val_acc`
+//! every 15 of 150 steps), kept as `benches/data/pruner-curves.json` (its `sweep export
+//! --format json`). A configuration's curve is the inverse-distance-weighted mean of the
+//! `NEIGHBOURS` nearest recorded curves (distance in the unit cube of the study's space,
+//! categorical params 0 or 1 apart), which is the recorded curve itself at a recorded
+//! configuration; no noise is added (the curves carry their own). Regret is in accuracy: the
+//! surrogate's final `val_acc` of the pick below the best recorded final. Before the table,
+//! how well the surrogate fits: Kendall's tau between each recorded final and its prediction
+//! from the other 29 (leave one out).
+//!
+//! Run: `cargo bench --bench multifidelity` (10 seeds; `SWEEP_CURVES=FILE` replays another
+//! export, `SWEEP_CURVES_STUDY=TOML` with its study file). `cargo test --all-targets` runs a
 //! small smoke version.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution as _, Normal};
+use serde_json::Value;
 use std::f64::consts::PI;
+use std::path::Path;
 use sweep::pruner::{from_config, Pruner, Verdict};
 use sweep::sampler::{trial_rng, GpSampler, RandomSampler, Sampler};
-use sweep::space::{Distribution, Param, Params, Space};
+use sweep::space::{values_equal, Distribution, Param, Params, Space};
 use sweep::study::{Direction, Objective, PrunerConfig, PrunerRule};
 use sweep::trial::{History, Trial, TrialState};
 
 const STEPS: i64 = 27;
 const WORKERS: usize = 4;
+/// Compute per method: this many full runs' worth of steps.
+const FULL_RUNS: usize = 40;
 const NOISE_SD: f64 = 0.02;
 const OPTIMUM: f64 = 0.2;
+/// Recorded curves a replayed configuration's curve is interpolated from.
+const NEIGHBOURS: usize = 3;
+const CURVES: &str = "benches/data/pruner-curves.json";
+const CURVES_STUDY: &str = "studies/pruner-curves.toml";
+
+/// A learning-curve problem: its space and length, what a configuration reports at a step, and
+/// the regret of its final value.
+trait Problem {
+    fn name(&self) -> &str;
+    fn space(&self) -> &Space;
+    fn steps(&self) -> i64;
+    /// The loss `params` reports at `step` (1..=steps), noise drawn from `noise`.
+    fn observe(&self, params: &Params, step: i64, noise: &mut StdRng) -> f64;
+    /// How far the noiseless final loss of `params` is from the best one.
+    fn regret(&self, params: &Params) -> f64;
+}
 
 /// The noiseless final loss of configuration `x`.
 fn final_loss(x: &[f64]) -> f64 {
@@ -61,19 +93,27 @@ enum Family {
     Diverge,
 }
 
-impl Family {
-    fn name(self) -> &'static str {
-        match self {
-            Family::Fast => "fast",
-            Family::Late => "late",
-            Family::Diverge => "diverge",
-        }
+/// A synthetic family of curves over `[0, 1]^4`.
+struct Synthetic {
+    family: Family,
+    space: Space,
+}
+
+impl Synthetic {
+    fn new(family: Family) -> Synthetic {
+        let param = |i: usize| Param {
+            name: format!("x{i}"),
+            distribution: Distribution::Float { low: 0.0, high: 1.0, log: false, step: None },
+            conditions: vec![],
+            grid: None,
+        };
+        Synthetic { family, space: Space { params: (0..4).map(param).collect() } }
     }
 
     /// The noiseless loss of `x` at fraction `t` of the run.
-    fn loss(self, x: &[f64], t: f64) -> f64 {
+    fn loss(&self, x: &[f64], t: f64) -> f64 {
         let f = final_loss(x);
-        match self {
+        match self.family {
             Family::Fast => f + decay(2.0 + 6.0 * x[3], t),
             Family::Late => {
                 let quality = 1.0 - (f - OPTIMUM) / 0.8; // 1 at the optimum
@@ -84,33 +124,162 @@ impl Family {
     }
 }
 
-fn space() -> Space {
-    let param = |i: usize| Param {
-        name: format!("x{i}"),
-        distribution: Distribution::Float { low: 0.0, high: 1.0, log: false, step: None },
-        conditions: vec![],
-        grid: None,
-    };
-    Space { params: (0..4).map(param).collect() }
-}
-
 fn point(p: &Params) -> Vec<f64> {
     (0..4).map(|i| p[&format!("x{i}")].as_f64().unwrap()).collect()
 }
 
-/// Regret at each step spent, for one method, family and seed; and the trials started.
-fn simulate(family: Family, sampler: &dyn Sampler, pruner: &dyn Pruner, seed: u64, budget: usize) -> (Vec<f64>, usize) {
-    let space = space();
+impl Problem for Synthetic {
+    fn name(&self) -> &str {
+        match self.family {
+            Family::Fast => "fast",
+            Family::Late => "late",
+            Family::Diverge => "diverge",
+        }
+    }
+
+    fn space(&self) -> &Space {
+        &self.space
+    }
+
+    fn steps(&self) -> i64 {
+        STEPS
+    }
+
+    fn observe(&self, params: &Params, step: i64, noise: &mut StdRng) -> f64 {
+        self.loss(&point(params), step as f64 / STEPS as f64) + Normal::new(0.0, NOISE_SD).unwrap().sample(noise)
+    }
+
+    fn regret(&self, params: &Params) -> f64 {
+        final_loss(&point(params)) - OPTIMUM
+    }
+}
+
+/// Recorded curves, interpolated between their configurations.
+struct Replay {
+    space: Space,
+    configs: Vec<Params>,
+    /// Each recorded trial's losses (the metric, negated when maximized), one per report.
+    curves: Vec<Vec<f64>>,
+    best_final: f64,
+}
+
+impl Replay {
+    /// The complete trials of a `sweep export --format json` file, in the space of `study`.
+    fn load(export: &Path, study: &Path) -> Replay {
+        let config = sweep::study::load(study).unwrap_or_else(|e| panic!("{e}"));
+        let (metric, sign) = (&config.objective.metric, if config.objective.better(0.0, 1.0) { 1.0 } else { -1.0 });
+        let text = std::fs::read_to_string(export).unwrap_or_else(|e| panic!("cannot read {}: {e}", export.display()));
+        let trials: Vec<Value> = serde_json::from_str(&text).expect("a `sweep export --format json` file");
+        let (mut configs, mut curves) = (Vec::new(), Vec::new());
+        for t in trials.iter().filter(|t| t["state"] == "complete") {
+            let reports = t["reports"].as_array().expect("reports");
+            let curve: Vec<f64> =
+                reports.iter().filter_map(|r| r[metric.as_str()].as_f64()).map(|v| sign * v).collect();
+            configs.push(t["params"].as_object().expect("params").clone());
+            curves.push(curve);
+        }
+        let length = curves.iter().map(Vec::len).min().expect("complete trials with reports of the metric");
+        assert!(length >= 2, "{}: the curves have fewer than 2 reports", export.display());
+        curves.iter_mut().for_each(|c| c.truncate(length));
+        let best_final = curves.iter().map(|c| c[length - 1]).fold(f64::INFINITY, f64::min);
+        Replay { space: config.space, configs, curves, best_final }
+    }
+
+    /// Distance between two configurations in the unit cube of the space (categorical params
+    /// are 0 or 1 apart; fixed ones do not count).
+    fn distance(&self, a: &Params, b: &Params) -> f64 {
+        let mut sum = 0.0;
+        for p in &self.space.params {
+            let (Some(u), Some(v)) = (a.get(&p.name), b.get(&p.name)) else { continue };
+            let gap = match &p.distribution {
+                Distribution::Fixed { .. } => 0.0,
+                Distribution::Categorical { .. } => f64::from(u8::from(!values_equal(u, v))),
+                d => d.to_unit(u).unwrap_or(0.0) - d.to_unit(v).unwrap_or(0.0),
+            };
+            sum += gap * gap;
+        }
+        sum.sqrt()
+    }
+
+    /// The loss at report `index` of `params`: the recorded one at a recorded configuration,
+    /// else the inverse-squared-distance mean over the nearest recorded ones, `skip` left out.
+    fn interpolate(&self, params: &Params, index: usize, skip: Option<usize>) -> f64 {
+        let mut near: Vec<(f64, usize)> = (0..self.configs.len())
+            .filter(|&i| Some(i) != skip)
+            .map(|i| (self.distance(params, &self.configs[i]), i))
+            .collect();
+        near.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if near[0].0 < 1e-12 {
+            return self.curves[near[0].1][index];
+        }
+        let weights: Vec<(f64, usize)> = near.iter().take(NEIGHBOURS).map(|&(d, i)| (1.0 / (d * d), i)).collect();
+        let total: f64 = weights.iter().map(|w| w.0).sum();
+        weights.iter().map(|&(w, i)| w * self.curves[i][index]).sum::<f64>() / total
+    }
+
+    /// Kendall's tau between each recorded final and its prediction from the others.
+    fn leave_one_out_tau(&self) -> f64 {
+        let last = self.curves[0].len() - 1;
+        let pairs: Vec<(f64, f64)> = (0..self.configs.len())
+            .map(|i| (self.curves[i][last], self.interpolate(&self.configs[i], last, Some(i))))
+            .collect();
+        let mut score = 0.0;
+        for (i, a) in pairs.iter().enumerate() {
+            for b in &pairs[..i] {
+                let product = (a.0 - b.0) * (a.1 - b.1);
+                score += if product > 0.0 {
+                    1.0
+                } else if product < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+            }
+        }
+        score / (pairs.len() * (pairs.len() - 1) / 2) as f64
+    }
+}
+
+impl Problem for Replay {
+    fn name(&self) -> &str {
+        "replay"
+    }
+
+    fn space(&self) -> &Space {
+        &self.space
+    }
+
+    fn steps(&self) -> i64 {
+        self.curves[0].len() as i64
+    }
+
+    fn observe(&self, params: &Params, step: i64, _noise: &mut StdRng) -> f64 {
+        self.interpolate(params, step as usize - 1, None)
+    }
+
+    fn regret(&self, params: &Params) -> f64 {
+        self.interpolate(params, self.curves[0].len() - 1, None) - self.best_final
+    }
+}
+
+/// Regret at each step spent, for one method, problem and seed; and the trials started.
+fn simulate(
+    problem: &dyn Problem,
+    sampler: &dyn Sampler,
+    pruner: &dyn Pruner,
+    seed: u64,
+    budget: usize,
+) -> (Vec<f64>, usize) {
+    let (space, steps) = (problem.space(), problem.steps());
     let mut history = History::new(Objective { metric: "loss".into(), direction: Direction::Minimize }, vec![]);
     let mut noise = StdRng::seed_from_u64(7 + seed);
-    let normal = Normal::new(0.0, NOISE_SD).unwrap();
     let (mut running, mut spent): (Vec<usize>, usize) = (Vec::new(), 0);
     let mut regret = Vec::with_capacity(budget);
-    let mut picked: Option<(f64, f64)> = None; // (observed final, noiseless final) of the best complete trial
+    let mut picked: Option<(f64, f64)> = None; // (observed final, regret) of the best complete trial
     while spent < budget {
         while running.len() < WORKERS {
             let number = history.trials.len() as u64;
-            let proposal = sampler.propose(&space, &history, &mut trial_rng(seed, number));
+            let proposal = sampler.propose(space, &history, &mut trial_rng(seed, number));
             let trial =
                 Trial { sampler_state: proposal.state, ..Trial::new(number, TrialState::Running, proposal.params) };
             history.trials.push(trial);
@@ -123,24 +292,23 @@ fn simulate(family: Family, sampler: &dyn Sampler, pruner: &dyn Pruner, seed: u6
                 continue;
             }
             spent += 1;
-            let x = point(&history.trials[i].params);
             let step = history.trials[i].curve.len() as i64 + 1;
-            let value = family.loss(&x, step as f64 / STEPS as f64) + normal.sample(&mut noise);
+            let value = problem.observe(&history.trials[i].params, step, &mut noise);
             let trial = &mut history.trials[i];
             trial.curve.push((step, value));
             trial.last_step = Some(step);
-            let stop = step == STEPS || matches!(pruner.decide(&history.trials[i], &history), Verdict::Stop(_));
+            let stop = step == steps || matches!(pruner.decide(&history.trials[i], &history), Verdict::Stop(_));
             if stop {
                 let trial = &mut history.trials[i];
                 trial.value = Some(value);
-                trial.state = if step == STEPS { TrialState::Complete } else { TrialState::Pruned };
-                if step == STEPS && picked.is_none_or(|(best, _)| value < best) {
-                    picked = Some((value, final_loss(&x)));
+                trial.state = if step == steps { TrialState::Complete } else { TrialState::Pruned };
+                if step == steps && picked.is_none_or(|(best, _)| value < best) {
+                    picked = Some((value, problem.regret(&trial.params)));
                 }
             } else {
                 still.push(i);
             }
-            regret.push(picked.map_or(f64::NAN, |(_, truth)| truth - OPTIMUM));
+            regret.push(picked.map_or(f64::NAN, |(_, r)| r));
         }
         running = still;
     }
@@ -156,43 +324,61 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let (seeds, budget) = if full { (10u64, 40 * STEPS as usize) } else { (1, 6 * STEPS as usize) };
-    let families = if full { vec![Family::Fast, Family::Late, Family::Diverge] } else { vec![Family::Diverge] };
-    let none = from_config(&PrunerConfig::default());
-    let hyperband = from_config(&PrunerConfig {
-        rule: PrunerRule::Hyperband { min_resource: 1, max_resource: STEPS, eta: 3 },
-        ..PrunerConfig::default()
-    });
+    let (seeds, runs) = if full { (10u64, FULL_RUNS) } else { (1, 6) };
+    let mut problems: Vec<Box<dyn Problem>> = if full {
+        vec![Family::Fast, Family::Late, Family::Diverge]
+            .into_iter()
+            .map(|f| Box::new(Synthetic::new(f)) as _)
+            .collect()
+    } else {
+        vec![Box::new(Synthetic::new(Family::Diverge))]
+    };
+    let env_or = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.to_string());
+    let replay = Replay::load(
+        Path::new(&env_or("SWEEP_CURVES", CURVES)),
+        Path::new(&env_or("SWEEP_CURVES_STUDY", CURVES_STUDY)),
+    );
+    println!(
+        "replay: {} recorded curves of {} reports; surrogate's leave-one-out Kendall tau of the finals {:.2}",
+        replay.configs.len(),
+        replay.steps(),
+        replay.leave_one_out_tau()
+    );
+    problems.push(Box::new(replay));
     let (random, gp) = (RandomSampler, GpSampler::new(10));
     let gp_last = GpSampler { multi_fidelity: false, ..GpSampler::new(10) };
-    let methods: [(&str, &dyn Sampler, &dyn Pruner); 5] = [
-        ("random", &random, none.as_ref()),
-        ("gp", &gp, none.as_ref()),
-        ("random+hb", &random, hyperband.as_ref()),
-        ("gp+hb last", &gp_last, hyperband.as_ref()),
-        ("gp+hb mf", &gp, hyperband.as_ref()),
-    ];
-    println!(
-        "{seeds} seeds, budget {budget} steps ({} full runs of {STEPS}), {WORKERS} workers; regret: median [q1, q3]",
-        budget / STEPS as usize
-    );
+    println!("{seeds} seeds, budget {runs} full runs of each problem, {WORKERS} workers; regret: median [q1, q3]");
     println!(
         "{:<8} {:<11} {:>26} {:>26} {:>26} {:>7} {:>8}",
         "curves", "method", "1/3 budget", "2/3", "all", "trials", "s/seed"
     );
-    for family in families {
+    for problem in &problems {
+        let steps = problem.steps();
+        let budget = runs * steps as usize;
+        let none = from_config(&PrunerConfig::default());
+        let hyperband = from_config(&PrunerConfig {
+            rule: PrunerRule::Hyperband { min_resource: 1, max_resource: steps, eta: 3 },
+            ..PrunerConfig::default()
+        });
+        let methods: [(&str, &dyn Sampler, &dyn Pruner); 5] = [
+            ("random", &random, none.as_ref()),
+            ("gp", &gp, none.as_ref()),
+            ("random+hb", &random, hyperband.as_ref()),
+            ("gp+hb last", &gp_last, hyperband.as_ref()),
+            ("gp+hb mf", &gp, hyperband.as_ref()),
+        ];
         for (name, sampler, pruner) in methods {
             let start = std::time::Instant::now();
-            let runs: Vec<(Vec<f64>, usize)> =
-                (0..seeds).map(|s| simulate(family, sampler, pruner, s, budget)).collect();
+            let results: Vec<(Vec<f64>, usize)> =
+                (0..seeds).map(|s| simulate(problem.as_ref(), sampler, pruner, s, budget)).collect();
             let secs = start.elapsed().as_secs_f64() / seeds as f64;
-            let mut line = format!("{:<8} {:<11}", family.name(), name);
+            let mut line = format!("{:<8} {:<11}", problem.name(), name);
             for share in [1.0 / 3.0, 2.0 / 3.0, 1.0] {
                 let at = ((budget as f64 * share).round() as usize).max(1) - 1;
-                let (q1, m, q3) = quartiles(runs.iter().map(|(r, _)| r[at]).collect());
+                let (q1, m, q3) = quartiles(results.iter().map(|(r, _)| r[at]).collect());
                 line += &format!(" {m:>8.4} [{q1:>7.4}, {q3:>7.4}]");
             }
-            let trials = runs.iter().map(|r| r.1).sum::<usize>() as f64 / seeds as f64;
+            let trials = results.iter().map(|r| r.1).sum::<usize>() as f64 / seeds as f64;
             println!("{line} {trials:>7.0} {secs:>8.2}");
         }
     }

@@ -285,22 +285,40 @@ mod tests {
         assert!(g < r, "gp median best {g} vs random {r}");
     }
 
-    #[test]
-    fn eight_pending_trials_get_eight_distinct_proposals() {
+    /// Eight trials proposed in turn, each left running, after twelve random ones; with
+    /// `pruned`, every third of those was stopped at step 3 of 9 (the multi-fidelity model).
+    fn eight_running_proposals(pruned: bool) -> Vec<Proposal> {
         let space = mixed_space();
         let gp = GpSampler::new(5);
         let mut h = history();
         for n in 0..12 {
             let p = RandomSampler.propose(&space, &h, &mut trial_rng(3, n));
             let v = mixed_objective(&p.params);
-            h.trials.push(trial(n, p.params, TrialState::Complete, Some(v), None));
+            let stopped = pruned && n % 3 == 0;
+            let state = if stopped { TrialState::Pruned } else { TrialState::Complete };
+            let mut t = trial(n, p.params, state, Some(v), None);
+            t.curve = (1..=if stopped { 3 } else { 9 }).map(|s| (s, v + 1.0 / s as f64)).collect();
+            h.trials.push(t);
         }
-        let mut proposed: Vec<Params> = Vec::new();
-        for n in 12..20 {
-            let p = gp.propose(&space, &h, &mut trial_rng(3, n));
-            assert!(!proposed.contains(&p.params), "duplicate proposal {:?}", p.params);
-            proposed.push(p.params.clone());
-            h.trials.push(trial(n, p.params, TrialState::Running, None, p.state));
+        (12..20)
+            .map(|n| {
+                let p = gp.propose(&space, &h, &mut trial_rng(3, n));
+                h.trials.push(trial(n, p.params.clone(), TrialState::Running, None, p.state.clone()));
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn eight_pending_trials_get_eight_distinct_proposals() {
+        for pruned in [false, true] {
+            let proposals = eight_running_proposals(pruned);
+            for (i, p) in proposals.iter().enumerate() {
+                assert!(!proposals[..i].iter().any(|q| q.params == p.params), "duplicate proposal {:?}", p.params);
+                // Model-based, not a fallback; with pruned trials, over configuration and resource.
+                let state = p.state.as_ref().expect("a kernel state");
+                assert_eq!(state.get("rows_below_full").is_some(), pruned, "{state}");
+            }
         }
     }
 
