@@ -4,7 +4,8 @@
 use super::kernel::{matern52, KernelParams};
 use super::linalg::{cholesky_with_jitter, dot, packed_factor_inverse, packed_row};
 use super::GpError;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
+use std::cell::OnceCell;
 
 /// A fitted posterior over latent f given standardized observations.
 pub(crate) struct Posterior {
@@ -12,12 +13,14 @@ pub(crate) struct Posterior {
     d: usize,
     params: KernelParams,
     inv_l2: Vec<f64>,
-    /// `M = L^-1` for the Cholesky factor `L` of `K + noise I`, packed by rows: a prediction's
-    /// variance is `s2 - |M k|^2`. Kept explicitly, since a suggestion predicts at hundreds
-    /// of points and products with `M` run far faster than a triangular solve per point.
-    factor_inv: Vec<f64>,
-    /// The same `M`, dense (zeros above the diagonal), for the batched product.
-    factor_inv_dense: DMatrix<f64>,
+    chol: Cholesky<f64, Dyn>,
+    /// `M = L^-1` for the Cholesky factor `L` of `K + noise I`, packed by rows, and the same
+    /// dense (zeros above the diagonal) for batched products: a prediction's variance is
+    /// `s2 - |M k|^2`. Kept explicitly, since a suggestion predicts at hundreds of points and
+    /// products with `M` run far faster than a triangular solve per point; built on the first
+    /// variance asked for, since a posterior that only believes pending points needs none
+    /// (it costs as much as the factorization).
+    factor_inv: OnceCell<(Vec<f64>, DMatrix<f64>)>,
     /// `K^-1 y`.
     alpha: DVector<f64>,
 }
@@ -104,9 +107,17 @@ impl Posterior {
         }
         let chol = cholesky_with_jitter(&k, params.noise_var).ok_or(GpError::NotPositiveDefinite)?;
         let alpha = chol.solve(&DVector::from_column_slice(y));
-        let factor_inv = packed_factor_inverse(&chol);
-        let factor_inv_dense = DMatrix::from_fn(n, n, |i, j| if j <= i { factor_inv[packed_row(i) + j] } else { 0.0 });
-        Ok(Posterior { points, d, params, inv_l2, factor_inv, factor_inv_dense, alpha })
+        Ok(Posterior { points, d, params, inv_l2, chol, factor_inv: OnceCell::new(), alpha })
+    }
+
+    /// `M` packed by rows and dense (see `factor_inv`).
+    fn factor_inv(&self) -> &(Vec<f64>, DMatrix<f64>) {
+        self.factor_inv.get_or_init(|| {
+            let packed = packed_factor_inverse(&self.chol);
+            let n = self.n();
+            let dense = DMatrix::from_fn(n, n, |i, j| if j <= i { packed[packed_row(i) + j] } else { 0.0 });
+            (packed, dense)
+        })
     }
 
     pub(crate) fn params(&self) -> &KernelParams {
@@ -121,18 +132,30 @@ impl Posterior {
         self.points.kernel_row(q, &self.inv_l2, self.params.signal_var, k, slope);
     }
 
-    /// Latent mean and variance at many points (row-major, `d` columns).
-    /// Batched so that `M k` is one matrix product for all of them.
-    pub(crate) fn predict_batch(&self, q: &[f64]) -> Vec<(f64, f64)> {
+    /// Kernel columns between the training points and each of many points (row-major, `d`
+    /// columns), and the latent means there.
+    fn kernel_columns(&self, q: &[f64]) -> (DMatrix<f64>, DVector<f64>) {
         let (n, m) = (self.n(), q.len() / self.d);
-        let s2 = self.params.signal_var;
         let mut ks = DMatrix::zeros(n, m);
         for c in 0..m {
             self.kernel_row(&q[c * self.d..(c + 1) * self.d], ks.column_mut(c).as_mut_slice(), None);
         }
         let mean = ks.tr_mul(&self.alpha);
-        let v = &self.factor_inv_dense * &ks;
-        (0..m).map(|c| (mean[c], (s2 - v.column(c).norm_squared()).max(0.0))).collect()
+        (ks, mean)
+    }
+
+    /// Latent means at many points (row-major, `d` columns).
+    pub(crate) fn predict_means(&self, q: &[f64]) -> Vec<f64> {
+        self.kernel_columns(q).1.iter().copied().collect()
+    }
+
+    /// Latent mean and variance at many points (row-major, `d` columns).
+    /// Batched so that `M k` is one matrix product for all of them.
+    pub(crate) fn predict_batch(&self, q: &[f64]) -> Vec<(f64, f64)> {
+        let (ks, mean) = self.kernel_columns(q);
+        let s2 = self.params.signal_var;
+        let v = &self.factor_inv().1 * &ks;
+        (0..ks.ncols()).map(|c| (mean[c], (s2 - v.column(c).norm_squared()).max(0.0))).collect()
     }
 
     /// Latent mean and variance at one point.
@@ -150,7 +173,8 @@ impl Posterior {
         self.kernel_row(q, &mut k, Some(&mut slope));
         let mean = dot(&k, self.alpha.as_slice());
         // v = M k, then w = M^T v = K^-1 k, both on M's packed rows.
-        let row = |i: usize| &self.factor_inv[packed_row(i)..packed_row(i) + i + 1];
+        let packed = &self.factor_inv().0;
+        let row = |i: usize| &packed[packed_row(i)..packed_row(i) + i + 1];
         let v: Vec<f64> = (0..n).map(|i| dot(row(i), &k[..=i])).collect();
         let var = (s2 - dot(&v, &v)).max(0.0);
         let mut w = vec![0.0; n];

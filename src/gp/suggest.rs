@@ -107,11 +107,11 @@ fn suggest_with(
     if let Some((column, value)) = obs.target {
         tried.iter_mut().for_each(|row| row[column] = value);
     }
-    let mut means: Vec<f64> = post.predict_batch(&tried.concat()).into_iter().map(|(m, _)| m).collect();
+    let mut means = post.predict_means(&tried.concat());
     let incumbents = best_points(&tried, &means, INCUMBENTS);
     if !obs.pending.is_empty() {
         let pending: Vec<f64> = obs.pending.iter().flatten().copied().collect();
-        let believed: Vec<f64> = post.predict_batch(&pending).into_iter().map(|(m, _)| m).collect();
+        let believed = post.predict_means(&pending);
         post = Posterior::new([x, pending].concat(), d, &[y, believed.clone()].concat(), params.clone())?;
         means.extend(believed);
     }
