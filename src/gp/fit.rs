@@ -11,7 +11,10 @@ use rand::Rng;
 
 /// Most points the fit looks at; beyond this a random subset is used, since
 /// each likelihood evaluation costs O(n^3). The posterior still uses all points.
-const MAX_FIT_POINTS: usize = 256;
+/// 128 rather than 256 halved the multi-fidelity GP's time per proposal (two to four rows a
+/// trial; `cargo bench --bench multifidelity`, final regret within the seeds' spread); 64 cost
+/// regret on the noisy variants of `benches/samplers.rs` at 100 trials.
+const MAX_FIT_POINTS: usize = 128;
 /// Objective evaluations for a fit from the prior's centre and from a warm
 /// start. The warm budget bounds the per-suggestion cost: with clustered
 /// points late in a run, an unbounded warm fit took 20 to 50 evaluations.
