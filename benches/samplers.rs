@@ -1,8 +1,9 @@
 //! Sampler quality and speed on standard test functions.
 //!
 //! Run: `cargo bench --bench samplers` (single-threaded). For each function and sampler, 10
-//! seeds x 100 trials: median and quartiles of simple regret (best so far minus the known
-//! optimum) at trials 25, 50 and 100, on the functions as they are and on noisy variants
+//! seeds (`SWEEP_SEEDS=N` for more) x 100 trials: median and quartiles of simple regret (best
+//! so far minus the known optimum) at trials 25, 50 and 100, on the functions as they are and
+//! on noisy variants
 //! (`branin~2`: normal noise of standard deviation 2 on each observation; the regret is then
 //! the noiseless value of the best observed point; `benches/optuna_noisy.py` runs Optuna's
 //! GPSampler on the same variants). For gp, the median ms per suggestion just after startup
@@ -110,7 +111,7 @@ fn time_at(n: usize, repeats: usize) -> f64 {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (mut variants, seeds, trials): (Vec<(TestFn, f64)>, _, _) = if full {
-        (testfns::benchmark_suite().into_iter().map(|f| (f, 0.0)).collect(), 10u64, 100usize)
+        (testfns::benchmark_suite().into_iter().map(|f| (f, 0.0)).collect(), seeds_or(10), 100usize)
     } else {
         (vec![(testfns::by_name("branin").unwrap(), 0.0)], 1, 15)
     };
@@ -165,6 +166,11 @@ fn main() {
             );
         }
     }
+}
+
+/// `SWEEP_SEEDS` from the environment (more seeds narrow the median's uncertainty), or `default`.
+fn seeds_or(default: u64) -> u64 {
+    std::env::var("SWEEP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
 
 /// `levy10`, or `levy10~4` for its variant with noise of standard deviation 4.
