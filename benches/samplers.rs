@@ -3,10 +3,9 @@
 //! Run: `cargo bench --bench samplers` (single-threaded). For each function and sampler, 10
 //! seeds (`SWEEP_SEEDS=N` for more) x 100 trials: median and quartiles of simple regret (best
 //! so far minus the known optimum) at trials 25, 50 and 100, on the functions as they are and
-//! on noisy variants
-//! (`branin~2`: normal noise of standard deviation 2 on each observation; the regret is then
-//! the noiseless value of the best observed point; `benches/optuna_noisy.py` runs Optuna's
-//! GPSampler on the same variants). For gp, the median ms per suggestion just after startup
+//! on noisy variants (`branin~2`: normal noise of standard deviation 2 on each observation;
+//! the regret is then the noiseless value of the best observed point;
+//! `benches/optuna_noisy.py` runs Optuna's GPSampler on the same variants). For gp, the median ms per suggestion just after startup
 //! and over trials 91-100; then the suggestion time at 100, 300 and 1000 observations.
 //! Under `cargo test --all-targets` it runs a small smoke version.
 
