@@ -271,8 +271,9 @@ impl Reader {
     }
 
     /// Params, value and final metrics (JSON) of complete trials, every one up to `max`, else an
-    /// even sample (every k-th by number, chosen in SQL so the rows left out are never sent):
-    /// input to parameter importance and the comparison view.
+    /// even sample of at most `max` (every k-th complete trial in order of number, chosen in SQL
+    /// so the rows left out are never sent; not every k-th number, which the complete trials
+    /// need not fill): input to parameter importance and the comparison view.
     pub async fn completed(&self, study_id: i64, max: usize) -> Result<Vec<(String, f64, Option<String>)>> {
         let filter = "study_id = ? AND state = 'complete' AND value IS NOT NULL";
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM trials WHERE {filter}"))
@@ -280,11 +281,11 @@ impl Reader {
             .fetch_one(&self.pool)
             .await?;
         let stride = (n as usize).div_ceil(max.max(1)).max(1) as i64;
-        Ok(sqlx::query_as(&format!("SELECT params, value, metrics FROM trials WHERE {filter} AND number % ? = 0"))
-            .bind(study_id)
-            .bind(stride)
-            .fetch_all(&self.pool)
-            .await?)
+        let sample = format!(
+            "SELECT params, value, metrics FROM (SELECT params, value, metrics, \
+             ROW_NUMBER() OVER (ORDER BY number) - 1 AS rank FROM trials WHERE {filter}) WHERE rank % ? = 0 ORDER BY rank"
+        );
+        Ok(sqlx::query_as(&sample).bind(study_id).bind(stride).fetch_all(&self.pool).await?)
     }
 
     /// Changes of every study after sequence number `after`, oldest first: a range of the
@@ -411,6 +412,18 @@ mod tests {
         }
         store.apply(id, &writes).await.unwrap();
         (Reader::open(&db).await.unwrap(), id)
+    }
+
+    #[tokio::test]
+    async fn a_sample_of_complete_trials_is_every_kth_of_them_and_at_most_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, id) = study(dir.path()).await;
+        let values = |rows: Vec<(String, f64, Option<String>)>| rows.into_iter().map(|r| r.1).collect::<Vec<_>>();
+        // Trials 0, 2, 4 and 6 are complete: all of them fit, two are every second one. Every
+        // second *number* would be all four, and every fourth (for one) both 0 and 4.
+        assert_eq!(values(r.completed(id, 8).await.unwrap()), [10.0, 8.0, 6.0, 4.0]);
+        assert_eq!(values(r.completed(id, 2).await.unwrap()), [10.0, 6.0]);
+        assert_eq!(values(r.completed(id, 1).await.unwrap()), [10.0]);
     }
 
     async fn page(reader: &Reader, id: i64, sort: SortKey, descending: bool, offset: u32, limit: u32) -> Vec<u64> {
