@@ -169,16 +169,18 @@ impl Replay {
         let config = sweep::study::load(study).unwrap_or_else(|e| panic!("{e}"));
         let (metric, sign) = (&config.objective.metric, if config.objective.better(0.0, 1.0) { 1.0 } else { -1.0 });
         let text = std::fs::read_to_string(export).unwrap_or_else(|e| panic!("cannot read {}: {e}", export.display()));
-        let trials: Vec<Value> = serde_json::from_str(&text).expect("a `sweep export --format json` file");
+        let bad = |what: &str| -> ! { panic!("{}: {what} (expected `sweep export --format json`)", export.display()) };
+        let trials: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| bad(&e.to_string()));
         let (mut configs, mut curves) = (Vec::new(), Vec::new());
         for t in trials.iter().filter(|t| t["state"] == "complete") {
-            let reports = t["reports"].as_array().expect("reports");
+            let field = |name: &str| -> ! { bad(&format!("trial {} has no `{name}`", t["number"])) };
+            let reports = t["reports"].as_array().unwrap_or_else(|| field("reports"));
             let curve: Vec<f64> =
                 reports.iter().filter_map(|r| r[metric.as_str()].as_f64()).map(|v| sign * v).collect();
-            configs.push(t["params"].as_object().expect("params").clone());
+            configs.push(t["params"].as_object().unwrap_or_else(|| field("params")).clone());
             curves.push(curve);
         }
-        let length = curves.iter().map(Vec::len).min().expect("complete trials with reports of the metric");
+        let length = curves.iter().map(Vec::len).min().unwrap_or_else(|| bad("no complete trials"));
         assert!(length >= 2, "{}: the curves have fewer than 2 reports", export.display());
         curves.iter_mut().for_each(|c| c.truncate(length));
         let best_final = curves.iter().map(|c| c[length - 1]).fold(f64::INFINITY, f64::min);

@@ -5,8 +5,9 @@
 //! so far minus the known optimum) at trials 25, 50 and 100, on the functions as they are and
 //! on noisy variants (`branin~2`: normal noise of standard deviation 2 on each observation;
 //! the regret is then the noiseless value of the best observed point;
-//! `benches/optuna_noisy.py` runs Optuna's GPSampler on the same variants). For gp, the median ms per suggestion just after startup
-//! and over trials 91-100; then the suggestion time at 100, 300 and 1000 observations.
+//! `benches/optuna_noisy.py` runs Optuna's GPSampler on the same variants). For gp, the median
+//! ms per suggestion just after startup and over trials 91-100; then the suggestion time at
+//! 100, 300 and 1000 observations.
 //! Under `cargo test --all-targets` it runs a small smoke version.
 
 use rand::SeedableRng;
@@ -169,7 +170,10 @@ fn main() {
 
 /// `SWEEP_SEEDS` from the environment (more seeds narrow the median's uncertainty), or `default`.
 fn seeds_or(default: u64) -> u64 {
-    std::env::var("SWEEP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    match std::env::var("SWEEP_SEEDS") {
+        Err(_) => default,
+        Ok(s) => s.parse().ok().filter(|n| *n > 0).unwrap_or_else(|| panic!("SWEEP_SEEDS={s:?}: not a positive count")),
+    }
 }
 
 /// `levy10`, or `levy10~4` for its variant with noise of standard deviation 4.

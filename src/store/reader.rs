@@ -276,6 +276,8 @@ impl Reader {
     /// need not fill): input to parameter importance and the comparison view.
     pub async fn completed(&self, study_id: i64, max: usize) -> Result<Vec<(String, f64, Option<String>)>> {
         let filter = "study_id = ? AND state = 'complete' AND value IS NOT NULL";
+        // Counted in a statement of its own: one statement with `COUNT(*) OVER ()` took the
+        // importance endpoint from 185-190 to 481-532 ms at 100,000 trials (web_scale).
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM trials WHERE {filter}"))
             .bind(study_id)
             .fetch_one(&self.pool)
