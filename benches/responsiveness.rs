@@ -194,7 +194,8 @@ impl Executor for FastWorkers {
                 let (reply, decision) = oneshot::channel();
                 let metrics = Metrics::from([("loss".to_string(), loss)]);
                 let sent = Instant::now();
-                let report = WorkerEvent::Report { trial: launch.trial, step: Some(step), metrics, reply };
+                let report =
+                    WorkerEvent::Report { trial: launch.trial, step: Some(step), metrics, checkpoint: false, reply };
                 if events.send(report).is_err() {
                     return;
                 }
@@ -242,15 +243,7 @@ async fn generate(db: &Path, n: u64) {
             let value = sweep::testfns::branin(&[params["x0"].as_f64().unwrap(), params["x1"].as_f64().unwrap()]);
             let metrics = Metrics::from([("loss".to_string(), value)]);
             Imported {
-                trial: NewTrial {
-                    number,
-                    state: TrialState::Complete,
-                    params,
-                    attempt: 1,
-                    rerun_of: None,
-                    device: None,
-                    sampler_state: None,
-                },
+                trial: NewTrial { state: TrialState::Complete, ..NewTrial::waiting(number, params) },
                 state: TrialState::Complete,
                 end: Finish {
                     value: Some(value),

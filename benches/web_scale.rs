@@ -185,7 +185,7 @@ async fn generate(db: &Path, n: u64) {
         let value = (state != TrialState::Failed).then(|| reports.last().unwrap().1["loss"]);
         let started_at = start + number as i64 * 60_000;
         batch.push(Imported {
-            trial: NewTrial { number, state, params, attempt: 1, rerun_of: None, device: None, sampler_state: None },
+            trial: NewTrial { state, ..NewTrial::waiting(number, params) },
             state,
             end: Finish {
                 value,

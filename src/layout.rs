@@ -24,6 +24,12 @@ pub fn trial_dir(runs: &Path, study: &str, number: u64) -> PathBuf {
     study_dir(runs, study).join(format!("trial-{number}"))
 }
 
+/// A trial's checkpoints, in the folder of its first attempt: every attempt (a re-run after a
+/// crash, a retry) reads and writes the same one.
+pub fn checkpoint_dir(runs: &Path, study: &str, first_attempt: u64) -> PathBuf {
+    trial_dir(runs, study, first_attempt).join("checkpoints")
+}
+
 /// Tokenizers and pretraining runs, shared by every trial that asks for the same ones.
 pub fn cache_dir(runs: &Path) -> PathBuf {
     runs.join("cache")
@@ -43,6 +49,7 @@ mod tests {
         let runs = runs_dir(Path::new("/p"));
         assert_eq!(runs, Path::new("/p/sweep-runs"));
         assert_eq!(trial_dir(&runs, "s", 3), Path::new("/p/sweep-runs/s/trial-3"));
+        assert_eq!(checkpoint_dir(&runs, "s", 3), Path::new("/p/sweep-runs/s/trial-3/checkpoints"));
         assert_eq!(cache_dir(&runs), Path::new("/p/sweep-runs/cache"));
     }
 }

@@ -23,6 +23,10 @@ pub mod env {
     pub const RUNS_DIR: &str = "SWEEP_RUNS_DIR";
     /// Cores / parallel on the coordinator's machine; the CPUs Slurm allotted on a node.
     pub const CPU_THREADS: &str = "SWEEP_CPU_THREADS";
+    /// The trial's checkpoint folder, shared by all its attempts (also in the `Hello` line).
+    pub const CHECKPOINT_DIR: &str = "SWEEP_CHECKPOINT_DIR";
+    /// Set when this attempt resumes: the step of the last checkpoint the coordinator recorded.
+    pub const RESUME_STEP: &str = "SWEEP_RESUME_STEP";
 }
 
 /// The first line a worker reads on stdin.
@@ -33,6 +37,12 @@ pub struct Hello {
     pub trial: u64,
     pub attempt: u32,
     pub params: Params,
+    /// Where the worker keeps checkpoints; the same folder for every attempt of the trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_dir: Option<String>,
+    /// The step to resume from: the last report this trial sent with `"checkpoint": true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_step: Option<i64>,
 }
 
 /// The coordinator's answer to each report.
@@ -52,9 +62,11 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkerLine {
     /// Intermediate metrics; `step` is absent when the worker did not number its reports.
+    /// `checkpoint`: the line said `"checkpoint": true`, a durable checkpoint of this step.
     Report {
         step: Option<i64>,
         metrics: Metrics,
+        checkpoint: bool,
     },
     Final(Metrics),
     Log,
@@ -82,10 +94,11 @@ pub fn parse_line(line: &str) -> WorkerLine {
     let step = object.get("step").and_then(|s| s.as_i64().or_else(|| s.as_f64().map(|f| f as i64)));
     let mut metrics = numeric_fields(&object);
     metrics.remove("step");
+    let checkpoint = object.get("checkpoint").and_then(Value::as_bool) == Some(true);
     // A line with a `step` is a report whatever its values (the worker waits for a reply);
     // without one, it takes a value that is a number.
     if numbered || has_number(&object) {
-        WorkerLine::Report { step, metrics }
+        WorkerLine::Report { step, metrics, checkpoint }
     } else {
         WorkerLine::Log
     }
@@ -184,7 +197,7 @@ mod tests {
     fn reports_finals_and_logs() {
         assert_eq!(
             parse_line(r#"{"step": 3, "val_loss": 0.41, "note": "x"}"#),
-            WorkerLine::Report { step: Some(3), metrics: metrics(&[("val_loss", 0.41)]) }
+            WorkerLine::Report { step: Some(3), metrics: metrics(&[("val_loss", 0.41)]), checkpoint: false }
         );
         assert_eq!(parse_line(r#"{"final": {"val_loss": 0.39}}"#), WorkerLine::Final(metrics(&[("val_loss", 0.39)])));
         assert_eq!(parse_line("epoch 3 done"), WorkerLine::Log);
@@ -197,13 +210,16 @@ mod tests {
     #[test]
     fn a_line_with_a_step_is_a_report_whatever_its_values() {
         match parse_line(r#"{"step": 3, "y": null}"#) {
-            WorkerLine::Report { step: Some(3), metrics } => assert!(metrics["y"].is_nan(), "null counts as NaN"),
+            WorkerLine::Report { step: Some(3), metrics, .. } => assert!(metrics["y"].is_nan(), "null counts as NaN"),
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_line(r#"{"step": 4}"#), WorkerLine::Report { step: Some(4), metrics: Metrics::new() });
+        assert_eq!(
+            parse_line(r#"{"step": 4}"#),
+            WorkerLine::Report { step: Some(4), metrics: Metrics::new(), checkpoint: false }
+        );
         assert_eq!(
             parse_line(r#"{"step": 5, "phase": "eval", "ok": true}"#),
-            WorkerLine::Report { step: Some(5), metrics: Metrics::new() },
+            WorkerLine::Report { step: Some(5), metrics: Metrics::new(), checkpoint: false },
             "strings and booleans are annotations, but the line still gets its reply"
         );
         match parse_line(r#"{"final": {"y": null}}"#) {
@@ -214,8 +230,19 @@ mod tests {
         assert_eq!(parse_line(r#"{"msg": "hello", "extra": null}"#), WorkerLine::Log);
         assert_eq!(
             parse_line(r#"{"loss": 0.5}"#),
-            WorkerLine::Report { step: None, metrics: metrics(&[("loss", 0.5)]) }
+            WorkerLine::Report { step: None, metrics: metrics(&[("loss", 0.5)]), checkpoint: false }
         );
+    }
+
+    #[test]
+    fn a_report_may_declare_a_durable_checkpoint() {
+        assert_eq!(
+            parse_line(r#"{"step": 300, "val_loss": 2.5, "checkpoint": true}"#),
+            WorkerLine::Report { step: Some(300), metrics: metrics(&[("val_loss", 2.5)]), checkpoint: true }
+        );
+        for line in [r#"{"step": 300, "checkpoint": false}"#, r#"{"step": 300, "checkpoint": "yes"}"#] {
+            assert!(matches!(parse_line(line), WorkerLine::Report { checkpoint: false, .. }), "{line}");
+        }
     }
 
     #[test]

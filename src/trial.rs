@@ -74,6 +74,11 @@ pub struct Trial {
     /// Unix milliseconds.
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The last step whose checkpoint the worker declared durable (or, for a re-run that has
+    /// not checkpointed yet, the one it inherited): where the next attempt resumes.
+    pub checkpoint_step: Option<i64>,
+    /// The step this attempt resumed from; its curve up to there is its predecessor's.
+    pub resumed_from: Option<i64>,
     /// What the sampler learned when it proposed this trial (e.g. fitted kernel parameters).
     #[serde(skip)]
     pub sampler_state: Option<serde_json::Value>,
@@ -90,6 +95,8 @@ pub struct NewTrial {
     pub device: Option<String>,
     /// What the sampler learned when it proposed this trial.
     pub sampler_state: Option<serde_json::Value>,
+    /// A re-run that resumes from this step of the trial it replaces (its checkpoint).
+    pub resumed_from: Option<i64>,
 }
 
 impl NewTrial {
@@ -103,6 +110,7 @@ impl NewTrial {
             rerun_of: None,
             device: None,
             sampler_state: None,
+            resumed_from: None,
         }
     }
 
@@ -117,11 +125,13 @@ impl NewTrial {
     }
 
     /// The queued trial that takes `of`'s place: a retry after a failure (its next attempt),
-    /// or a re-run of an interrupted trial (the same attempt).
+    /// or a re-run of an interrupted trial (the same attempt). It resumes from `of`'s last
+    /// durable checkpoint, if any.
     pub fn rerun(number: u64, of: &Trial, retry: bool) -> NewTrial {
         NewTrial {
             attempt: of.attempt + u32::from(retry),
             rerun_of: Some(of.number),
+            resumed_from: of.checkpoint_step,
             ..NewTrial::waiting(number, of.params.clone())
         }
     }
@@ -147,7 +157,9 @@ pub enum Update {
     /// The trial's worker runs as cluster job `job`.
     Job { number: u64, job: String },
     /// An intermediate report; a repeated (trial, step, metric) replaces the earlier value.
-    Report { number: u64, step: i64, metrics: Metrics },
+    /// `checkpoint`: the worker made a checkpoint of this step durable before reporting it,
+    /// so the step becomes the trial's resume point in the same commit.
+    Report { number: u64, step: i64, metrics: Metrics, checkpoint: bool },
     /// The trial ends in `state`.
     Finish { number: u64, state: TrialState, end: Finish },
 }
@@ -184,6 +196,8 @@ impl Trial {
             stderr_tail: None,
             started_at: None,
             finished_at: None,
+            checkpoint_step: None,
+            resumed_from: None,
             sampler_state: None,
         }
     }
@@ -265,6 +279,20 @@ impl History {
         self.trials.iter().find(|t| t.number == number)
     }
 
+    /// The first attempt of the configuration trial `number` runs, following re-runs back
+    /// (itself for a first attempt): its folder holds the checkpoints every attempt shares.
+    pub fn first_attempt(&self, number: u64) -> u64 {
+        let mut first = number;
+        // Each hop goes to an earlier trial, so this ends; the bound guards bad data.
+        for _ in 0..self.trials.len() {
+            match self.get(first).and_then(|t| t.rerun_of) {
+                Some(of) => first = of,
+                None => break,
+            }
+        }
+        first
+    }
+
     /// Makes `update` in memory, as the store makes it on disk (`now`: Unix ms). An update for
     /// a trial it does not hold changes nothing.
     pub fn apply(&mut self, update: &Update, now: i64) {
@@ -272,12 +300,21 @@ impl History {
             if let Some(of) = t.rerun_of {
                 self.retried.insert(of);
             }
+            // A resumed re-run starts with its predecessor's curve up to the resume point.
+            let curve = match (t.resumed_from, t.rerun_of.and_then(|of| self.get(of))) {
+                (Some(at), Some(of)) => of.curve.iter().copied().filter(|p| p.0 <= at).collect(),
+                _ => Vec::new(),
+            };
             self.insert(Trial {
                 attempt: t.attempt,
                 rerun_of: t.rerun_of,
                 device: t.device.clone(),
                 started_at: (t.state == TrialState::Running).then_some(now),
                 sampler_state: t.sampler_state.clone(),
+                curve,
+                last_step: t.resumed_from,
+                checkpoint_step: t.resumed_from,
+                resumed_from: t.resumed_from,
                 ..Trial::new(t.number, t.state, t.params.clone())
             });
             return;
@@ -292,8 +329,11 @@ impl History {
                 trial.started_at = Some(now);
             }
             Update::Job { job, .. } => trial.job = Some(job.clone()),
-            Update::Report { step, metrics, .. } => {
+            Update::Report { step, metrics, checkpoint, .. } => {
                 trial.last_step = Some(*step);
+                if *checkpoint {
+                    trial.checkpoint_step = Some(*step);
+                }
                 if let Some(&v) = metrics.get(&self.objective.metric) {
                     // Kept in step order; a repeated step replaces its value.
                     match trial.curve.binary_search_by_key(step, |p| p.0) {

@@ -883,6 +883,8 @@ class StudyView {
           [metric, fmt(t.value)],
           ['attempt', t.attempt > 1 ? String(t.attempt) : null],
           ['re-runs', t.rerun_of != null ? `trial ${t.rerun_of}` : null],
+          ['resumed from', t.resumed_from != null ? `step ${t.resumed_from}` : null],
+          ['checkpoint', t.checkpoint_step != null ? `step ${t.checkpoint_step}` : null],
           ['device', t.device],
           ['last step', t.last_step],
           ['started', clock(t.started_at)],

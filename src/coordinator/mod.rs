@@ -318,8 +318,12 @@ impl Coordinator<'_> {
     /// Queues the launch of a trial recorded RUNNING on `device`, for after the commit.
     fn start(&mut self, number: u64, device: Option<String>) {
         let trial = self.history.get(number).expect("trial in history").clone();
+        if let (Some(at), Some(of)) = (trial.resumed_from, trial.rerun_of) {
+            self.progress.println(format!("trial {number} resumes trial {of} from its checkpoint at step {at}"));
+        }
+        let last_step = trial.resumed_from;
         let launch = self.launch_for(trial, device.clone());
-        let active = Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step: None };
+        let active = Active { cancel: launch.cancel.clone(), device, stop: None, last_report: None, last_step };
         self.active.insert(number, active);
         self.launches.push(launch);
     }
@@ -354,6 +358,12 @@ impl Coordinator<'_> {
         );
         env.insert(var::RUNS_DIR.into(), runs.display().to_string());
         env.insert(var::CPU_THREADS.into(), self.cpu_threads.to_string());
+        let first = self.history.first_attempt(trial.number);
+        let checkpoints = layout::checkpoint_dir(&runs, &self.config.name, first).display().to_string();
+        env.insert(var::CHECKPOINT_DIR.into(), checkpoints.clone());
+        if let Some(step) = trial.resumed_from {
+            env.insert(var::RESUME_STEP.into(), step.to_string());
+        }
         Launch {
             trial: trial.number,
             hello: Hello {
@@ -362,6 +372,8 @@ impl Coordinator<'_> {
                 trial: trial.number,
                 attempt: trial.attempt,
                 params: trial.params,
+                checkpoint_dir: Some(checkpoints),
+                resume_step: trial.resumed_from,
             },
             argv,
             workdir: spec.workdir.clone(),
@@ -375,8 +387,8 @@ impl Coordinator<'_> {
 
     fn handle(&mut self, event: WorkerEvent) {
         match event {
-            WorkerEvent::Report { trial, step, metrics, reply } => {
-                let decision = self.report(trial, step, metrics);
+            WorkerEvent::Report { trial, step, metrics, checkpoint, reply } => {
+                let decision = self.report(trial, step, metrics, checkpoint);
                 self.replies.push((reply, decision));
             }
             WorkerEvent::Submitted { trial, job } => {
@@ -400,13 +412,13 @@ impl Coordinator<'_> {
     }
 
     /// Records a report and asks the pruner whether the trial goes on.
-    fn report(&mut self, number: u64, step: Option<i64>, metrics: Metrics) -> Decision {
+    fn report(&mut self, number: u64, step: Option<i64>, metrics: Metrics, checkpoint: bool) -> Decision {
         let Some(active) = self.active.get_mut(&number) else { return Decision::Stop };
         let step = step.unwrap_or_else(|| active.last_step.map_or(0, |s| s + 1));
         active.last_step = Some(step);
         active.last_report = Some(metrics.clone());
         let stopping = active.stop.is_some();
-        self.record(Update::Report { number, step, metrics });
+        self.record(Update::Report { number, step, metrics, checkpoint });
         if stopping {
             return Decision::Stop;
         }

@@ -84,9 +84,9 @@ async fn supervise(mut child: Child, launch: &Launch, events: &mpsc::UnboundedSe
         tokio::select! {
             line = next_line(&mut stdout), if stdout_open => match line {
                 Ok(Some(line)) => match parse_line(&line) {
-                    WorkerLine::Report { step, metrics } => {
+                    WorkerLine::Report { step, metrics, checkpoint } => {
                         let (reply, decision) = oneshot::channel();
-                        let event = WorkerEvent::Report { trial: launch.trial, step, metrics, reply };
+                        let event = WorkerEvent::Report { trial: launch.trial, step, metrics, checkpoint, reply };
                         let decision = match events.send(event) {
                             Ok(()) => decision.await.unwrap_or(Decision::Continue),
                             Err(_) => Decision::Continue,

@@ -42,8 +42,9 @@ pub struct Launch {
 /// What a worker did, as the coordinator hears it.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    /// An intermediate report; the worker waits for the decision.
-    Report { trial: u64, step: Option<i64>, metrics: Metrics, reply: oneshot::Sender<Decision> },
+    /// An intermediate report; the worker waits for the decision. `checkpoint`: the worker
+    /// made a checkpoint of this step durable first (it becomes the trial's resume point).
+    Report { trial: u64, step: Option<i64>, metrics: Metrics, checkpoint: bool, reply: oneshot::Sender<Decision> },
     /// The worker runs as cluster job `job` (recorded so a restart re-adopts it).
     Submitted { trial: u64, job: String },
     /// The worker is gone; no more events for this trial.

@@ -51,15 +51,7 @@ impl Hyperband {
 
     /// The bracket of a trial in `history`, following re-runs back to the first attempt.
     pub fn bracket_of(&self, trial: &Trial, history: &History) -> usize {
-        let mut root = trial.number;
-        let mut parent = trial.rerun_of;
-        // Each hop goes to a smaller number, so this ends; the bound guards bad data.
-        for _ in 0..history.trials.len() {
-            let Some(p) = parent else { break };
-            root = p;
-            parent = history.trials.iter().find(|t| t.number == p).and_then(|t| t.rerun_of);
-        }
-        self.bracket_of_number(root)
+        self.bracket_of_number(trial.rerun_of.map_or(trial.number, |of| history.first_attempt(of)))
     }
 }
 

@@ -140,6 +140,8 @@ const TRIAL_FIELDS: &[&str] = &[
     "value",
     "metrics",
     "last_step",
+    "checkpoint_step",
+    "resumed_from",
     "reason",
     "started_at",
     "finished_at",

@@ -421,7 +421,8 @@ impl Batch {
                 let started = (t.state == TrialState::Running).then_some(now);
                 self.statement(
                     "INSERT INTO trials (study_id, number, state, params, attempt, rerun_of, device, sampler_state,
-                     created_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     created_at, started_at, checkpoint_step, resumed_from, last_step)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(study_id)
                 .bind(t.number as i64)
@@ -432,7 +433,25 @@ impl Batch {
                 .bind(t.device.clone())
                 .bind(t.sampler_state.as_ref().map(ToString::to_string))
                 .bind(now)
-                .bind(started);
+                .bind(started)
+                .bind(t.resumed_from)
+                .bind(t.resumed_from)
+                .bind(t.resumed_from);
+                if let (Some(at), Some(of)) = (t.resumed_from, t.rerun_of) {
+                    // The re-run's curve starts as its predecessor's, up to the resume point.
+                    self.statement(
+                        "INSERT INTO reports (trial_id, step, metric, value, created_at)
+                         SELECT new.id, r.step, r.metric, r.value, r.created_at
+                         FROM trials new, trials old JOIN reports r ON r.trial_id = old.id
+                         WHERE new.study_id = ? AND new.number = ? AND old.study_id = ? AND old.number = ?
+                           AND r.step <= ?",
+                    )
+                    .bind(study_id)
+                    .bind(t.number as i64)
+                    .bind(study_id)
+                    .bind(of as i64)
+                    .bind(at);
+                }
             }
             Update::Start { device, .. } => {
                 self.change(study_id, number, "start", None, now);
@@ -445,12 +464,17 @@ impl Batch {
                 .bind(study_id)
                 .bind(number as i64);
             }
-            Update::Report { step, metrics, .. } => {
+            Update::Report { step, metrics, checkpoint, .. } => {
                 self.change(study_id, number, "report", Some(*step), now);
-                self.statement("UPDATE trials SET last_step = ? WHERE study_id = ? AND number = ?")
-                    .bind(*step)
-                    .bind(study_id)
-                    .bind(number as i64);
+                self.statement(
+                    "UPDATE trials SET last_step = ?, checkpoint_step = CASE WHEN ? THEN ? ELSE checkpoint_step END
+                     WHERE study_id = ? AND number = ?",
+                )
+                .bind(*step)
+                .bind(*checkpoint)
+                .bind(*step)
+                .bind(study_id)
+                .bind(number as i64);
                 for (metric, value) in metrics {
                     self.statement(
                         "INSERT OR REPLACE INTO reports (trial_id, step, metric, value, created_at)

@@ -489,13 +489,13 @@ mod tests {
         let updates = vec![
             Update::Insert(NewTrial::running(0, params(0), Some("cuda:1".into()), Some(serde_json::json!({"k": 1})))),
             Update::Insert(NewTrial::waiting(1, params(1))),
-            Update::Report { number: 0, step: 0, metrics: metrics(&[("loss", 3.0), ("acc", 0.1)]) },
-            Update::Report { number: 0, step: 2, metrics: metrics(&[("loss", 2.0)]) },
-            Update::Report { number: 0, step: 2, metrics: metrics(&[("loss", 1.5)]) }, // replaces
-            Update::Report { number: 0, step: 1, metrics: metrics(&[("loss", 2.5)]) }, // out of order
+            Update::Report { number: 0, step: 0, metrics: metrics(&[("loss", 3.0), ("acc", 0.1)]), checkpoint: false },
+            Update::Report { number: 0, step: 2, metrics: metrics(&[("loss", 2.0)]), checkpoint: false },
+            Update::Report { number: 0, step: 2, metrics: metrics(&[("loss", 1.5)]), checkpoint: false }, // replaces
+            Update::Report { number: 0, step: 1, metrics: metrics(&[("loss", 2.5)]), checkpoint: false }, // out of order
             Update::Start { number: 1, device: Some("cuda:0".into()) },
             Update::Job { number: 1, job: "4242".into() },
-            Update::Report { number: 1, step: 0, metrics: metrics(&[("acc", 0.3)]) }, // no objective
+            Update::Report { number: 1, step: 0, metrics: metrics(&[("acc", 0.3)]), checkpoint: false }, // no objective
             Update::Finish { number: 0, state: TrialState::Complete, end: end(1.5) },
             Update::Finish {
                 number: 1,
@@ -503,7 +503,7 @@ mod tests {
                 end: Finish { reason: Some("exit 1".into()), ..Finish::default() },
             },
             Update::Insert(NewTrial::running(3, params(3), None, None)),
-            Update::Report { number: 3, step: 5, metrics: metrics(&[("loss", 9.0)]) }, // still running
+            Update::Report { number: 3, step: 5, metrics: metrics(&[("loss", 9.0)]), checkpoint: false }, // still running
         ];
         let mut memory = History::new(objective.clone(), Vec::new());
         let mut writes: Vec<Write> = Vec::new();

@@ -111,7 +111,7 @@ impl TryFrom<StudyRow> for StudyRecord {
 /// The columns `TrialRow` reads.
 pub(super) const TRIAL_COLUMNS: &str =
     "id, number, state, params, attempt, rerun_of, device, value, metrics, last_step, reason, stderr_tail, started_at, \
-     finished_at, sampler_state, job";
+     finished_at, sampler_state, job, checkpoint_step, resumed_from";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TrialRow {
@@ -131,6 +131,8 @@ pub(super) struct TrialRow {
     finished_at: Option<i64>,
     sampler_state: Option<String>,
     job: Option<String>,
+    checkpoint_step: Option<i64>,
+    resumed_from: Option<i64>,
 }
 
 impl TrialRow {
@@ -163,6 +165,8 @@ impl TrialRow {
             stderr_tail: self.stderr_tail,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            checkpoint_step: self.checkpoint_step,
+            resumed_from: self.resumed_from,
             // State is a hint for the sampler: unreadable state is dropped, not an error.
             sampler_state: self.sampler_state.and_then(|s| serde_json::from_str(&s).ok()),
         })

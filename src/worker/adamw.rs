@@ -58,6 +58,106 @@ impl FusedAdamW {
     }
 }
 
+/// An optimizer's steps taken and each variable's first and second moments, flattened, in the
+/// order the variables were given: what a checkpoint keeps.
+pub type State = (i32, Vec<(Vec<f32>, Vec<f32>)>);
+
+impl FusedAdamW {
+    /// Its `State` (a variable's moments are empty before its first update).
+    pub fn state(&self) -> State {
+        let moments = self.slots.iter().map(|s| {
+            let m = s.moments.lock().expect("moments lock");
+            (m.m.clone(), m.v.clone())
+        });
+        (self.step, moments.collect())
+    }
+
+    /// Puts back what `state` returned.
+    pub fn set_state(&mut self, (step, moments): State) -> Result<()> {
+        if moments.len() != self.slots.len() {
+            bail!("AdamW state for {} variables, the model has {}", moments.len(), self.slots.len());
+        }
+        for (slot, (m, v)) in self.slots.iter().zip(moments) {
+            let count = slot.var.elem_count();
+            if (m.len() != count && !m.is_empty()) || m.len() != v.len() {
+                bail!("AdamW state of {} values for a variable of {count}", m.len());
+            }
+            *slot.moments.lock().expect("moments lock") = Moments { m, v };
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// AdamW from candle's tensor ops, for devices other than the CPU: candle_nn's update rule,
+/// with its moments in reach of a checkpoint.
+pub struct TensorAdamW {
+    slots: Vec<TensorSlot>,
+    step: i32,
+}
+
+struct TensorSlot {
+    var: Var,
+    weight_decay: f64,
+    m: Tensor,
+    v: Tensor,
+}
+
+impl TensorAdamW {
+    /// `vars` with the weight decay each one takes.
+    pub fn new(vars: Vec<(Var, f64)>) -> Result<TensorAdamW> {
+        let slots = vars
+            .into_iter()
+            .map(|(var, weight_decay)| {
+                let zeros = var.as_tensor().zeros_like()?;
+                Ok(TensorSlot { var, weight_decay, m: zeros.clone(), v: zeros })
+            })
+            .collect::<Result<_>>()?;
+        Ok(TensorAdamW { slots, step: 0 })
+    }
+
+    /// One step at learning rate `lr`, each gradient multiplied by `scale` first (clipping).
+    pub fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64, scale: f64) -> Result<()> {
+        self.step += 1;
+        let (beta1, beta2) = (BETA1 as f64, BETA2 as f64);
+        let bias1 = 1.0 - beta1.powi(self.step);
+        let bias2 = 1.0 - beta2.powi(self.step);
+        for slot in &mut self.slots {
+            let Some(grad) = grads.get(&slot.var) else { continue };
+            let grad = if scale == 1.0 { grad.clone() } else { (grad * scale)? };
+            slot.m = ((&slot.m * beta1)? + (&grad * (1.0 - beta1))?)?;
+            slot.v = ((&slot.v * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?;
+            let adjusted = ((&slot.m / bias1)? / ((&slot.v / bias2)?.sqrt()? + EPS as f64)?)?;
+            let decayed = (slot.var.as_tensor() * (1.0 - lr * slot.weight_decay))?;
+            slot.var.set(&(decayed - (adjusted * lr)?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Its `State`.
+    pub fn state(&self) -> Result<State> {
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let moments = self.slots.iter().map(|s| Ok((flat(&s.m)?, flat(&s.v)?))).collect::<Result<_>>()?;
+        Ok((self.step, moments))
+    }
+
+    /// Puts back what `state` (of either optimizer) returned.
+    pub fn set_state(&mut self, (step, moments): State) -> Result<()> {
+        if moments.len() != self.slots.len() {
+            bail!("AdamW state for {} variables, the model has {}", moments.len(), self.slots.len());
+        }
+        for (slot, (m, v)) in self.slots.iter_mut().zip(moments) {
+            let (shape, device) = (slot.var.shape().clone(), slot.var.device().clone());
+            if !m.is_empty() {
+                slot.m = Tensor::from_vec(m, &shape, &device)?;
+                slot.v = Tensor::from_vec(v, &shape, &device)?;
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
 /// The sum of the squares of a CPU tensor's values, read in place.
 pub fn sum_of_squares(t: &Tensor) -> Result<f64> {
     let t = t.contiguous()?;
@@ -146,6 +246,42 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
         }
+    }
+
+    /// The optimizer of other devices, run on the CPU: same rule as the fused one, and a
+    /// restored state goes on exactly as the state it was taken from.
+    #[test]
+    fn the_tensor_adamw_matches_the_fused_one_and_resumes_exactly() {
+        let device = Device::Cpu;
+        let start = Tensor::new(&[[0.5f32, -1.0, 2.0], [0.1, 0.0, -0.3]], &device).unwrap();
+        let vars: Vec<Var> = (0..3).map(|_| Var::from_tensor(&start).unwrap()).collect();
+        let mut fused = FusedAdamW::new(vec![(vars[0].clone(), 0.01)]);
+        let mut tensor = TensorAdamW::new(vec![(vars[1].clone(), 0.01)]).unwrap();
+        let loss = |v: &Var, step: i32| {
+            let target = (step as f64 * 0.3).sin();
+            (v.as_tensor() - target).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap()
+        };
+        let mut resumed = None;
+        for step in 0..6 {
+            fused.step(&loss(&vars[0], step), 0.05, 0.7).unwrap();
+            tensor.step(&loss(&vars[1], step), 0.05, 0.7).unwrap();
+            if step == 2 {
+                // A second optimizer takes over from the tensor one's state and weights.
+                vars[2].set(vars[1].as_tensor()).unwrap();
+                let mut other = TensorAdamW::new(vec![(vars[2].clone(), 0.01)]).unwrap();
+                other.set_state(tensor.state().unwrap()).unwrap();
+                resumed = Some(other);
+            } else if let Some(other) = resumed.as_mut() {
+                other.step(&loss(&vars[2], step), 0.05, 0.7).unwrap();
+            }
+        }
+        let values = |v: &Var| v.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (x, y) in values(&vars[0]).iter().zip(&values(&vars[1])) {
+            assert!((x - y).abs() < 1e-5, "fused {x} vs tensor {y}");
+        }
+        assert_eq!(values(&vars[1]), values(&vars[2]), "resumed from state, bit for bit");
+        let (steps, moments) = fused.state();
+        assert_eq!((steps, moments[0].0.len()), (6, 6));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The setup the candle workers share: command-line options, threads, device, directories,
 //! checkpoints, and one error type whose message becomes the failed trial's reason.
 
+use super::checkpoint::Checkpoints;
 use super::data::DataError;
 use super::hparams::{ParamError, Shape};
 use super::tokenizer::{TokenizerError, Vocab};
@@ -44,6 +45,10 @@ pub struct CommonArgs {
     /// Cached tokenizers and pretraining runs (default: SWEEP_RUNS_DIR/cache).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Write a checkpoint at every Nth evaluation, so an interrupted trial resumes there
+    /// (0: never). A param `checkpoint_every` overrides it.
+    #[arg(long, default_value_t = 1)]
+    pub checkpoint_every: usize,
 }
 
 impl CommonArgs {
@@ -72,6 +77,16 @@ impl CommonArgs {
 
     pub fn eval_every(&self, steps: usize) -> usize {
         self.eval_every.unwrap_or(steps.div_ceil(10)).max(1)
+    }
+
+    /// The trial's checkpoints as the coordinator described them (none when run by hand), at
+    /// the param's frequency if it gave one, else the flag's.
+    pub fn checkpoints(&self, channel: &super::Channel, param: Option<usize>) -> Checkpoints {
+        Checkpoints {
+            dir: channel.checkpoint_dir.clone().unwrap_or_default(),
+            every: if channel.checkpoint_dir.is_some() { param.unwrap_or(self.checkpoint_every) } else { 0 },
+            resume_step: channel.resume_step.filter(|_| channel.checkpoint_dir.is_some()),
+        }
     }
 }
 

@@ -3,21 +3,19 @@
 //! study, or (joint tuning) a pretraining run keyed by its params and cached, so trials that
 //! share those params pretrain once.
 
+use super::checkpoint::Checkpoints;
 use super::common::{self, Card, Checkpoint, CommonArgs, RunError};
 use super::data::{self, Labeled};
 use super::hparams::{self, FinetuneParams, Keep, PretrainParams, Shape};
 use super::model::{self, Classifier, Dropout, Encoder};
 use super::pretrain::{self, Corpus};
 use super::tokenizer::{Vocab, CLS, PAD, SEP};
-use super::train::{smoothed_cross_entropy, Trainer};
+use super::train::{smoothed_cross_entropy, Progress};
 use super::Channel;
 use crate::layout;
 use crate::protocol::Decision;
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{VarBuilder, VarMap};
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -199,9 +197,11 @@ fn cached_pretraining(
     let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len)?;
     let every = args.common.eval_every(p.optim.steps);
     let started = std::time::Instant::now();
+    // Killed while it trains, the shared run goes on from its newest checkpoint next time.
+    let checkpoints = Checkpoints::newest(cache.join(format!("pretrain-{key}.checkpoints")));
     // The whole curve goes on the card, so the cached model says how it was made.
     let mut curve = Vec::new();
-    let outcome = pretrain::train(p, &vocab, &corpus, device, every, 64, |step, metrics| {
+    let outcome = pretrain::train(p, &vocab, &corpus, device, every, 64, &checkpoints, |step, metrics| {
         eprintln!("pretraining step {step}: {metrics}");
         curve.push(metrics);
         Decision::Continue
@@ -219,6 +219,7 @@ fn cached_pretraining(
     });
     let card = Card { shape, made_by };
     common::save_checkpoint(&dir, &model.vars, &vocab, &card)?;
+    let _ = std::fs::remove_dir_all(&checkpoints.dir);
     Ok(dir)
 }
 
@@ -230,10 +231,32 @@ struct Best {
     weights: Vec<(String, Tensor)>,
 }
 
+/// Prefix of the best weights in a checkpoint.
+const BEST: &str = "best.";
+
 impl Best {
     fn copy(vars: &VarMap) -> Result<Vec<(String, Tensor)>> {
         let data = vars.data().lock().expect("var map lock");
         data.iter().map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?))).collect()
+    }
+
+    /// The tensors and state a checkpoint keeps of it.
+    fn checkpointed(best: Option<&Best>) -> (Vec<(String, Tensor)>, serde_json::Value) {
+        let Some(b) = best else { return (Vec::new(), serde_json::Value::Null) };
+        let tensors = b.weights.iter().map(|(n, t)| (format!("{BEST}{n}"), t.clone())).collect();
+        (tensors, json!({ "step": b.step, "val_loss": b.val_loss, "val_acc": b.val_acc }))
+    }
+
+    /// What `checkpointed` wrote (None: no best yet).
+    fn from_checkpoint(state: &serde_json::Value, tensors: &std::collections::HashMap<String, Tensor>) -> Option<Best> {
+        let metric = |k: &str| state.get(k).and_then(serde_json::Value::as_f64);
+        let weights = tensors.iter().filter_map(|(n, t)| Some((n.strip_prefix(BEST)?.to_string(), t.clone())));
+        Some(Best {
+            step: state.get("step")?.as_u64()? as usize,
+            val_loss: metric("val_loss")?,
+            val_acc: metric("val_acc")?,
+            weights: weights.collect(),
+        })
     }
 
     fn restore(&self, vars: &VarMap) -> Result<()> {
@@ -308,34 +331,32 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     let cache = args.common.cache_dir();
     let train = encode(&start.vocab, &train_set, p.optim.seq_len, &cache)?;
     let valid = encode(&start.vocab, &valid_set, p.optim.seq_len, &cache)?;
-    let mut trainer = Trainer::new(&model.vars, &["encoder.", "classifier."], &p.optim)?;
-    let mut rng = StdRng::seed_from_u64(p.seed);
-    let mut drop = Dropout::train(p.optim.dropout, p.seed);
+    let mut run = Progress::new(&model.vars, &["encoder.", "classifier."], &p.optim, p.seed)?;
+    let checkpoints = args.common.checkpoints(&channel, p.checkpoint_every);
+    let mut best: Option<Best> = None;
+    if let Some((state, tensors)) = run.resume(&checkpoints, &model.vars, &device)? {
+        best = Best::from_checkpoint(&state, &tensors);
+    }
     let every = args.common.eval_every(p.optim.steps);
     let (len, size) = (p.optim.seq_len, p.optim.batch_size);
-    let mut order: Vec<usize> = Vec::new();
-    let (mut running, mut seen) = (0.0, 0usize);
     let (mut val_loss, mut val_acc) = (f64::NAN, f64::NAN);
-    let mut best: Option<Best> = None;
-    for step in 1..=p.optim.steps {
-        if order.len() < size {
-            let mut epoch: Vec<usize> = (0..train.ids.len()).collect();
-            epoch.shuffle(&mut rng);
-            order.extend(epoch);
-        }
-        let picked: Vec<usize> = order.drain(..size.min(order.len())).collect();
+    while run.step < p.optim.steps {
+        let picked = run.batches.next(train.ids.len(), size);
         let batch = model.batch(&train.ids, &train.labels, &picked, len)?;
-        let loss = smoothed_cross_entropy(&model.logits(&batch, &mut drop)?, &batch.labels, p.label_smoothing)?;
-        running += trainer.step(&loss)? as f64;
-        seen += 1;
+        let loss = smoothed_cross_entropy(&model.logits(&batch, &mut run.drop)?, &batch.labels, p.label_smoothing)?;
+        run.train(&loss)?;
+        let step = run.step;
         if step % every == 0 || step == p.optim.steps {
             (val_loss, val_acc) = model.evaluate(&valid, len, 64)?;
             if p.keep == Keep::Best && best.as_ref().is_none_or(|b| val_acc > b.val_acc) {
                 best = Some(Best { step, val_loss, val_acc, weights: Best::copy(&model.vars)? });
             }
-            let line =
-                json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": running / seen as f64 });
-            (running, seen) = (0.0, 0);
+            let mut line =
+                json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": run.evaluated() });
+            // The last step ends the run: its model is saved whole instead.
+            if step < p.optim.steps && run.checkpoint(&checkpoints, &model.vars, Best::checkpointed(best.as_ref())) {
+                line["checkpoint"] = json!(true);
+            }
             if channel.report(&line) == Decision::Stop {
                 eprintln!("stopped at step {step} by the coordinator's decision");
                 return Ok(());

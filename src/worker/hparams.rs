@@ -71,6 +71,10 @@ pub struct PretrainParams {
     pub optim: Optim,
     pub mask_rate: f64,
     pub seed: u64,
+    /// Evaluations between checkpoints (0: none; None: the worker's `--checkpoint-every`).
+    /// Not part of a cached run's key: it changes no result.
+    #[serde(skip)]
+    pub checkpoint_every: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -88,6 +92,8 @@ pub struct FinetuneParams {
     pub seed: u64,
     /// Set in the joint case: the `pretrain_*` params of the pretraining run to reuse.
     pub pretrain: Option<PretrainParams>,
+    /// Evaluations between checkpoints (0: none; None: the worker's `--checkpoint-every`).
+    pub checkpoint_every: Option<usize>,
 }
 
 /// The weights a fine-tune ends with, and reports its final and test metrics for.
@@ -211,8 +217,18 @@ fn pretrain_with(r: &mut ParamReader) -> Result<PretrainParams, ParamError> {
     let shape = shape(r, optim.seq_len)?;
     let mask_rate = r.float("mask_rate", 0.15, |x| x > 0.0 && x < 1.0, "0 < mask_rate < 1")?;
     let seed = r.int("seed", 0, 0, u32::MAX as usize)? as u64;
-    Ok(PretrainParams { shape, optim, mask_rate, seed })
+    Ok(PretrainParams { shape, optim, mask_rate, seed, checkpoint_every: None })
 }
+
+/// `checkpoint_every`, if given: evaluations between checkpoints, 0 for none.
+fn checkpoint_every(r: &mut ParamReader) -> Result<Option<usize>, ParamError> {
+    if !r.params.contains_key(CHECKPOINT_EVERY) {
+        return Ok(None);
+    }
+    r.int(CHECKPOINT_EVERY, 1, 0, 1_000_000).map(Some)
+}
+
+const CHECKPOINT_EVERY: &str = "checkpoint_every";
 
 fn leftovers(params: &Params, used: &BTreeSet<String>, task: &'static str, known: &[&str]) -> Result<(), ParamError> {
     let names: Vec<String> = params.keys().filter(|k| !used.contains(*k)).cloned().collect();
@@ -229,8 +245,10 @@ const SHAPE_NAMES: &[&str] = &["layers", "hidden", "heads", "ffn", "vocab_size",
 /// The params of `sweep worker pretrain`.
 pub fn pretrain(params: &Params) -> Result<PretrainParams, ParamError> {
     let mut r = ParamReader::new(params, "");
-    let p = pretrain_with(&mut r)?;
-    let known: Vec<&str> = OPTIM_NAMES.iter().chain(SHAPE_NAMES).chain(&["mask_rate"]).copied().collect();
+    let mut p = pretrain_with(&mut r)?;
+    p.checkpoint_every = checkpoint_every(&mut r)?;
+    let known: Vec<&str> =
+        OPTIM_NAMES.iter().chain(SHAPE_NAMES).chain(&["mask_rate", CHECKPOINT_EVERY]).copied().collect();
     leftovers(params, &r.used, "pretrain", &known)?;
     Ok(p)
 }
@@ -246,13 +264,17 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     // 0 stands for all, so a grid can list it beside the budgets.
     let train_examples = r.int("train_examples", 0, 0, 100_000_000)?;
     let keep = r.choice("keep", Keep::Last, &[("last", Keep::Last), ("best", Keep::Best)])?;
+    let checkpoint_every = checkpoint_every(&mut r)?;
     if epochs > 0.0 && r.used.contains("steps") {
         return Err(invalid("epochs", "give either `steps` or `epochs`, not both"));
     }
     // `init` may come as a param too, so one study can compare starting points.
     r.raw("init");
-    let mut known: Vec<&str> =
-        OPTIM_NAMES.iter().copied().chain(["epochs", "label_smoothing", "init", "train_examples", "keep"]).collect();
+    let mut known: Vec<&str> = OPTIM_NAMES
+        .iter()
+        .copied()
+        .chain(["epochs", "label_smoothing", "init", "train_examples", "keep", CHECKPOINT_EVERY])
+        .collect();
     // The `pretrain_*` params are checked whatever the start (so one study can compare starting
     // points), and used in the joint case, where the shape is the pretraining run's.
     let mut pr = ParamReader::new(params, "pretrain_");
@@ -270,5 +292,5 @@ pub fn finetune(params: &Params, joint: bool) -> Result<FinetuneParams, ParamErr
     leftovers(params, &r.used, "finetune", &known)?;
     let epochs = (epochs > 0.0).then_some(epochs);
     let train_examples = (train_examples > 0).then_some(train_examples);
-    Ok(FinetuneParams { optim, epochs, train_examples, label_smoothing, keep, shape, seed, pretrain })
+    Ok(FinetuneParams { optim, epochs, train_examples, label_smoothing, keep, shape, seed, pretrain, checkpoint_every })
 }

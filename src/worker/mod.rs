@@ -3,6 +3,7 @@
 
 mod adamw;
 mod attention;
+pub mod checkpoint;
 pub mod common;
 pub mod data;
 pub mod finetune;
@@ -23,6 +24,10 @@ use std::io::{BufRead, IsTerminal};
 /// The worker's side of the protocol over stdin/stdout.
 pub struct Channel {
     stdin: Option<std::io::StdinLock<'static>>,
+    /// The trial's checkpoint folder and recorded resume step, from the hello line or the
+    /// environment (None when run by hand).
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+    pub resume_step: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,16 +48,27 @@ impl Channel {
         if let Some(l) = lock.as_mut() {
             let _ = l.read_line(&mut first);
         }
+        use crate::protocol::env;
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut checkpoint_dir = from_env(env::CHECKPOINT_DIR);
+        let mut resume_step = from_env(env::RESUME_STEP).and_then(|s| s.parse::<i64>().ok());
         let params = if !first.trim().is_empty() {
-            serde_json::from_str::<Hello>(&first)
-                .map(|h| h.params)
-                .map_err(|e| WorkerError::BadParams(format!("stdin: {e}")))?
+            let hello =
+                serde_json::from_str::<Hello>(&first).map_err(|e| WorkerError::BadParams(format!("stdin: {e}")))?;
+            checkpoint_dir = hello.checkpoint_dir.or(checkpoint_dir);
+            resume_step = hello.resume_step.or(resume_step);
+            hello.params
         } else {
-            let env = std::env::var(crate::protocol::env::PARAMS).map_err(|_| WorkerError::NoParams)?;
-            serde_json::from_str(&env).map_err(|e| WorkerError::BadParams(format!("SWEEP_PARAMS: {e}")))?
+            let json = std::env::var(env::PARAMS).map_err(|_| WorkerError::NoParams)?;
+            serde_json::from_str(&json).map_err(|e| WorkerError::BadParams(format!("SWEEP_PARAMS: {e}")))?
         };
         let reads_replies = lock.is_some() && !first.trim().is_empty();
-        Ok((Channel { stdin: lock.filter(|_| reads_replies) }, params))
+        let channel = Channel {
+            stdin: lock.filter(|_| reads_replies),
+            checkpoint_dir: checkpoint_dir.map(Into::into),
+            resume_step: resume_step.and_then(|s| usize::try_from(s).ok()),
+        };
+        Ok((channel, params))
     }
 
     /// Prints one report and waits for the coordinator's decision (continue when there is no

@@ -20,22 +20,47 @@ const INIT_STD: f64 = 0.02;
 pub struct Dropout {
     p: f64,
     rng: Option<SmallRng>,
+    /// Seeds drawn so far: with the seed, the generator's whole state (checkpoints keep it).
+    draws: u64,
 }
 
 impl Dropout {
     pub fn train(p: f64, seed: u64) -> Dropout {
-        Dropout { p, rng: (p > 0.0).then(|| SmallRng::seed_from_u64(seed ^ 0x0D80_F0A7)) }
+        Dropout { p, rng: (p > 0.0).then(|| SmallRng::seed_from_u64(seed ^ 0x0D80_F0A7)), draws: 0 }
     }
 
     pub fn eval() -> Dropout {
-        Dropout { p: 0.0, rng: None }
+        Dropout { p: 0.0, rng: None, draws: 0 }
+    }
+
+    /// The drop probability.
+    pub fn p(&self) -> f64 {
+        self.p
+    }
+
+    /// How many masks' seeds were drawn: `skip` this many on a fresh `train` to be where this
+    /// one is.
+    pub fn draws(&self) -> u64 {
+        self.draws
+    }
+
+    /// Moves the generator on by `draws` seeds (a few nanoseconds each).
+    pub fn skip(&mut self, draws: u64) {
+        if let Some(rng) = self.rng.as_mut() {
+            for _ in 0..draws {
+                rng.next_u64();
+            }
+            self.draws += draws;
+        }
     }
 
     /// For a kernel that draws its own masks: the drop probability and a seed for this call's
     /// masks, or None when nothing is dropped.
     fn seed_for_kernel(&mut self) -> Option<(f32, u64)> {
         let p = self.p as f32;
-        self.rng.as_mut().map(|rng| (p, rng.next_u64()))
+        let rng = self.rng.as_mut()?;
+        self.draws += 1;
+        Some((p, rng.next_u64()))
     }
 
     fn apply(&mut self, x: &Tensor) -> Result<Tensor> {

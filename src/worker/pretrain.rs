@@ -2,18 +2,18 @@
 //! Reports validation MLM loss and perplexity at every evaluation and saves a checkpoint
 //! (weights, tokenizer, card) in the trial's directory at the end.
 
+use super::checkpoint::Checkpoints;
 use super::common::{self, Card, CommonArgs, RunError};
 use super::data;
 use super::hparams::{self, PretrainParams};
 use super::model::{self, Dropout, Encoder, MlmHead};
 use super::tokenizer::{self, Vocab, CLS, MASK, SEP};
-use super::train::Trainer;
+use super::train::Progress;
 use super::Channel;
 use crate::protocol::Decision;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::path::PathBuf;
@@ -72,7 +72,7 @@ pub struct Masked {
 
 /// BERT's corruption: each non-[CLS] token is picked with probability `rate`; a picked token
 /// becomes [MASK] 80% of the time, a random token 10%, and stays itself 10%.
-pub fn mask(windows: &[&[u32]], rate: f64, vocab: usize, rng: &mut StdRng) -> Masked {
+pub fn mask(windows: &[&[u32]], rate: f64, vocab: usize, rng: &mut impl Rng) -> Masked {
     let len = windows[0].len();
     let mut ids = Vec::with_capacity(windows.len() * len);
     let (mut positions, mut targets) = (Vec::new(), Vec::new());
@@ -172,7 +172,10 @@ impl Corpus {
     }
 }
 
-/// Trains; `report` gets each evaluation's metrics and may stop the run (then `None`).
+/// Trains, from the trial's last usable checkpoint if it has one, writing checkpoints as
+/// `checkpoints` says; `report` gets each evaluation's metrics (with `"checkpoint": true` when
+/// one of that step is durable) and may stop the run (then `None`).
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     p: &PretrainParams,
     vocab: &Vocab,
@@ -180,39 +183,35 @@ pub fn train(
     device: &Device,
     eval_every: usize,
     eval_windows: usize,
+    checkpoints: &Checkpoints,
     mut report: impl FnMut(usize, serde_json::Value) -> Decision,
 ) -> std::result::Result<Option<(MlmModel, f64)>, RunError> {
     let mut shape = p.shape.clone();
     shape.vocab_size = vocab.size();
     let model = MlmModel::new(&shape, device, p.seed)?;
-    let mut trainer = Trainer::new(&model.vars, &["encoder.", "mlm."], &p.optim)?;
-    let mut rng = StdRng::seed_from_u64(p.seed);
-    let mut drop = Dropout::train(p.optim.dropout, p.seed);
+    let mut run = Progress::new(&model.vars, &["encoder.", "mlm."], &p.optim, p.seed)?;
+    run.resume(checkpoints, &model.vars, device)?;
     let eval = eval_batches(&corpus.valid, eval_windows, p.optim.batch_size, p.mask_rate, shape.vocab_size);
-    let mut order: Vec<usize> = Vec::new();
-    let (mut running, mut seen) = (0.0, 0usize);
     let mut val_loss = f64::NAN;
-    for step in 1..=p.optim.steps {
-        if order.len() < p.optim.batch_size {
-            let mut epoch: Vec<usize> = (0..corpus.train.count()).collect();
-            epoch.shuffle(&mut rng);
-            order.extend(epoch);
-        }
-        let picked: Vec<&[u32]> =
-            order.drain(..p.optim.batch_size.min(order.len())).map(|i| corpus.train.get(i)).collect();
-        let batch = mask(&picked, p.mask_rate, shape.vocab_size, &mut rng);
-        let loss = model.loss(&batch, &mut drop)?;
-        running += trainer.step(&loss)? as f64;
-        seen += 1;
+    while run.step < p.optim.steps {
+        let picked = run.batches.next(corpus.train.count(), p.optim.batch_size);
+        let windows: Vec<&[u32]> = picked.into_iter().map(|i| corpus.train.get(i)).collect();
+        let batch = mask(&windows, p.mask_rate, shape.vocab_size, &mut run.batches.rng);
+        let loss = model.loss(&batch, &mut run.drop)?;
+        run.train(&loss)?;
+        let step = run.step;
         if step % eval_every == 0 || step == p.optim.steps {
             val_loss = model.evaluate(&eval)?;
-            let metrics = json!({
+            let mut metrics = json!({
                 "step": step,
                 "val_loss": val_loss,
                 "val_ppl": val_loss.exp(),
-                "train_loss": running / seen as f64,
+                "train_loss": run.evaluated(),
             });
-            (running, seen) = (0.0, 0);
+            // The last step ends the run: its model is saved whole instead.
+            if step < p.optim.steps && run.checkpoint(checkpoints, &model.vars, Default::default()) {
+                metrics["checkpoint"] = json!(true);
+            }
             if report(step, metrics) == Decision::Stop {
                 return Ok(None);
             }
@@ -235,7 +234,8 @@ pub fn run(args: &PretrainArgs) -> std::result::Result<(), RunError> {
     let vocab = vocab_for(&p.shape, &train_text, &args.common)?;
     let corpus = Corpus::new(&vocab, &train_text, &valid_text, p.optim.seq_len)?;
     let eval_every = args.common.eval_every(p.optim.steps);
-    let outcome = train(&p, &vocab, &corpus, &device, eval_every, args.eval_windows, |step, metrics| {
+    let checkpoints = args.common.checkpoints(&channel, p.checkpoint_every);
+    let outcome = train(&p, &vocab, &corpus, &device, eval_every, args.eval_windows, &checkpoints, |step, metrics| {
         let decision = channel.report(&metrics);
         if decision == Decision::Stop {
             eprintln!("stopped at step {step} by the coordinator's decision");

@@ -1,5 +1,6 @@
 //! The candle workers' model-level checks, on tiny shapes so they run in seconds.
 
+use super::checkpoint::Checkpoints;
 use super::common::{self, Card};
 use super::data::{self, Source};
 use super::finetune::ClsModel;
@@ -74,7 +75,8 @@ fn pretrain_tiny(cache: &std::path::Path, steps: usize) -> (Vec<serde_json::Valu
     let p = tiny_params(steps);
     let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len).unwrap();
     let mut reports = Vec::new();
-    let (model, _) = pretrain::train(&p, &vocab, &corpus, &Device::Cpu, steps / 4, 16, |_, m| {
+    let none = Checkpoints { dir: cache.join("unused"), every: 0, resume_step: None };
+    let (model, _) = pretrain::train(&p, &vocab, &corpus, &Device::Cpu, steps / 4, 16, &none, |_, m| {
         reports.push(m);
         Decision::Continue
     })
@@ -91,6 +93,45 @@ fn loss_goes_down_and_one_seed_gives_identical_metrics() {
     assert!(losses.last().unwrap() < &(losses[0] - 0.15), "validation loss should fall: {losses:?}");
     let (second, _, _) = pretrain_tiny(dir.path(), 120);
     assert_eq!(first, second, "same seed, data and params must give the same metrics");
+}
+
+/// Interrupted after any evaluation and resumed from the step the coordinator recorded (the
+/// newest checkpoint, or an older one when the newest was never recorded), pretraining goes
+/// on exactly as an uninterrupted run: the same reports, bit for bit, dropout included.
+#[test]
+fn a_resumed_pretraining_reports_what_an_uninterrupted_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, valid) = tiny_text();
+    let vocab = tiny_vocab(dir.path(), &train);
+    let p = tiny_params(40);
+    let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len).unwrap();
+    let run = |checkpoints: &Checkpoints, stop_at: usize| {
+        let mut reports = Vec::new();
+        let end = pretrain::train(&p, &vocab, &corpus, &Device::Cpu, 8, 16, checkpoints, |step, mut m| {
+            let durable = m.as_object_mut().unwrap().remove("checkpoint").is_some();
+            reports.push(m);
+            assert!(durable == (step < 40), "every evaluation but the last writes one (step {step})");
+            if step == stop_at {
+                Decision::Stop
+            } else {
+                Decision::Continue
+            }
+        });
+        (reports, end.unwrap().map(|(_, loss)| loss))
+    };
+    let folder = |name: &str, resume_step| Checkpoints { dir: dir.path().join(name), every: 1, resume_step };
+    let (whole, last) = run(&folder("whole", None), 0);
+    assert_eq!(whole.len(), 5);
+    for (stop, resume) in [(16, 16), (24, 16), (8, 8)] {
+        let name = format!("stop-{stop}-resume-{resume}");
+        let (before, _) = run(&folder(&name, None), stop);
+        let (after, end) = run(&folder(&name, Some(resume)), 0);
+        let steps: Vec<u64> = after.iter().map(|r| r["step"].as_u64().unwrap()).collect();
+        assert_eq!(steps[0], resume as u64 + 8, "{name}: resumed after its checkpoint");
+        let joined: Vec<_> = before.iter().take(resume / 8).chain(&after).cloned().collect();
+        assert_eq!(joined, whole, "{name}");
+        assert_eq!(end.unwrap().to_bits(), last.unwrap().to_bits(), "{name}");
+    }
 }
 
 #[test]

@@ -2,12 +2,19 @@
 //! matrices only, warmup then linear/cosine/constant learning rate, global-norm gradient
 //! clipping, and label-smoothed cross entropy.
 
-use super::adamw::FusedAdamW;
+use super::adamw::{FusedAdamW, TensorAdamW};
+use super::checkpoint::Checkpoints;
 use super::hparams::{Optim, Schedule};
 use super::model;
+use super::model::Dropout;
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use candle_core::{Device, Result, Tensor, Var, D};
+use candle_nn::VarMap;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// The learning rate at `step` (1-based) of `optim.steps`.
 pub fn learning_rate(optim: &Optim, step: usize) -> f64 {
@@ -24,46 +31,43 @@ pub fn learning_rate(optim: &Optim, step: usize) -> f64 {
     optim.lr * factor.max(0.0)
 }
 
-/// AdamW over the trained variables: fused and in place on the CPU, candle_nn's two groups
-/// (with and without weight decay) elsewhere.
+/// AdamW over the trained variables: fused and in place on the CPU, from candle's tensor ops
+/// elsewhere; both with decoupled weight decay on the weight matrices only.
 pub struct Trainer {
     optimizer: Optimizers,
-    vars: Vec<Var>,
+    /// The trained variables and their names, in name order.
+    vars: Vec<(String, Var)>,
     optim: Optim,
     step: usize,
 }
 
 enum Optimizers {
     Fused(FusedAdamW),
-    Candle { decayed: AdamW, plain: AdamW },
+    Tensor(TensorAdamW),
 }
+
+/// Names of the optimizer's tensors in a checkpoint.
+const STEP: &str = "adamw.step";
+const FIRST: &str = "adamw.m.";
+const SECOND: &str = "adamw.v.";
 
 impl Trainer {
     /// Trains every variable in `vars` whose name starts with one of `prefixes`.
     pub fn new(vars: &VarMap, prefixes: &[&str], optim: &Optim) -> Result<Trainer> {
         let data = vars.data().lock().expect("var map lock");
-        let mut named: Vec<(&String, &Var)> =
-            data.iter().filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p))).collect();
-        named.sort_by(|a, b| a.0.cmp(b.0));
-        let on_cpu = named.iter().all(|(_, var)| var.device().is_cpu());
-        let optimizer = if on_cpu {
-            let decay = |name: &str, var: &Var| if model::decays(name, var.rank()) { optim.weight_decay } else { 0.0 };
-            Optimizers::Fused(FusedAdamW::new(named.iter().map(|(n, v)| ((*v).clone(), decay(n, v))).collect()))
-        } else {
-            let (decayed, plain): (Vec<_>, Vec<_>) =
-                named.iter().partition(|(name, var)| model::decays(name, var.rank()));
-            let params = |weight_decay| ParamsAdamW { lr: optim.lr, weight_decay, ..ParamsAdamW::default() };
-            Optimizers::Candle {
-                decayed: AdamW::new(decayed.iter().map(|(_, v)| (*v).clone()).collect(), params(optim.weight_decay))?,
-                plain: AdamW::new(plain.iter().map(|(_, v)| (*v).clone()).collect(), params(0.0))?,
-            }
+        let mut named: Vec<(String, Var)> = data
+            .iter()
+            .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let decay = |name: &str, var: &Var| if model::decays(name, var.rank()) { optim.weight_decay } else { 0.0 };
+        let with_decay = named.iter().map(|(n, v)| (v.clone(), decay(n, v))).collect();
+        let optimizer = match named.iter().all(|(_, var)| var.device().is_cpu()) {
+            true => Optimizers::Fused(FusedAdamW::new(with_decay)),
+            false => Optimizers::Tensor(TensorAdamW::new(with_decay)?),
         };
-        Ok(Trainer {
-            optimizer,
-            vars: named.iter().map(|(_, v)| (*v).clone()).collect(),
-            optim: optim.clone(),
-            step: 0,
-        })
+        Ok(Trainer { optimizer, vars: named, optim: optim.clone(), step: 0 })
     }
 
     /// One optimisation step on `loss`; returns the loss value.
@@ -73,26 +77,50 @@ impl Trainer {
     }
 
     /// Clips the gradients and applies them at this step's learning rate.
-    pub fn update(&mut self, mut grads: GradStore) -> Result<()> {
+    pub fn update(&mut self, grads: GradStore) -> Result<()> {
         self.step += 1;
         let lr = learning_rate(&self.optim, self.step);
         let scale = self.clip_scale(&grads)?;
         match &mut self.optimizer {
             Optimizers::Fused(adamw) => adamw.step(&grads, lr, scale),
-            Optimizers::Candle { decayed, plain } => {
-                if scale != 1.0 {
-                    for var in &self.vars {
-                        if let Some(g) = grads.remove(var) {
-                            grads.insert(var, (g * scale)?);
-                        }
-                    }
-                }
-                decayed.set_learning_rate(lr);
-                plain.set_learning_rate(lr);
-                decayed.step(&grads)?;
-                plain.step(&grads)
-            }
+            Optimizers::Tensor(adamw) => adamw.step(&grads, lr, scale),
         }
+    }
+
+    /// The optimizer's state as named tensors, for a checkpoint: its step count and each
+    /// variable's moments (the schedule's position is the step).
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let (steps, moments) = match &self.optimizer {
+            Optimizers::Fused(adamw) => adamw.state(),
+            Optimizers::Tensor(adamw) => adamw.state()?,
+        };
+        let cpu = &Device::Cpu;
+        let mut out = vec![(STEP.to_string(), Tensor::new(&[self.step as f32, steps as f32], cpu)?)];
+        for ((name, _), (m, v)) in self.vars.iter().zip(moments) {
+            let (mn, vn) = (m.len(), v.len());
+            out.push((format!("{FIRST}{name}"), Tensor::from_vec(m, mn, cpu)?));
+            out.push((format!("{SECOND}{name}"), Tensor::from_vec(v, vn, cpu)?));
+        }
+        Ok(out)
+    }
+
+    /// Puts back the state `state` wrote.
+    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |name: String| {
+            tensors.get(&name).ok_or_else(|| candle_core::Error::Msg(format!("the checkpoint has no `{name}`")))
+        };
+        let steps = get(STEP.to_string())?.to_vec1::<f32>()?;
+        let [trainer, optimizer] = steps[..] else { candle_core::bail!("`{STEP}` holds {} values", steps.len()) };
+        let mut moments = Vec::with_capacity(self.vars.len());
+        for (name, _) in &self.vars {
+            moments.push((get(format!("{FIRST}{name}"))?.to_vec1()?, get(format!("{SECOND}{name}"))?.to_vec1()?));
+        }
+        match &mut self.optimizer {
+            Optimizers::Fused(adamw) => adamw.set_state((optimizer as i32, moments))?,
+            Optimizers::Tensor(adamw) => adamw.set_state((optimizer as i32, moments))?,
+        }
+        self.step = trainer as usize;
+        Ok(())
     }
 
     /// What the gradients are multiplied by so their global norm is at most `grad_clip`.
@@ -101,7 +129,7 @@ impl Trainer {
             return Ok(1.0);
         }
         let mut total = 0f64;
-        for g in self.vars.iter().filter_map(|var| grads.get(var)) {
+        for g in self.vars.iter().filter_map(|(_, var)| grads.get(var)) {
             total += match g.device().is_cpu() {
                 true => super::adamw::sum_of_squares(g)?,
                 false => g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64,
@@ -109,6 +137,163 @@ impl Trainer {
         }
         let norm = total.sqrt();
         Ok(if norm > self.optim.grad_clip { self.optim.grad_clip / (norm + 1e-6) } else { 1.0 })
+    }
+}
+
+/// The order training examples are drawn in: a fresh shuffle for each epoch, from a generator
+/// whose position a checkpoint keeps (ChaCha12: `StdRng`'s stream for the same seed).
+pub struct Batches {
+    pub rng: ChaCha12Rng,
+    /// What is left of the current epoch's order.
+    order: Vec<usize>,
+}
+
+impl Batches {
+    pub fn new(seed: u64) -> Batches {
+        Batches { rng: ChaCha12Rng::seed_from_u64(seed), order: Vec::new() }
+    }
+
+    /// The next `size` of `examples` examples, topping the order up with a new epoch first.
+    pub fn next(&mut self, examples: usize, size: usize) -> Vec<usize> {
+        if self.order.len() < size {
+            let mut epoch: Vec<usize> = (0..examples).collect();
+            epoch.shuffle(&mut self.rng);
+            self.order.extend(epoch);
+        }
+        self.order.drain(..size.min(self.order.len())).collect()
+    }
+}
+
+/// The loop's state in a checkpoint, beside the tensors.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoopState {
+    step: usize,
+    evaluations: usize,
+    /// The data generator's position in its stream, in 32-bit words.
+    rng_words: u128,
+    order: Vec<usize>,
+    dropout_draws: u64,
+    running: f64,
+    seen: usize,
+    /// What the task adds (fine-tuning: the best evaluation so far).
+    extra: serde_json::Value,
+}
+
+/// A training run's moving parts besides the model: optimizer, data order, dropout, the
+/// training loss since the last report and the evaluations so far. With the weights, a
+/// checkpoint of these is everything the next step depends on.
+pub struct Progress {
+    pub trainer: Trainer,
+    pub batches: Batches,
+    pub drop: Dropout,
+    /// Steps done.
+    pub step: usize,
+    pub evaluations: usize,
+    running: f64,
+    seen: usize,
+    seed: u64,
+}
+
+/// Prefix of the model's weights in a checkpoint.
+const WEIGHTS: &str = "model.";
+
+impl Progress {
+    /// A run from step 0 over the variables of `vars` under `prefixes`.
+    pub fn new(vars: &VarMap, prefixes: &[&str], optim: &Optim, seed: u64) -> Result<Progress> {
+        Ok(Progress {
+            trainer: Trainer::new(vars, prefixes, optim)?,
+            batches: Batches::new(seed),
+            drop: Dropout::train(optim.dropout, seed),
+            step: 0,
+            evaluations: 0,
+            running: 0.0,
+            seen: 0,
+            seed,
+        })
+    }
+
+    /// One optimisation step on `loss`.
+    pub fn train(&mut self, loss: &Tensor) -> Result<()> {
+        self.running += self.trainer.step(loss)? as f64;
+        self.seen += 1;
+        self.step += 1;
+        Ok(())
+    }
+
+    /// At an evaluation: the mean training loss since the last one (the count starts anew).
+    pub fn evaluated(&mut self) -> f64 {
+        let mean = self.running / self.seen.max(1) as f64;
+        (self.running, self.seen) = (0.0, 0);
+        self.evaluations += 1;
+        mean
+    }
+
+    /// Writes a checkpoint of this step if one is due (`extra`: the task's own tensors and
+    /// state) and says whether it is durable. A failed write costs this checkpoint only: the
+    /// run goes on, and the earlier ones stay.
+    pub fn checkpoint(
+        &self,
+        checkpoints: &Checkpoints,
+        vars: &VarMap,
+        extra: (Vec<(String, Tensor)>, serde_json::Value),
+    ) -> bool {
+        if !checkpoints.due(self.evaluations) {
+            return false;
+        }
+        let saved = self.tensors(vars, extra.0).map_err(|e| e.to_string()).and_then(|tensors| {
+            let state = LoopState {
+                step: self.step,
+                evaluations: self.evaluations,
+                rng_words: self.batches.rng.get_word_pos(),
+                order: self.batches.order.clone(),
+                dropout_draws: self.drop.draws(),
+                running: self.running,
+                seen: self.seen,
+                extra: extra.1,
+            };
+            checkpoints.save(self.step, &tensors, &state)
+        });
+        if let Err(e) = &saved {
+            eprintln!("checkpoint of step {} failed, the run goes on from the previous one: {e}", self.step);
+        }
+        saved.is_ok()
+    }
+
+    fn tensors(&self, vars: &VarMap, extra: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+        let mut out = self.trainer.state()?;
+        let data = vars.data().lock().expect("var map lock");
+        out.extend(data.iter().map(|(name, var)| (format!("{WEIGHTS}{name}"), var.as_tensor().clone())));
+        out.extend(extra);
+        Ok(out)
+    }
+
+    /// Goes on from the newest usable checkpoint at or before the recorded resume step, if
+    /// there is one: weights into `vars`, the rest into this run. Returns the task's extra
+    /// state and every tensor (the task takes its own by name), or None for a fresh start.
+    pub fn resume(
+        &mut self,
+        checkpoints: &Checkpoints,
+        vars: &VarMap,
+        device: &Device,
+    ) -> Result<Option<(serde_json::Value, HashMap<String, Tensor>)>> {
+        let Some(restored) = checkpoints.restore::<LoopState>(device) else { return Ok(None) };
+        let (tensors, state) = (restored.tensors, restored.state);
+        {
+            let data = vars.data().lock().expect("var map lock");
+            for (name, var) in data.iter() {
+                let saved = tensors.get(&format!("{WEIGHTS}{name}"));
+                let saved = saved.ok_or_else(|| candle_core::Error::Msg(format!("the checkpoint has no `{name}`")))?;
+                var.set(saved)?;
+            }
+        }
+        self.trainer.restore(&tensors)?;
+        self.batches = Batches { rng: ChaCha12Rng::seed_from_u64(self.seed), order: state.order };
+        self.batches.rng.set_word_pos(state.rng_words);
+        self.drop = Dropout::train(self.drop.p(), self.seed);
+        self.drop.skip(state.dropout_draws);
+        (self.step, self.evaluations, self.running, self.seen) =
+            (state.step, state.evaluations, state.running, state.seen);
+        Ok(Some((state.extra, tensors)))
     }
 }
 
@@ -164,8 +349,8 @@ mod tests {
 
     #[test]
     fn smoothing_spreads_the_target() {
-        let logits = Tensor::new(&[[2.0f32, 0.0, 0.0]], &candle_core::Device::Cpu).unwrap();
-        let targets = Tensor::new(&[0u32], &candle_core::Device::Cpu).unwrap();
+        let logits = Tensor::new(&[[2.0f32, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[0u32], &Device::Cpu).unwrap();
         let plain = composed_cross_entropy(&logits, &targets, 0.0).unwrap().to_scalar::<f32>().unwrap();
         let reference = candle_nn::loss::cross_entropy(&logits, &targets).unwrap().to_scalar::<f32>().unwrap();
         assert!((plain - reference).abs() < 1e-6);

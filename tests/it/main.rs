@@ -2,6 +2,7 @@
 
 mod api;
 mod bad_input;
+mod checkpoints;
 mod cluster;
 mod control;
 mod disk;

@@ -49,7 +49,8 @@ async fn report(
         return answer(Decision::Stop);
     }
     let (reply, decision) = oneshot::channel();
-    let event = WorkerEvent::Report { trial, step: Some(body.step), metrics: body.metrics, reply };
+    let event =
+        WorkerEvent::Report { trial, step: Some(body.step), metrics: body.metrics, checkpoint: body.checkpoint, reply };
     if events.send(event).is_err() {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }

@@ -565,6 +565,8 @@ mod tests {
                 trial,
                 attempt: 1,
                 params: Default::default(),
+                checkpoint_dir: None,
+                resume_step: None,
             },
             argv: vec!["true".into()],
             workdir: dir.to_path_buf(),
@@ -601,7 +603,7 @@ mod tests {
         for _ in 0..2 {
             let answer = post("/jobs/3/report", &token, report.clone());
             match inbox.recv().await.unwrap() {
-                WorkerEvent::Report { trial, step, metrics, reply } => {
+                WorkerEvent::Report { trial, step, metrics, reply, .. } => {
                     assert_eq!((trial, step, metrics["loss"]), (3, Some(5), 0.5));
                     assert!(metrics["bad"].is_nan());
                     reply.send(crate::protocol::Decision::Continue).unwrap();

@@ -55,13 +55,13 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
     let mut last: Option<(i64, Metrics)> = None;
     let outcome = loop {
         match inbox.recv().await.expect("the local executor always ends with Done") {
-            WorkerEvent::Report { step, metrics, reply, .. } => {
+            WorkerEvent::Report { step, metrics, checkpoint, reply, .. } => {
                 let step = step.unwrap_or_else(|| last.as_ref().map_or(0, |(s, _)| s + 1));
                 last = Some((step, metrics.clone()));
                 // With the coordinator away the worker trains on; a late stop still arrives.
                 let wait = if backlog.fetch_add(1, Ordering::SeqCst) == 0 { DECISION_WAIT } else { Duration::ZERO };
                 let (tx, decision) = oneshot::channel();
-                let _ = deliveries.send((ReportBody { step, metrics }, tx));
+                let _ = deliveries.send((ReportBody { step, metrics, checkpoint }, tx));
                 let decision = tokio::time::timeout(wait, decision).await;
                 let _ = reply.send(decision.ok().and_then(Result::ok).unwrap_or(Decision::Continue));
             }

@@ -38,6 +38,9 @@ pub struct ReportBody {
     pub step: i64,
     #[serde(with = "metrics_json")]
     pub metrics: Metrics,
+    /// The worker made a checkpoint of this step durable (absent from older jobs: false).
+    #[serde(default)]
+    pub checkpoint: bool,
 }
 
 /// The answer to a report or a heartbeat.

@@ -1,0 +1,6 @@
+-- Resume points. `checkpoint_step`: the last step whose checkpoint the trial's worker declared
+-- durable, recorded in the same commit as that report (a re-run inherits it). `resumed_from`:
+-- the step a re-run started from (its reports up to there were copied from the attempt it
+-- replaces, so its curve is one curve).
+ALTER TABLE trials ADD COLUMN checkpoint_step INTEGER;
+ALTER TABLE trials ADD COLUMN resumed_from INTEGER;

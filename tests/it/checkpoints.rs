@@ -1,0 +1,145 @@
+//! Long trials survive: a trial whose worker checkpoints goes on from its last durable
+//! checkpoint after `kill -9` of the coordinator, and ends exactly where an uninterrupted run
+//! of it ends, with one continuous curve.
+
+use crate::support::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A one-trial study with fixed params, `[trial]` as given.
+fn one_trial(name: &str, metric: &str, params: &str, trial: &str) -> Study {
+    Study::new(
+        name,
+        &format!("metric = \"{metric}\"\ndirection = \"minimize\"\n[budget]\ntrials = 1\n{params}\n{trial}"),
+    )
+}
+
+/// Runs `s` once, killing the coordinator with `kill -9` as soon as trial 0 has a recorded
+/// checkpoint at `at_least`, then runs it again to the end. Returns every trial.
+fn kill_after_checkpoint_then_resume(s: &Study, at_least: i64) -> Vec<Value> {
+    let mut child = s.spawn();
+    let checkpointed =
+        |t: &Vec<Value>| t.first().and_then(|t| t["checkpoint_step"].as_i64()).is_some_and(|c| c >= at_least);
+    wait_for("a recorded checkpoint", LIMIT, || s.try_trials().is_ok_and(|t| checkpointed(&t)));
+    kill9(&mut child);
+    wait_for("workers to die with the coordinator", Duration::from_secs(10), || s.live_workers().is_empty());
+    let first = s.trials();
+    assert_eq!(first[0]["state"], "running", "killed before the trial ended: {first:#?}");
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    s.trials()
+}
+
+/// The objective's value per reported step.
+fn curve(t: &Value, metric: &str) -> Vec<(i64, f64)> {
+    let reports = t["reports"].as_array().expect("reports");
+    reports.iter().map(|r| (r["step"].as_i64().unwrap(), r[metric].as_f64().unwrap())).collect()
+}
+
+/// Checks that the re-run resumed where its predecessor's last checkpoint was and ended as the
+/// uninterrupted `reference` did: same value bit for bit, the same curve, each step once.
+fn assert_resumed_exactly(trials: &[Value], reference: &Value, metric: &str) {
+    assert_eq!(trials.len(), 2, "{trials:#?}");
+    let (killed, rerun) = (&trials[0], &trials[1]);
+    assert_eq!(killed["state"], "interrupted");
+    assert_eq!(rerun["state"], "complete", "{rerun:#}");
+    assert_eq!(rerun["rerun_of"], 0);
+    let at = killed["checkpoint_step"].as_i64().expect("the killed attempt's checkpoint");
+    assert_eq!(rerun["resumed_from"].as_i64(), Some(at), "{rerun:#}");
+    assert!(rerun["stderr_tail"].as_str().unwrap_or("").contains(&format!("resuming from step {at}")), "{rerun:#}");
+    let value = |t: &Value| t["value"].as_f64().expect("value").to_bits();
+    assert_eq!(value(rerun), value(reference), "resumed {rerun:#} vs uninterrupted {reference:#}");
+    assert_eq!(curve(rerun, metric), curve(reference, metric), "one continuous curve, as if never stopped");
+}
+
+fn python_study(name: &str) -> Study {
+    let s = one_trial(
+        name,
+        "loss",
+        "[params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n",
+        "[trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"80\", \"--report-every\", \"5\", \"--sleep-ms\", \"25\"]\n",
+    );
+    for file in ["train.py", "sweep_worker.py"] {
+        let text = std::fs::read_to_string(format!("{}/studies/python/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        s.write(file, &text);
+    }
+    s
+}
+
+/// The README's Python helper against a real study: a plain `python3` script that checkpoints
+/// through it is killed with the coordinator and ends as if it never was.
+#[test]
+fn a_python_trial_resumes_from_its_checkpoint_after_kill_9() {
+    let reference = python_study("py-whole");
+    let out = reference.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let reference = reference.trials().remove(0);
+    assert_eq!(reference["state"], "complete", "{reference:#}");
+
+    let s = python_study("py-killed");
+    let trials = kill_after_checkpoint_then_resume(&s, 20);
+    assert_resumed_exactly(&trials, &reference, "loss");
+}
+
+/// A deleted checkpoint folder: the next attempt starts over from step 0, says so, and still
+/// ends with the uninterrupted run's value (its reports replace the copied ones).
+#[test]
+fn a_deleted_checkpoint_folder_starts_over_and_says_so() {
+    let reference = python_study("py-ref");
+    assert!(reference.run().status.success());
+    let reference = reference.trials().remove(0);
+
+    let s = python_study("py-deleted");
+    let mut child = s.spawn();
+    let checkpointed =
+        |t: &Vec<Value>| t.first().is_some_and(|t| t["checkpoint_step"].as_i64().is_some_and(|c| c >= 10));
+    wait_for("a recorded checkpoint", LIMIT, || s.try_trials().is_ok_and(|t| checkpointed(&t)));
+    kill9(&mut child);
+    wait_for("workers to die with the coordinator", Duration::from_secs(10), || s.live_workers().is_empty());
+    std::fs::remove_dir_all(s.dir.path().join("sweep-runs/py-deleted/trial-0/checkpoints")).unwrap();
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    let rerun = &trials[1];
+    assert_eq!(rerun["state"], "complete");
+    assert!(rerun["stderr_tail"].as_str().unwrap().contains("starting over from step 0"), "{rerun:#}");
+    assert_eq!(rerun["value"].as_f64().unwrap().to_bits(), reference["value"].as_f64().unwrap().to_bits());
+    assert_eq!(curve(rerun, "loss"), curve(&reference, "loss"));
+}
+
+/// The built-in pretraining worker, at 1 and 2 threads: killed mid-run, resumed from the
+/// checkpoint the coordinator recorded, it ends with the uninterrupted run's `val_loss`.
+#[test]
+fn a_pretrain_trial_resumes_exactly_after_kill_9() {
+    for threads in [1, 2] {
+        let study = |name: &str| {
+            let s = one_trial(
+                name,
+                "val_loss",
+                "[params.layers]\nvalue = 2\n[params.hidden]\nvalue = 64\n[params.heads]\nvalue = 4\n\
+                 [params.ffn]\nvalue = 128\n[params.vocab_size]\nvalue = 200\n[params.seq_len]\nvalue = 64\n\
+                 [params.batch_size]\nvalue = 16\n[params.steps]\nvalue = 240\n[params.dropout]\nvalue = 0.1\n",
+                &format!(
+                    "[trial]\nworker = \"pretrain\"\nargs = [\"--train\", \"corpus.txt\", \"--valid\", \"corpus.txt\", \
+                     \"--eval-every\", \"20\", \"--eval-windows\", \"8\", \"--threads\", \"{threads}\"]\n"
+                ),
+            );
+            let corpus: String = (0..400)
+                .map(|i| format!("the cat {i} sat on the mat while {} dogs ran in the park\n", i * 7 % 13))
+                .collect();
+            s.write("corpus.txt", &corpus);
+            s
+        };
+        let reference = study("pt-whole");
+        let out = reference.run();
+        assert!(out.status.success(), "{}", text(&out));
+        let reference = reference.trials().remove(0);
+        let s = study("pt-killed");
+        let trials = kill_after_checkpoint_then_resume(&s, 60);
+        let text = |t: &Value| t["metrics"].to_string();
+        assert_resumed_exactly(&trials, &reference, "val_loss");
+        assert_eq!(text(&trials[1]), text(&reference), "threads {threads}");
+    }
+}
