@@ -4,3 +4,6 @@
 -- replaces, so its curve is one curve).
 ALTER TABLE trials ADD COLUMN checkpoint_step INTEGER;
 ALTER TABLE trials ADD COLUMN resumed_from INTEGER;
+-- The runs folder of the study's trials (their checkpoints and models), as its last run saw
+-- it, so `sweep status` can say how much they hold.
+ALTER TABLE studies ADD COLUMN runs_dir TEXT;

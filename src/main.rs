@@ -382,37 +382,68 @@ async fn status(db: &Path) -> Result<ExitCode> {
     if studies.is_empty() {
         println!("no studies in {}", db.display());
     }
-    println!("{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}", "study", "state", "finished", "running", "failed", "best");
+    println!(
+        "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16} {:>10}",
+        "study", "state", "finished", "running", "failed", "best", "files"
+    );
     for study in &studies {
         let h = history_of(&mut store, study).await?;
         let best = h.best().map(|t| fmt_value(t.value)).unwrap_or_else(|| "-".into());
         let finished = format!("{}/{}", h.counted(), study.budget);
+        // What its trials' folders hold (models, checkpoints) under the runs folder.
+        let files = study.runs_dir.as_ref().map_or("-".into(), |runs| {
+            fmt_bytes(sweep::layout::disk_usage(&sweep::layout::study_dir(runs, &study.name)))
+        });
         println!(
-            "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16}",
+            "{:<24} {:<9} {:>12} {:>8} {:>7} {:>16} {:>10}",
             study.name,
             study.state.as_str(),
             finished,
             h.count(TrialState::Running),
             h.count(TrialState::Failed),
-            best
+            best,
+            files
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// 1536 -> "1.5 KiB".
+fn fmt_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < units.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{size:.1} {}", units[unit])
+    }
 }
 
 async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
     let (mut store, study) = open_study(db, name).await?;
     let h = history_of(&mut store, &study).await?;
     println!(
-        "{:>6} {:<11} {:>7} {:>14} {:>8}  {:<40} reason",
-        "number", "state", "attempt", study.metric, "step", "params"
+        "{:>6} {:<11} {:>7} {:<12} {:>14} {:>8}  {:<40} reason",
+        "number", "state", "attempt", "re-runs", study.metric, "step", "params"
     );
     for t in &h.trials {
+        // `3 @300`: takes trial 3's place, resumed from its checkpoint at step 300.
+        let rerun = match (t.rerun_of, t.resumed_from) {
+            (Some(of), Some(at)) => format!("{of} @{at}"),
+            (Some(of), None) => of.to_string(),
+            (None, _) => "-".into(),
+        };
         println!(
-            "{:>6} {:<11} {:>7} {:>14} {:>8}  {:<40} {}",
+            "{:>6} {:<11} {:>7} {:<12} {:>14} {:>8}  {:<40} {}",
             t.number,
             t.state.as_str(),
             t.attempt,
+            rerun,
             fmt_value(t.value),
             t.last_step.map_or("-".into(), |s| s.to_string()),
             serde_json::Value::Object(t.params.clone()).to_string(),

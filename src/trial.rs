@@ -279,6 +279,13 @@ impl History {
         self.trials.iter().find(|t| t.number == number)
     }
 
+    /// Configurations proposed or enqueued before trial `number`: its first attempts (a re-run
+    /// repeats one). A proposal's generator is seeded with this index, not the trial's number,
+    /// so the re-runs a crash adds do not change which configurations a study goes on to try.
+    pub fn first_attempts_before(&self, number: u64) -> u64 {
+        self.trials.iter().filter(|t| t.number < number && t.rerun_of.is_none()).count() as u64
+    }
+
     /// The first attempt of the configuration trial `number` runs, following re-runs back
     /// (itself for a first attempt): its folder holds the checkpoints every attempt shares.
     pub fn first_attempt(&self, number: u64) -> u64 {

@@ -111,6 +111,8 @@ struct Coordinator<'a> {
     writes: Vec<Write>,
     replies: Vec<(oneshot::Sender<Decision>, Decision)>,
     launches: Vec<Launch>,
+    /// Checkpoint folders of configurations that ended this turn, removed after the commit.
+    spent_checkpoints: Vec<PathBuf>,
 }
 
 /// Runs (or resumes) a study until its budget is spent, its timeout passes, or shutdown.
@@ -122,6 +124,8 @@ pub async fn run(
 ) -> Result<RunSummary, CoordinatorError> {
     let (study, resumed) = open::open_study(store, config).await?;
     store.set_study_state(study.id, crate::store::StudyState::Running).await?;
+    let runs = layout::runs_dir(&config.trial.workdir);
+    store.set_runs_dir(study.id, &std::path::absolute(&runs).unwrap_or(runs)).await?;
     let trials = store.trials(study.id, &config.objective.metric).await?;
     let (events, mut inbox) = mpsc::unbounded_channel();
     let (proposals, mut proposed) = mpsc::unbounded_channel();
@@ -147,6 +151,7 @@ pub async fn run(
         writes: Vec::new(),
         replies: Vec::new(),
         launches: Vec::new(),
+        spent_checkpoints: Vec::new(),
     };
     c.adopt_leftovers();
     let deadline = config.budget.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -258,7 +263,7 @@ impl Coordinator<'_> {
                 continue;
             }
             let number = self.next_number();
-            let mut rng = trial_rng(self.config.seed, number);
+            let mut rng = self.proposal_rng(number);
             if !self.sampler.runs_long() {
                 let proposal = self.sampler.propose(&self.config.space, &self.history, &mut rng);
                 self.insert_proposed(number, device, proposal);
@@ -275,7 +280,7 @@ impl Coordinator<'_> {
                 // No thread to be had: propose here rather than not at all.
                 tracing::warn!("cannot start the sampler's thread ({e}); proposing on the coordinator's");
                 let (number, device) = self.proposing.take().expect("just set");
-                let mut rng = trial_rng(self.config.seed, number);
+                let mut rng = self.proposal_rng(number);
                 let proposal = self.sampler.propose(&self.config.space, &self.history, &mut rng);
                 self.insert_proposed(number, device, proposal);
             }
@@ -293,6 +298,12 @@ impl Coordinator<'_> {
         } else {
             self.devices.release(device.as_deref());
         }
+    }
+
+    /// The generator of the proposal for new trial `number`: seeded by how many configurations
+    /// came before it, so a study tries the same ones however often it was interrupted.
+    fn proposal_rng(&self, number: u64) -> rand::rngs::StdRng {
+        trial_rng(self.config.seed, self.history.first_attempts_before(number))
     }
 
     /// The next trial number, past the one being proposed (a retry inserted meanwhile must not
@@ -338,7 +349,21 @@ impl Coordinator<'_> {
         for launch in self.launches.drain(..) {
             self.executor.launch(launch, &self.events);
         }
+        for dir in self.spent_checkpoints.drain(..) {
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("cannot remove the finished trial's checkpoints {}: {e}", dir.display());
+                }
+                _ => {}
+            }
+        }
         Ok(())
+    }
+
+    /// Where trial `number`'s checkpoints live (its first attempt's folder).
+    fn checkpoint_dir(&self, number: u64) -> PathBuf {
+        let runs = layout::runs_dir(&self.config.trial.workdir);
+        layout::checkpoint_dir(&runs, &self.config.name, self.history.first_attempt(number))
     }
 
     fn launch_for(&self, trial: Trial, device: Option<String>) -> Launch {
@@ -358,8 +383,7 @@ impl Coordinator<'_> {
         );
         env.insert(var::RUNS_DIR.into(), runs.display().to_string());
         env.insert(var::CPU_THREADS.into(), self.cpu_threads.to_string());
-        let first = self.history.first_attempt(trial.number);
-        let checkpoints = layout::checkpoint_dir(&runs, &self.config.name, first).display().to_string();
+        let checkpoints = self.checkpoint_dir(trial.number).display().to_string();
         env.insert(var::CHECKPOINT_DIR.into(), checkpoints.clone());
         if let Some(step) = trial.resumed_from {
             env.insert(var::RESUME_STEP.into(), step.to_string());
@@ -447,8 +471,11 @@ impl Coordinator<'_> {
             self.progress.println(format!("trial {number} failed: {reason}{then}"));
         }
         self.record(Update::Finish { number, state, end });
-        if let Some(r) = rerun {
-            self.record(Update::Insert(r));
+        match rerun {
+            Some(r) => self.record(Update::Insert(r)),
+            // The configuration is done: its intermediate checkpoints go once that is durable.
+            None if !self.config.trial.keep_checkpoints => self.spent_checkpoints.push(self.checkpoint_dir(number)),
+            None => {}
         }
     }
 

@@ -53,10 +53,11 @@ pub fn from_config(config: &SamplerConfig) -> Box<dyn Sampler> {
     }
 }
 
-/// The RNG of one trial, seeded from the study seed and the trial number, so proposals do not
-/// depend on the order in which parallel trials finish.
-pub fn trial_rng(study_seed: u64, trial_number: u64) -> StdRng {
-    StdRng::seed_from_u64(splitmix64(study_seed ^ splitmix64(trial_number.wrapping_add(0x9E37_79B9_7F4A_7C15))))
+/// The RNG of one proposal, seeded from the study seed and the proposal's index (the trial's
+/// number when no trial was re-run; see `History::first_attempts_before`), so proposals do
+/// not depend on the order in which parallel trials finish, nor on crashes.
+pub fn trial_rng(study_seed: u64, index: u64) -> StdRng {
+    StdRng::seed_from_u64(splitmix64(study_seed ^ splitmix64(index.wrapping_add(0x9E37_79B9_7F4A_7C15))))
 }
 
 fn splitmix64(mut z: u64) -> u64 {

@@ -233,6 +233,16 @@ impl Store {
         Ok(())
     }
 
+    /// Records where this run's trials keep their files.
+    pub async fn set_runs_dir(&mut self, id: i64, runs: &Path) -> Result<()> {
+        sqlx::query("UPDATE studies SET runs_dir = ? WHERE id = ?")
+            .bind(runs.display().to_string())
+            .bind(id)
+            .execute(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_study_state(&mut self, id: i64, state: StudyState) -> Result<()> {
         sqlx::query("UPDATE studies SET state = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())

@@ -21,6 +21,9 @@ pub(super) struct StudyRow {
     /// Absent in a database that predates migration 0004 (served read-only by `sweep serve`).
     #[sqlx(default)]
     paused: bool,
+    /// Absent before migration 0008, and NULL until a run of this sweep records it.
+    #[sqlx(default)]
+    runs_dir: Option<String>,
 }
 
 /// Every study, oldest first: the one query behind `Store::studies` and `Reader::studies`.
@@ -57,6 +60,8 @@ pub struct StudyRecord {
     pub updated_at: i64,
     /// Paused from the web page: no new trials start until resumed.
     pub paused: bool,
+    /// The runs folder its trials write into, as its last run saw it.
+    pub runs_dir: Option<std::path::PathBuf>,
 }
 
 impl StudyRecord {
@@ -104,6 +109,7 @@ impl TryFrom<StudyRow> for StudyRecord {
             created_at: r.created_at,
             updated_at: r.updated_at,
             paused: r.paused,
+            runs_dir: r.runs_dir.map(Into::into),
         })
     }
 }

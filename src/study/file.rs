@@ -157,6 +157,9 @@ pub struct TrialFile {
     pub env: BTreeMap<String, String>,
     /// Time a stopped worker gets between each step of stop, SIGTERM, SIGKILL.
     pub grace: Option<DurationText>,
+    /// Keep a finished trial's checkpoint folder (by default it goes once the trial ends).
+    #[serde(default)]
+    pub keep_checkpoints: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

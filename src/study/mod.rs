@@ -141,6 +141,8 @@ pub struct TrialSpec {
     pub workdir: PathBuf,
     pub env: BTreeMap<String, String>,
     pub grace: Duration,
+    /// Keep finished trials' checkpoint folders instead of removing them.
+    pub keep_checkpoints: bool,
 }
 
 /// One argv element: literal text and `{name}` placeholders.

@@ -114,6 +114,17 @@ fn wrong_type_is_named() {
     assert!(p.message.contains("invalid type"), "{}", p.message);
 }
 
+/// Trials keep checkpoints in `sweep-runs/NAME/trial-N/`: a name that would put them in
+/// another folder (outside, nested, the shared cache) is refused where it is written.
+#[test]
+fn a_study_name_that_leaves_its_folder_is_refused_at_its_line() {
+    for bad in ["../elsewhere", "a/b", "cache", ".."] {
+        let p = one(&edit("name = \"demo\"", &format!("name = \"{bad}\"")));
+        assert_eq!((p.key.as_str(), p.line), ("name", 2), "{bad}");
+        assert!(p.message.contains("sweep-runs/"), "{bad}: {}", p.message);
+    }
+}
+
 #[test]
 fn missing_key_is_named() {
     let p = one(&edit("metric = \"val_loss\"\n", ""));

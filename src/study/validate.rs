@@ -59,6 +59,8 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     let mut check = Check::default();
     if raw.name.trim().is_empty() {
         check.fail(&["name"], "must not be empty");
+    } else if let Some(problem) = crate::layout::study_name_problem(raw.name.trim()) {
+        check.fail(&["name"], problem);
     }
     if raw.metric.trim().is_empty() {
         check.fail(&["metric"], "must name the metric the worker reports");
@@ -626,7 +628,7 @@ fn trial(
         }
     }
     let grace = check.duration(&["trial", "grace"], &raw.grace).unwrap_or(Duration::from_secs(5));
-    TrialSpec { argv: program, workdir, env: raw.env.clone(), grace }
+    TrialSpec { argv: program, workdir, env: raw.env.clone(), grace, keep_checkpoints: raw.keep_checkpoints }
 }
 
 fn literal(s: &str) -> ArgTemplate {

@@ -14,6 +14,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=200)
 parser.add_argument("--report-every", type=int, default=10)
 parser.add_argument("--sleep-ms", type=float, default=0.0, help="pretend each step takes this long")
+parser.add_argument("--step-log", help="append each step done to this file (benches/kill-study.sh counts them)")
 args = parser.parse_args()
 
 trial = sweep_worker.Trial()
@@ -45,6 +46,9 @@ for step in range(state["step"] + 1, args.steps + 1):
     v = [momentum * vi - lr * g for vi, g in zip(v, grad)]
     w = [x + vi for x, vi in zip(w, v)]
     time.sleep(args.sleep_ms / 1000)
+    if args.step_log:
+        with open(args.step_log, "a") as log:
+            log.write(f"{trial.number} {step}\n")
     if step % args.report_every == 0 or step == args.steps:
         state = {"step": step, "w": w, "v": v, "rng": rng.getstate()}
         saved = step < args.steps and trial.save(step, lambda f: f.write(json.dumps(state).encode()))

@@ -54,12 +54,15 @@ fn assert_resumed_exactly(trials: &[Value], reference: &Value, metric: &str) {
     assert_eq!(curve(rerun, metric), curve(reference, metric), "one continuous curve, as if never stopped");
 }
 
-fn python_study(name: &str) -> Study {
+fn python_study(name: &str, keep_checkpoints: bool) -> Study {
     let s = one_trial(
         name,
         "loss",
         "[params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n",
-        "[trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"80\", \"--report-every\", \"5\", \"--sleep-ms\", \"25\"]\n",
+        &format!(
+            "[trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"80\", \"--report-every\", \"5\", \
+             \"--sleep-ms\", \"25\"]\nkeep_checkpoints = {keep_checkpoints}\n"
+        ),
     );
     for file in ["train.py", "sweep_worker.py"] {
         let text = std::fs::read_to_string(format!("{}/studies/python/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -72,26 +75,60 @@ fn python_study(name: &str) -> Study {
 /// through it is killed with the coordinator and ends as if it never was.
 #[test]
 fn a_python_trial_resumes_from_its_checkpoint_after_kill_9() {
-    let reference = python_study("py-whole");
+    let reference = python_study("py-whole", true);
     let out = reference.run();
     assert!(out.status.success(), "{}", text(&out));
+    let kept = reference.dir.path().join("sweep-runs/py-whole/trial-0/checkpoints");
+    let status = text(&reference.command(&["status"]).output().unwrap());
+    assert!(status.contains("files") && status.contains(" KiB"), "status says what the trials' folders hold: {status}");
     let reference = reference.trials().remove(0);
     assert_eq!(reference["state"], "complete", "{reference:#}");
+    assert!(kept.join("step-00000075.ckpt").is_file(), "keep_checkpoints = true keeps them");
 
-    let s = python_study("py-killed");
+    let s = python_study("py-killed", false);
     let trials = kill_after_checkpoint_then_resume(&s, 20);
     assert_resumed_exactly(&trials, &reference, "loss");
+    let folder = s.dir.path().join("sweep-runs/py-killed/trial-0/checkpoints");
+    assert!(!folder.exists(), "a finished trial's checkpoints are removed");
+}
+
+/// A hung or slow attempt killed by `trial_timeout` is retried from its last checkpoint, not
+/// from step 0: with a timeout shorter than the whole run, the trial still ends, and ends as an
+/// uninterrupted run does (the timeout counts per attempt).
+#[test]
+fn a_timed_out_attempt_is_retried_from_its_checkpoint() {
+    let reference = python_study("py-timeout-ref", false);
+    assert!(reference.run().status.success());
+    let reference = reference.trials().remove(0);
+
+    let s = python_study("py-timeout", false);
+    let toml = std::fs::read_to_string(s.path()).unwrap();
+    std::fs::write(s.path(), toml.replace("trials = 1\n", "trials = 1\ntrial_timeout = \"1200ms\"\nretries = 3\n"))
+        .unwrap();
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    let last = trials.last().unwrap();
+    assert_eq!(last["state"], "complete", "{trials:#?}");
+    assert!(trials.len() >= 2, "80 steps of 25 ms do not fit in one attempt of 1.2 s: {trials:#?}");
+    for pair in trials.windows(2) {
+        assert_eq!(pair[0]["state"], "failed");
+        assert!(pair[0]["reason"].as_str().unwrap().contains("timed out"), "{:#}", pair[0]);
+        assert_eq!(pair[1]["resumed_from"], pair[0]["checkpoint_step"], "{:#}", pair[1]);
+    }
+    assert_eq!(last["value"].as_f64().unwrap().to_bits(), reference["value"].as_f64().unwrap().to_bits());
+    assert_eq!(curve(last, "loss"), curve(&reference, "loss"));
 }
 
 /// A deleted checkpoint folder: the next attempt starts over from step 0, says so, and still
 /// ends with the uninterrupted run's value (its reports replace the copied ones).
 #[test]
 fn a_deleted_checkpoint_folder_starts_over_and_says_so() {
-    let reference = python_study("py-ref");
+    let reference = python_study("py-ref", false);
     assert!(reference.run().status.success());
     let reference = reference.trials().remove(0);
 
-    let s = python_study("py-deleted");
+    let s = python_study("py-deleted", false);
     let mut child = s.spawn();
     let checkpointed =
         |t: &Vec<Value>| t.first().is_some_and(|t| t["checkpoint_step"].as_i64().is_some_and(|c| c >= 10));
@@ -142,4 +179,96 @@ fn a_pretrain_trial_resumes_exactly_after_kill_9() {
         assert_resumed_exactly(&trials, &reference, "val_loss");
         assert_eq!(text(&trials[1]), text(&reference), "threads {threads}");
     }
+}
+
+/// The built-in fine-tuning worker with `keep = "best"`: the best weights and metrics so far
+/// are part of the checkpoint, so the resumed trial ends with the same best step, validation
+/// and test metrics as an uninterrupted one.
+#[test]
+fn a_finetune_trial_keeping_the_best_resumes_exactly_after_kill_9() {
+    let study = |name: &str| {
+        let s = one_trial(
+            name,
+            "val_loss",
+            "[params.layers]\nvalue = 2\n[params.hidden]\nvalue = 64\n[params.heads]\nvalue = 4\n\
+             [params.ffn]\nvalue = 128\n[params.vocab_size]\nvalue = 120\n[params.seq_len]\nvalue = 16\n\
+             [params.batch_size]\nvalue = 16\n[params.steps]\nvalue = 300\n[params.dropout]\nvalue = 0.1\n\
+             [params.lr]\nvalue = 0.003\n[params.keep]\nvalue = \"best\"\n",
+            "[trial]\nworker = \"finetune\"\nargs = [\"--train\", \"train.tsv\", \"--valid\", \"valid.tsv\", \
+             \"--test\", \"valid.tsv\", \"--corpus\", \"corpus.txt\", \"--corpus-valid\", \"corpus.txt\", \
+             \"--eval-every\", \"10\", \"--threads\", \"1\"]\n",
+        );
+        crate::workers::write_data(&s);
+        s
+    };
+    let reference = study("ft-whole");
+    let out = reference.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let reference = reference.trials().remove(0);
+    let trials = kill_after_checkpoint_then_resume(&study("ft-killed"), 100);
+    assert_resumed_exactly(&trials, &reference, "val_loss");
+    assert_eq!(trials[1]["metrics"], reference["metrics"], "best_step, test_acc and the rest");
+    // The best evaluation came before the kill: its weights went through the checkpoint.
+    let best = reference["metrics"]["best_step"].as_f64().expect("best_step");
+    assert!(best <= trials[0]["checkpoint_step"].as_f64().unwrap(), "{reference:#}");
+}
+
+/// A full disk while a checkpoint is written costs that checkpoint, not the trial: the worker
+/// goes on, the database keeps the last durable step, and after a `kill -9` (and room again)
+/// the trial resumes from that step and ends as an uninterrupted run does.
+#[test]
+fn a_full_disk_fails_a_checkpoint_not_the_trial() {
+    let study = |name: &str, workdir: &str| {
+        let s = one_trial(
+            name,
+            "val_loss",
+            "[params.layers]\nvalue = 2\n[params.hidden]\nvalue = 64\n[params.heads]\nvalue = 4\n\
+             [params.ffn]\nvalue = 128\n[params.vocab_size]\nvalue = 200\n[params.seq_len]\nvalue = 64\n\
+             [params.batch_size]\nvalue = 16\n[params.steps]\nvalue = 300\n",
+            &format!(
+                "[trial]\nworker = \"pretrain\"\nworkdir = \"{workdir}\"\nargs = [\"--train\", \"corpus.txt\", \
+                 \"--valid\", \"corpus.txt\", \"--eval-every\", \"20\", \"--eval-windows\", \"8\", \"--threads\", \"1\"]\n"
+            ),
+        );
+        let corpus: String =
+            (0..400).map(|i| format!("the cat {i} sat on the mat near {} dogs\n", i * 7 % 13)).collect();
+        std::fs::create_dir_all(s.dir.path().join(workdir)).unwrap();
+        s.write(&format!("{workdir}/corpus.txt"), &corpus);
+        s
+    };
+    let reference = study("disk-whole", ".");
+    assert!(reference.run().status.success());
+    let reference = reference.trials().remove(0);
+
+    let s = study("disk-full", "disk");
+    let mnt = s.dir.path().join("disk");
+    let corpus = std::fs::read(mnt.join("corpus.txt")).unwrap();
+    let Some(_disk) = crate::disk::SmallDisk::mount(&mnt, "8m") else {
+        // SAFETY: plain syscall.
+        assert_ne!(unsafe { libc::geteuid() }, 0, "running as root, yet tmpfs could not be mounted");
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    };
+    std::fs::write(mnt.join("corpus.txt"), corpus).unwrap();
+    let mut child = s.spawn();
+    let first = |t: &Vec<Value>, key: &str| t.first().and_then(|t| t[key].as_i64());
+    wait_for("a recorded checkpoint", LIMIT, || s.try_trials().is_ok_and(|t| first(&t, "checkpoint_step") >= Some(60)));
+    // Fill the disk: every later checkpoint fails to write.
+    let filler = mnt.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    while std::io::Write::write_all(&mut file, &[0u8; 1 << 16]).is_ok() {}
+    let stuck = first(&s.trials(), "checkpoint_step").unwrap();
+    wait_for("reports past the full disk", LIMIT, || {
+        s.try_trials().is_ok_and(|t| first(&t, "last_step") >= Some(stuck + 60))
+    });
+    kill9(&mut child);
+    wait_for("workers to die with the coordinator", Duration::from_secs(10), || s.live_workers().is_empty());
+    let killed = s.trials().remove(0);
+    assert_eq!(killed["state"], "running", "the trial went on with the disk full: {killed:#}");
+    assert_eq!(killed["checkpoint_step"].as_i64(), Some(stuck), "no checkpoint was recorded without its file");
+    drop(file);
+    std::fs::remove_file(&filler).unwrap();
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_resumed_exactly(&s.trials(), &reference, "val_loss");
 }

@@ -5,10 +5,10 @@ use crate::support::*;
 use std::process::Command;
 
 /// A tmpfs of `size` mounted at `dir` (needs root), unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
+pub struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+    pub fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status();
         ok.is_ok_and(|s| s.success()).then(|| SmallDisk(dir.to_path_buf()))

@@ -156,7 +156,8 @@ fn gp_with_hyperband_proposals_replay_from_the_database_after_kill_9() {
     for (i, t) in trials.iter().enumerate() {
         let Some(state) = t.sampler_state.as_ref().filter(|s| s.get("lengthscales").is_some()) else { continue };
         let before = History::new(config.objective.clone(), trials[..i].to_vec());
-        let proposal = sampler.propose(&config.space, &before, &mut trial_rng(config.seed, t.number));
+        let index = before.first_attempts_before(t.number);
+        let proposal = sampler.propose(&config.space, &before, &mut trial_rng(config.seed, index));
         assert_eq!(proposal.params, t.params, "trial {} proposed again from the database", t.number);
         assert_eq!(proposal.state.as_ref(), Some(state), "trial {}", t.number);
         replayed += 1;

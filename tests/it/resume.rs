@@ -46,6 +46,15 @@ fn kill_9_at_several_points_then_resume_ends_with_exactly_the_budget() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), complete.len());
+    // And they are the configurations an uninterrupted run of the study tries, with its values.
+    let whole = Study::new("killed", &testfn_study(16, 2, 4, 0));
+    assert!(whole.run().status.success());
+    let outcomes = |trials: Vec<serde_json::Value>| {
+        let mut v: Vec<String> = trials.iter().map(|t| format!("{} -> {}", t["params"], t["value"])).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(outcomes(s.in_state("complete")), outcomes(whole.in_state("complete")));
 }
 
 #[test]

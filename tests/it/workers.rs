@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 /// Tiny labeled and unlabeled files (two easy classes) beside the study.
-fn write_data(s: &Study) {
+pub fn write_data(s: &Study) {
     let animals =
         ["the cat sat on the mat", "a dog ran in the park", "the bird sang in a tree", "my cat sleeps all day"];
     let numbers =
