@@ -63,6 +63,17 @@ pub fn lock_exclusive(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
+/// The exclusive lock on `path` if no one holds it now (created if missing), else None.
+pub fn try_lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+    }
+    Ok(Some(file))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +87,15 @@ mod tests {
         assert_eq!(holder(&db), Some(std::process::id()));
         drop(lock);
         assert_eq!(holder(&db), None);
+    }
+
+    #[test]
+    fn a_held_lock_is_not_taken_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.lock");
+        let first = try_lock_exclusive(&path).unwrap().expect("free");
+        assert!(try_lock_exclusive(&path).unwrap().is_none(), "flock locks are per open file");
+        drop(first);
+        assert!(try_lock_exclusive(&path).unwrap().is_some());
     }
 }

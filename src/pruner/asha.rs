@@ -5,7 +5,9 @@
 //! first time, its value there (its best value up to that report) is ranked against the values
 //! every other trial had at that rung, whatever their state now; it goes on only if it is in
 //! the top `max(1, n / eta)` of the `n` trials that reached the rung so far, itself included.
-//! It never waits for a rung to fill: early trials are judged against fewer.
+//! It never waits for a rung to fill: early trials are judged against fewer. An attempt that
+//! was re-run (interrupted, or retried after a failure) is not a competitor of its own: its
+//! re-run stands for the configuration, with the curve it resumed from.
 
 use super::{ahead, best_of, fresh_point, show, value_at, Pruner, Verdict};
 use crate::trial::{History, Trial, TrialState};
@@ -70,6 +72,7 @@ pub(crate) fn halving(
             .trials
             .iter()
             .filter(|t| t.number != trial.number && t.state != TrialState::Waiting && competes(t))
+            .filter(|t| !history.retried.contains(&t.number))
             .filter_map(|t| value_at(objective, &t.curve, rung))
             .collect();
         let n = others.len() + 1;
@@ -135,6 +138,20 @@ mod tests {
         let kept = rung_of_nine(Direction::Maximize, values);
         let survivors: Vec<f64> = (0..9).filter(|&i| kept[i]).map(|i| values[i]).collect();
         assert_eq!(survivors, vec![9.0, 7.0, 8.0]);
+    }
+
+    /// An interrupted attempt and the re-run that resumed from its checkpoint share a curve up
+    /// to the resume point: the configuration competes once, as the re-run.
+    #[test]
+    fn a_re_run_attempt_and_the_one_it_replaces_compete_once() {
+        let mut trials = vec![trial(0, TrialState::Interrupted, &flat(1.0, 3))];
+        trials.push(Trial { rerun_of: Some(0), ..trial(1, Running, &flat(1.0, 3)) });
+        trials.extend((2..6).map(|i| trial(i, Complete, &flat(3.0 + i as f64, 9))));
+        trials.push(trial(6, Running, &[(1, 2.0), (2, 2.0), (3, 2.0)]));
+        let h = history(Direction::Minimize, trials);
+        // Six configurations at step 3 keep the top two; trial 6 is second (counting trial 0
+        // as well, it would be third of seven).
+        assert_eq!(Asha::new(1, Some(27), 3).decide(&h.trials[6], &h), Verdict::Continue);
     }
 
     #[test]

@@ -3,12 +3,12 @@
 //! study, or (joint tuning) a pretraining run keyed by its params and cached, so trials that
 //! share those params pretrain once.
 
-use super::checkpoint::Checkpoints;
 use super::common::{self, Card, Checkpoint, CommonArgs, RunError};
 use super::data::{self, Labeled};
-use super::hparams::{self, FinetuneParams, Keep, PretrainParams, Shape};
+use super::hparams::{self, FinetuneParams, Keep, Shape};
 use super::model::{self, Classifier, Dropout, Encoder};
-use super::pretrain::{self, Corpus};
+use super::pretrain;
+use super::shared;
 use super::tokenizer::{Vocab, CLS, PAD, SEP};
 use super::train::{smoothed_cross_entropy, Progress};
 use super::Channel;
@@ -145,7 +145,14 @@ fn corpus_text(args: &FinetuneArgs) -> std::result::Result<(Vec<String>, Vec<Str
     Ok((train, valid))
 }
 
-fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::result::Result<Start, RunError> {
+/// Where the encoder starts; None when the coordinator stopped the trial while it waited for
+/// the shared pretraining run.
+fn start(
+    args: &FinetuneArgs,
+    p: &FinetuneParams,
+    device: &Device,
+    channel: &mut Channel,
+) -> std::result::Result<Option<Start>, RunError> {
     let from = |dir: PathBuf| -> std::result::Result<Start, RunError> {
         let checkpoint = common::load_checkpoint(&dir, device)?;
         Ok(Start {
@@ -154,73 +161,28 @@ fn start(args: &FinetuneArgs, p: &FinetuneParams, device: &Device) -> std::resul
             checkpoint: Some((dir, checkpoint)),
         })
     };
-    match args.init.as_str() {
+    let start = match args.init.as_str() {
         "scratch" => {
             let (text, _) = corpus_text(args)?;
             let vocab = pretrain::vocab_for(&p.shape, &text, &args.common)?;
             let mut shape = p.shape.clone();
             shape.vocab_size = vocab.size();
-            Ok(Start { shape, vocab, checkpoint: None })
+            Start { shape, vocab, checkpoint: None }
         }
         "pretrain" => {
             let pretrain = p.pretrain.as_ref().expect("joint params were read");
-            from(cached_pretraining(args, pretrain, device)?)
+            let (train, valid) = corpus_text(args)?;
+            match shared::pretrained(&args.common, pretrain, &train, &valid, device, channel)? {
+                Some(dir) => from(dir)?,
+                None => return Ok(None),
+            }
         }
         init => match init.strip_prefix("study:") {
-            Some(study) => from(best_of_study(args, study)?),
-            None => from(PathBuf::from(init)),
+            Some(study) => from(best_of_study(args, study)?)?,
+            None => from(PathBuf::from(init))?,
         },
-    }
-}
-
-/// The pretraining run for these params: reused from the cache, or done now (once, even when
-/// several trials ask at the same time) and cached.
-fn cached_pretraining(
-    args: &FinetuneArgs,
-    p: &PretrainParams,
-    device: &Device,
-) -> std::result::Result<PathBuf, RunError> {
-    let (train, valid) = corpus_text(args)?;
-    let corpus: Vec<String> = train.iter().chain(&valid).cloned().collect();
-    let key = super::tokenizer::cache_key(&serde_json::to_string(p).expect("params serialise"), &corpus);
-    let cache = args.common.cache_dir();
-    let dir = cache.join(format!("pretrain-{key}"));
-    let io = |e: std::io::Error| RunError::Setup(format!("cache {}: {e}", cache.display()));
-    std::fs::create_dir_all(&cache).map_err(io)?;
-    let _lock = crate::lock::lock_exclusive(&cache.join(format!("pretrain-{key}.lock"))).map_err(io)?;
-    if common::has_checkpoint(&dir) {
-        eprintln!("reusing cached pretraining run {}", dir.display());
-        return Ok(dir);
-    }
-    eprintln!("pretraining into {} (cached for trials with the same pretrain_* params)", dir.display());
-    let vocab = pretrain::vocab_for(&p.shape, &train, &args.common)?;
-    let corpus = Corpus::new(&vocab, &train, &valid, p.optim.seq_len)?;
-    let every = args.common.eval_every(p.optim.steps);
-    let started = std::time::Instant::now();
-    // Killed while it trains, the shared run goes on from its newest checkpoint next time.
-    let checkpoints = Checkpoints::newest(cache.join(format!("pretrain-{key}.checkpoints")));
-    // The whole curve goes on the card, so the cached model says how it was made.
-    let mut curve = Vec::new();
-    let outcome = pretrain::train(p, &vocab, &corpus, device, every, 64, &checkpoints, |step, metrics| {
-        eprintln!("pretraining step {step}: {metrics}");
-        curve.push(metrics);
-        Decision::Continue
-    })?;
-    let (model, val_loss) = outcome.expect("pretraining without a coordinator is never stopped");
-    let mut shape = p.shape.clone();
-    shape.vocab_size = vocab.size();
-    let made_by = json!({
-        "params": p,
-        "val_loss": val_loss,
-        "val_ppl": val_loss.exp(),
-        "seconds": started.elapsed().as_secs_f64(),
-        "threads": candle_core::utils::get_num_threads(),
-        "curve": curve,
-    });
-    let card = Card { shape, made_by };
-    common::save_checkpoint(&dir, &model.vars, &vocab, &card)?;
-    let _ = std::fs::remove_dir_all(&checkpoints.dir);
-    Ok(dir)
+    };
+    Ok(Some(start))
 }
 
 /// The weights at the best evaluation so far (`keep = "best"`), with its metrics.
@@ -317,7 +279,10 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     if let Some(epochs) = p.epochs {
         p.optim.steps = ((epochs * train_set.texts.len() as f64) / p.optim.batch_size as f64).ceil().max(1.0) as usize;
     }
-    let start = start(args, &p, &device)?;
+    let Some(start) = start(args, &p, &device, &mut channel)? else {
+        eprintln!("stopped by the coordinator's decision while the shared pretraining ran");
+        return Ok(());
+    };
     if p.optim.seq_len > start.shape.max_len {
         return Err(RunError::Setup(format!(
             "seq_len {} is longer than the checkpoint's position table ({})",

@@ -11,6 +11,7 @@ mod fused;
 pub mod hparams;
 pub mod model;
 pub mod pretrain;
+mod shared;
 pub mod testfn;
 #[cfg(test)]
 mod tests;

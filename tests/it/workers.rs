@@ -198,3 +198,35 @@ fn joint_trials_share_one_cached_pretraining_run_and_a_study_can_start_from_anot
     let trials = pre.trials_of("after");
     assert_eq!(trials[0]["state"], "complete", "{trials:#?}");
 }
+
+/// The shared pretraining run of `init = "pretrain"` trials shows its progress on each trial
+/// that needs it (a step-0 report of `pretrain_*` values), and, killed with the coordinator,
+/// goes on from its newest checkpoint in the next run.
+#[test]
+fn the_shared_pretraining_run_shows_its_progress_and_resumes_after_kill_9() {
+    let s = finetune_study(
+        "shared",
+        2,
+        r#", "--init", "pretrain""#,
+        "[params.pretrain_steps]\nvalue = 3000\n[params.lr]\nchoices = [0.001, 0.01]\n[params.steps]\nvalue = 4\n",
+    );
+    let pretrain_step = |t: &serde_json::Value| {
+        let reports = t["reports"].as_array().cloned().unwrap_or_default();
+        reports.iter().find(|r| r["step"] == 0).and_then(|r| r["pretrain_step"].as_f64())
+    };
+    let mut child = s.spawn();
+    let limit = std::time::Duration::from_secs(120);
+    wait_for("the shared run's progress", limit, || {
+        s.try_trials().is_ok_and(|t| t.iter().any(|t| pretrain_step(t) >= Some(900.0)))
+    });
+    kill9(&mut child);
+    wait_for("workers to die with the coordinator", std::time::Duration::from_secs(10), || s.live_workers().is_empty());
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let complete = s.in_state("complete");
+    assert_eq!(complete.len(), 2, "{:#?}", s.trials());
+    let resumed = complete.iter().filter(|t| t["stderr_tail"].as_str().unwrap_or("").contains("resuming from step"));
+    assert_eq!(resumed.count(), 1, "one trial took the shared run over from its checkpoint: {complete:#?}");
+    let trained = complete.iter().filter(|t| pretrain_step(t) == Some(3000.0));
+    assert_eq!(trained.count(), 1, "the trial that trained it showed its last evaluation: {complete:#?}");
+}
