@@ -16,9 +16,18 @@ fn one_trial(name: &str, metric: &str, params: &str, trial: &str) -> Study {
     )
 }
 
-/// Runs `s` once, killing the coordinator with `kill -9` as soon as trial 0 has a recorded
-/// checkpoint at `at_least`, then runs it again to the end. Returns every trial.
-fn kill_after_checkpoint_then_resume(s: &Study, at_least: i64) -> Vec<Value> {
+/// Runs `s` to the end; returns its one trial.
+fn finished(s: &Study) -> Value {
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let t = s.trials().remove(0);
+    assert_eq!(t["state"], "complete", "{t:#}");
+    t
+}
+
+/// Starts `s` and kills its coordinator with `kill -9` as soon as trial 0 has a recorded
+/// checkpoint at `at_least`, before the trial ends.
+fn kill_after_checkpoint(s: &Study, at_least: i64) {
     let mut child = s.spawn();
     let checkpointed =
         |t: &Vec<Value>| t.first().and_then(|t| t["checkpoint_step"].as_i64()).is_some_and(|c| c >= at_least);
@@ -27,9 +36,21 @@ fn kill_after_checkpoint_then_resume(s: &Study, at_least: i64) -> Vec<Value> {
     wait_for("workers to die with the coordinator", Duration::from_secs(10), || s.live_workers().is_empty());
     let first = s.trials();
     assert_eq!(first[0]["state"], "running", "killed before the trial ended: {first:#?}");
+}
+
+/// `kill_after_checkpoint`, then runs `s` again to the end. Returns every trial.
+fn kill_after_checkpoint_then_resume(s: &Study, at_least: i64) -> Vec<Value> {
+    kill_after_checkpoint(s, at_least);
     let out = s.run();
     assert!(out.status.success(), "{}", text(&out));
     s.trials()
+}
+
+/// `t` ended as the uninterrupted `reference`: the same value, bit for bit, and the same curve.
+fn assert_same_end(t: &Value, reference: &Value, metric: &str) {
+    let value = |t: &Value| t["value"].as_f64().expect("value").to_bits();
+    assert_eq!(value(t), value(reference), "{t:#} vs uninterrupted {reference:#}");
+    assert_eq!(curve(t, metric), curve(reference, metric), "one continuous curve, as if never stopped");
 }
 
 /// The objective's value per reported step.
@@ -49,9 +70,7 @@ fn assert_resumed_exactly(trials: &[Value], reference: &Value, metric: &str) {
     let at = killed["checkpoint_step"].as_i64().expect("the killed attempt's checkpoint");
     assert_eq!(rerun["resumed_from"].as_i64(), Some(at), "{rerun:#}");
     assert!(rerun["stderr_tail"].as_str().unwrap_or("").contains(&format!("resuming from step {at}")), "{rerun:#}");
-    let value = |t: &Value| t["value"].as_f64().expect("value").to_bits();
-    assert_eq!(value(rerun), value(reference), "resumed {rerun:#} vs uninterrupted {reference:#}");
-    assert_eq!(curve(rerun, metric), curve(reference, metric), "one continuous curve, as if never stopped");
+    assert_same_end(rerun, reference, metric);
 }
 
 fn python_study(name: &str, keep_checkpoints: bool) -> Study {
@@ -75,14 +94,11 @@ fn python_study(name: &str, keep_checkpoints: bool) -> Study {
 /// through it is killed with the coordinator and ends as if it never was.
 #[test]
 fn a_python_trial_resumes_from_its_checkpoint_after_kill_9() {
-    let reference = python_study("py-whole", true);
-    let out = reference.run();
-    assert!(out.status.success(), "{}", text(&out));
-    let kept = reference.dir.path().join("sweep-runs/py-whole/trial-0/checkpoints");
-    let status = text(&reference.command(&["status"]).output().unwrap());
+    let whole = python_study("py-whole", true);
+    let reference = finished(&whole);
+    let kept = whole.dir.path().join("sweep-runs/py-whole/trial-0/checkpoints");
+    let status = text(&whole.command(&["status"]).output().unwrap());
     assert!(status.contains("files") && status.contains(" KiB"), "status says what the trials' folders hold: {status}");
-    let reference = reference.trials().remove(0);
-    assert_eq!(reference["state"], "complete", "{reference:#}");
     assert!(kept.join("step-00000075.ckpt").is_file(), "keep_checkpoints = true keeps them");
 
     let s = python_study("py-killed", false);
@@ -97,9 +113,7 @@ fn a_python_trial_resumes_from_its_checkpoint_after_kill_9() {
 /// uninterrupted run does (the timeout counts per attempt).
 #[test]
 fn a_timed_out_attempt_is_retried_from_its_checkpoint() {
-    let reference = python_study("py-timeout-ref", false);
-    assert!(reference.run().status.success());
-    let reference = reference.trials().remove(0);
+    let reference = finished(&python_study("py-timeout-ref", false));
 
     let s = python_study("py-timeout", false);
     let toml = std::fs::read_to_string(s.path()).unwrap();
@@ -116,25 +130,16 @@ fn a_timed_out_attempt_is_retried_from_its_checkpoint() {
         assert!(pair[0]["reason"].as_str().unwrap().contains("timed out"), "{:#}", pair[0]);
         assert_eq!(pair[1]["resumed_from"], pair[0]["checkpoint_step"], "{:#}", pair[1]);
     }
-    assert_eq!(last["value"].as_f64().unwrap().to_bits(), reference["value"].as_f64().unwrap().to_bits());
-    assert_eq!(curve(last, "loss"), curve(&reference, "loss"));
+    assert_same_end(last, &reference, "loss");
 }
 
 /// A deleted checkpoint folder: the next attempt starts over from step 0, says so, and still
 /// ends with the uninterrupted run's value (its reports replace the copied ones).
 #[test]
 fn a_deleted_checkpoint_folder_starts_over_and_says_so() {
-    let reference = python_study("py-ref", false);
-    assert!(reference.run().status.success());
-    let reference = reference.trials().remove(0);
-
+    let reference = finished(&python_study("py-ref", false));
     let s = python_study("py-deleted", false);
-    let mut child = s.spawn();
-    let checkpointed =
-        |t: &Vec<Value>| t.first().is_some_and(|t| t["checkpoint_step"].as_i64().is_some_and(|c| c >= 10));
-    wait_for("a recorded checkpoint", LIMIT, || s.try_trials().is_ok_and(|t| checkpointed(&t)));
-    kill9(&mut child);
-    wait_for("workers to die with the coordinator", Duration::from_secs(10), || s.live_workers().is_empty());
+    kill_after_checkpoint(&s, 10);
     std::fs::remove_dir_all(s.dir.path().join("sweep-runs/py-deleted/trial-0/checkpoints")).unwrap();
     let out = s.run();
     assert!(out.status.success(), "{}", text(&out));
@@ -142,8 +147,30 @@ fn a_deleted_checkpoint_folder_starts_over_and_says_so() {
     let rerun = &trials[1];
     assert_eq!(rerun["state"], "complete");
     assert!(rerun["stderr_tail"].as_str().unwrap().contains("starting over from step 0"), "{rerun:#}");
-    assert_eq!(rerun["value"].as_f64().unwrap().to_bits(), reference["value"].as_f64().unwrap().to_bits());
-    assert_eq!(curve(rerun, "loss"), curve(&reference, "loss"));
+    assert_same_end(rerun, &reference, "loss");
+}
+
+/// A one-trial study of the built-in pretraining worker on a small model (an evaluation and a
+/// checkpoint every 20 steps), with its corpus in `workdir` (relative to the study folder).
+fn pretrain_study(name: &str, steps: u32, threads: u32, workdir: &str) -> Study {
+    let s = one_trial(
+        name,
+        "val_loss",
+        &format!(
+            "[params.layers]\nvalue = 2\n[params.hidden]\nvalue = 64\n[params.heads]\nvalue = 4\n\
+             [params.ffn]\nvalue = 128\n[params.vocab_size]\nvalue = 200\n[params.seq_len]\nvalue = 64\n\
+             [params.batch_size]\nvalue = 16\n[params.steps]\nvalue = {steps}\n[params.dropout]\nvalue = 0.1\n"
+        ),
+        &format!(
+            "[trial]\nworker = \"pretrain\"\nworkdir = \"{workdir}\"\nargs = [\"--train\", \"corpus.txt\", \
+             \"--valid\", \"corpus.txt\", \"--eval-every\", \"20\", \"--eval-windows\", \"8\", \"--threads\", \"{threads}\"]\n"
+        ),
+    );
+    let corpus: String =
+        (0..400).map(|i| format!("the cat {i} sat on the mat while {} dogs ran in the park\n", i * 7 % 13)).collect();
+    std::fs::create_dir_all(s.dir.path().join(workdir)).unwrap();
+    s.write(&format!("{workdir}/corpus.txt"), &corpus);
+    s
 }
 
 /// The built-in pretraining worker, at 1 and 2 threads: killed mid-run, resumed from the
@@ -151,28 +178,8 @@ fn a_deleted_checkpoint_folder_starts_over_and_says_so() {
 #[test]
 fn a_pretrain_trial_resumes_exactly_after_kill_9() {
     for threads in [1, 2] {
-        let study = |name: &str| {
-            let s = one_trial(
-                name,
-                "val_loss",
-                "[params.layers]\nvalue = 2\n[params.hidden]\nvalue = 64\n[params.heads]\nvalue = 4\n\
-                 [params.ffn]\nvalue = 128\n[params.vocab_size]\nvalue = 200\n[params.seq_len]\nvalue = 64\n\
-                 [params.batch_size]\nvalue = 16\n[params.steps]\nvalue = 240\n[params.dropout]\nvalue = 0.1\n",
-                &format!(
-                    "[trial]\nworker = \"pretrain\"\nargs = [\"--train\", \"corpus.txt\", \"--valid\", \"corpus.txt\", \
-                     \"--eval-every\", \"20\", \"--eval-windows\", \"8\", \"--threads\", \"{threads}\"]\n"
-                ),
-            );
-            let corpus: String = (0..400)
-                .map(|i| format!("the cat {i} sat on the mat while {} dogs ran in the park\n", i * 7 % 13))
-                .collect();
-            s.write("corpus.txt", &corpus);
-            s
-        };
-        let reference = study("pt-whole");
-        let out = reference.run();
-        assert!(out.status.success(), "{}", text(&out));
-        let reference = reference.trials().remove(0);
+        let study = |name: &str| pretrain_study(name, 240, threads, ".");
+        let reference = finished(&study("pt-whole"));
         let s = study("pt-killed");
         let trials = kill_after_checkpoint_then_resume(&s, 60);
         let text = |t: &Value| t["metrics"].to_string();
@@ -201,10 +208,7 @@ fn a_finetune_trial_keeping_the_best_resumes_exactly_after_kill_9() {
         crate::workers::write_data(&s);
         s
     };
-    let reference = study("ft-whole");
-    let out = reference.run();
-    assert!(out.status.success(), "{}", text(&out));
-    let reference = reference.trials().remove(0);
+    let reference = finished(&study("ft-whole"));
     let trials = kill_after_checkpoint_then_resume(&study("ft-killed"), 100);
     assert_resumed_exactly(&trials, &reference, "val_loss");
     assert_eq!(trials[1]["metrics"], reference["metrics"], "best_step, test_acc and the rest");
@@ -218,27 +222,8 @@ fn a_finetune_trial_keeping_the_best_resumes_exactly_after_kill_9() {
 /// the trial resumes from that step and ends as an uninterrupted run does.
 #[test]
 fn a_full_disk_fails_a_checkpoint_not_the_trial() {
-    let study = |name: &str, workdir: &str| {
-        let s = one_trial(
-            name,
-            "val_loss",
-            "[params.layers]\nvalue = 2\n[params.hidden]\nvalue = 64\n[params.heads]\nvalue = 4\n\
-             [params.ffn]\nvalue = 128\n[params.vocab_size]\nvalue = 200\n[params.seq_len]\nvalue = 64\n\
-             [params.batch_size]\nvalue = 16\n[params.steps]\nvalue = 300\n",
-            &format!(
-                "[trial]\nworker = \"pretrain\"\nworkdir = \"{workdir}\"\nargs = [\"--train\", \"corpus.txt\", \
-                 \"--valid\", \"corpus.txt\", \"--eval-every\", \"20\", \"--eval-windows\", \"8\", \"--threads\", \"1\"]\n"
-            ),
-        );
-        let corpus: String =
-            (0..400).map(|i| format!("the cat {i} sat on the mat near {} dogs\n", i * 7 % 13)).collect();
-        std::fs::create_dir_all(s.dir.path().join(workdir)).unwrap();
-        s.write(&format!("{workdir}/corpus.txt"), &corpus);
-        s
-    };
-    let reference = study("disk-whole", ".");
-    assert!(reference.run().status.success());
-    let reference = reference.trials().remove(0);
+    let study = |name: &str, workdir: &str| pretrain_study(name, 300, 1, workdir);
+    let reference = finished(&study("disk-whole", "."));
 
     let s = study("disk-full", "disk");
     let mnt = s.dir.path().join("disk");
