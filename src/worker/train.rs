@@ -1,6 +1,7 @@
 //! What pretraining and fine-tuning share: AdamW with decoupled weight decay on the weight
 //! matrices only, warmup then linear/cosine/constant learning rate, global-norm gradient
-//! clipping, and label-smoothed cross entropy.
+//! clipping, label-smoothed cross entropy, and the training loop's moving parts (`Progress`:
+//! optimizer, data order, dropout, running loss) with their checkpoint and exact resume.
 
 use super::adamw::{FusedAdamW, TensorAdamW};
 use super::checkpoint::Checkpoints;
