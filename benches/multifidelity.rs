@@ -279,6 +279,14 @@ fn simulate(
     let mut regret = Vec::with_capacity(budget);
     let mut picked: Option<(f64, f64)> = None; // (observed final, regret) of the best complete trial
     while spent < budget {
+        // Promoted paused trials (`mode = "pause"`) go on where they paused, before new ones.
+        if running.len() < WORKERS {
+            for number in pruner.promotable(&history).into_iter().take(WORKERS - running.len()) {
+                let t = &mut history.trials[number as usize];
+                (t.state, t.paused) = (TrialState::Running, false);
+                running.push(number as usize);
+            }
+        }
         while running.len() < WORKERS {
             let number = history.trials.len() as u64;
             let proposal = sampler.propose(space, &history, &mut trial_rng(seed, number));
@@ -299,9 +307,10 @@ fn simulate(
             let trial = &mut history.trials[i];
             trial.curve.push((step, value));
             trial.last_step = Some(step);
-            let stop = step == steps || matches!(pruner.decide(&history.trials[i], &history), Verdict::Stop(_));
-            if stop {
+            let verdict = if step == steps { Verdict::Continue } else { pruner.decide(&history.trials[i], &history) };
+            if step == steps || verdict != Verdict::Continue {
                 let trial = &mut history.trials[i];
+                trial.paused = matches!(verdict, Verdict::Pause(_));
                 trial.value = Some(value);
                 trial.state = if step == steps { TrialState::Complete } else { TrialState::Pruned };
                 if step == steps && picked.is_none_or(|(best, _)| value < best) {
@@ -358,16 +367,22 @@ fn main() {
         let steps = problem.steps();
         let budget = runs * steps as usize;
         let none = from_config(&PrunerConfig::default());
-        let hyperband = from_config(&PrunerConfig {
-            rule: PrunerRule::Hyperband { min_resource: 1, max_resource: steps, eta: 3 },
-            ..PrunerConfig::default()
-        });
-        let methods: [(&str, &dyn Sampler, &dyn Pruner); 5] = [
+        let hyperband = |pause| {
+            from_config(&PrunerConfig {
+                rule: PrunerRule::Hyperband { min_resource: 1, max_resource: steps, eta: 3 },
+                pause,
+                ..PrunerConfig::default()
+            })
+        };
+        let (stopping, pausing) = (hyperband(false), hyperband(true));
+        let methods: [(&str, &dyn Sampler, &dyn Pruner); 7] = [
             ("random", &random, none.as_ref()),
             ("gp", &gp, none.as_ref()),
-            ("random+hb", &random, hyperband.as_ref()),
-            ("gp+hb last", &gp_last, hyperband.as_ref()),
-            ("gp+hb mf", &gp, hyperband.as_ref()),
+            ("random+hb", &random, stopping.as_ref()),
+            ("gp+hb last", &gp_last, stopping.as_ref()),
+            ("gp+hb mf", &gp, stopping.as_ref()),
+            ("random+hbP", &random, pausing.as_ref()),
+            ("gp+hb mfP", &gp, pausing.as_ref()),
         ];
         for (name, sampler, pruner) in methods {
             let start = std::time::Instant::now();

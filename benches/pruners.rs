@@ -70,7 +70,9 @@ struct Result {
 
 /// Runs every curve as a trial, `parallel()` at a time, asking `pruner` after each report.
 /// Minimization values: a maximized metric is negated. Regret is relative to |best|, so it
-/// reads the same in the metric's own units.
+/// reads the same in the metric's own units. A paused trial (`mode = "pause"`) takes the next
+/// free slot once the pruner finds it promotable, before any new trial, and goes on where it
+/// paused (as a resumed checkpoint does); one never promoted stays pruned.
 fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
     let objective = Objective { metric: "loss".into(), direction: Direction::Minimize };
     let mut history = History::new(objective, Vec::new());
@@ -78,6 +80,13 @@ fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
     let mut next = 0;
     let mut steps = 0;
     loop {
+        if running.len() < parallel() {
+            for number in pruner.promotable(&history).into_iter().take(parallel() - running.len()) {
+                let t = &mut history.trials[number as usize];
+                (t.state, t.paused) = (TrialState::Running, false);
+                running.push(number as usize);
+            }
+        }
         while running.len() < parallel() && next < curves.len() {
             history.trials.push(new_trial(next as u64));
             running.push(next);
@@ -96,8 +105,9 @@ fn simulate(pruner: &dyn Pruner, curves: &[Curve]) -> Result {
             steps += 1;
             let verdict = pruner.decide(&history.trials[i], &history);
             let t = &mut history.trials[i];
+            t.paused = matches!(verdict, Verdict::Pause(_));
             match verdict {
-                Verdict::Stop(reason) => {
+                Verdict::Stop(reason) | Verdict::Pause(reason) => {
                     t.state = TrialState::Pruned;
                     t.value = Some(curve[step - 1]);
                     t.reason = Some(reason);
@@ -131,17 +141,21 @@ fn pruners(steps: i64) -> Vec<(String, PrunerConfig)> {
     if steps / 27 > 1 {
         mins.push(steps / 27);
     }
-    for &min in &mins {
-        out.push((
-            format!("asha r{min}"),
-            with(PrunerRule::Asha { min_resource: min, max_resource: Some(steps), eta: 3 }),
-        ));
-    }
-    for &min in &mins {
-        out.push((
-            format!("hyperband r{min}"),
-            with(PrunerRule::Hyperband { min_resource: min, max_resource: steps, eta: 3 }),
-        ));
+    for pause in [false, true] {
+        let mode = if pause { " pause" } else { "" };
+        let with = |rule| PrunerConfig { rule, pause, ..PrunerConfig::default() };
+        for &min in &mins {
+            out.push((
+                format!("asha r{min}{mode}"),
+                with(PrunerRule::Asha { min_resource: min, max_resource: Some(steps), eta: 3 }),
+            ));
+        }
+        for &min in &mins {
+            out.push((
+                format!("hyperband r{min}{mode}"),
+                with(PrunerRule::Hyperband { min_resource: min, max_resource: steps, eta: 3 }),
+            ));
+        }
     }
     out
 }
@@ -206,7 +220,7 @@ fn print_header() {
     println!("steps: share of running every trial to the end; regret: best final found vs best of all, relative");
     println!();
     println!(
-        "{:>5}  {:<13} {:>9} {:>10} {:>12} {:>11} {:>10}",
+        "{:>5}  {:<19} {:>9} {:>10} {:>12} {:>11} {:>10}",
         "steps", "pruner", "steps %", "completed", "mean regret", "max regret", "ms/seed"
     );
 }
@@ -225,6 +239,6 @@ fn compare(length: usize, all: &[Vec<Curve>]) {
         let completed = results.iter().map(|r| r.completed as f64).sum::<f64>() / n;
         let mean = results.iter().map(|r| r.regret_pct).sum::<f64>() / n;
         let max = results.iter().map(|r| r.regret_pct).fold(0.0, f64::max);
-        println!("{length:>5}  {name:<13} {steps:>8.1}% {completed:>10.1} {mean:>11.3}% {max:>10.3}% {ms:>10.1}");
+        println!("{length:>5}  {name:<19} {steps:>8.1}% {completed:>10.1} {mean:>11.3}% {max:>10.3}% {ms:>10.1}");
     }
 }

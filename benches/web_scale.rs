@@ -197,6 +197,7 @@ async fn generate(db: &Path, n: u64) {
                     _ => None,
                 },
                 stderr_tail: (state == TrialState::Failed).then(|| "Traceback: out of memory".to_string()),
+                paused: false,
             },
             reports,
             started_at,

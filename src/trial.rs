@@ -79,6 +79,8 @@ pub struct Trial {
     pub checkpoint_step: Option<i64>,
     /// The step this attempt resumed from; its curve up to there is its predecessor's.
     pub resumed_from: Option<i64>,
+    /// Pruned by a pausing rule: it may still be promoted and resumed by a re-run.
+    pub paused: bool,
     /// What the sampler learned when it proposed this trial (e.g. fitted kernel parameters).
     #[serde(skip)]
     pub sampler_state: Option<serde_json::Value>,
@@ -145,6 +147,8 @@ pub struct Finish {
     pub last_step: Option<i64>,
     pub reason: Option<String>,
     pub stderr_tail: Option<String>,
+    /// A pruned trial that paused instead of stopping (its checkpoint is kept).
+    pub paused: bool,
 }
 
 /// One change of one trial, addressed by its number within the study.
@@ -198,6 +202,7 @@ impl Trial {
             finished_at: None,
             checkpoint_step: None,
             resumed_from: None,
+            paused: false,
             sampler_state: None,
         }
     }
@@ -218,16 +223,16 @@ impl History {
         History { objective, trials, retried }
     }
 
-    /// Finished trials that use up the budget: complete, pruned, and failures that were not
-    /// retried.
+    /// Finished trials that use up the budget: complete, pruned (paused ones too, until a
+    /// re-run resumes them), and failures that were not retried.
     pub fn counted(&self) -> usize {
         self.trials.iter().filter(|t| self.counts(t)).count()
     }
 
     pub fn counts(&self, t: &Trial) -> bool {
         match t.state {
-            TrialState::Complete | TrialState::Pruned => true,
-            TrialState::Failed => !self.retried.contains(&t.number),
+            TrialState::Complete => true,
+            TrialState::Pruned | TrialState::Failed => !self.retried.contains(&t.number),
             _ => false,
         }
     }
@@ -356,6 +361,7 @@ impl History {
                 trial.last_step = end.last_step;
                 trial.reason = end.reason.clone();
                 trial.stderr_tail = end.stderr_tail.clone();
+                trial.paused = end.paused;
                 trial.finished_at = Some(now);
             }
         }

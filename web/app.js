@@ -885,6 +885,7 @@ class StudyView {
           ['re-runs', t.rerun_of != null ? `trial ${t.rerun_of}` : null],
           ['resumed from', t.resumed_from != null ? `step ${t.resumed_from}` : null],
           ['checkpoint', t.checkpoint_step != null ? `step ${t.checkpoint_step}` : null],
+          ['paused', t.paused ? 'at a rung; resumes from its checkpoint if promoted' : null],
           ['device', t.device],
           ['last step', t.last_step],
           ['started', clock(t.started_at)],

@@ -197,6 +197,7 @@ pub async fn run(
     let finished = c.history.counted();
     if end == RunEnd::Complete && finished >= c.config.budget.trials as usize {
         c.store.set_study_state(c.study.id, crate::store::StudyState::Complete).await?;
+        c.drop_unpromoted_checkpoints();
     }
     Ok(RunSummary {
         study: c.study,
@@ -254,6 +255,7 @@ impl Coordinator<'_> {
     /// requests meanwhile; `land` starts the trial when its params arrive. Each proposal sees
     /// the one before it as a running trial, as when proposals were made here.
     fn plan(&mut self) {
+        self.promote();
         while self.proposing.is_none() && self.room() {
             let Some(device) = self.devices.acquire() else { break };
             let waiting = self.history.trials.iter().find(|t| t.state == TrialState::Waiting).map(|t| t.number);
@@ -447,15 +449,15 @@ impl Coordinator<'_> {
             return Decision::Stop;
         }
         let trial = self.history.get(number).expect("active trial in history");
-        match self.pruner.decide(trial, &self.history) {
-            Verdict::Continue => Decision::Continue,
-            Verdict::Stop(reason) => {
-                let active = self.active.get_mut(&number).expect("active");
-                active.stop = Some(StopCause::Pruned(reason));
-                active.cancel.cancel();
-                Decision::Stop
-            }
-        }
+        let cause = match self.pruner.decide(trial, &self.history) {
+            Verdict::Continue => return Decision::Continue,
+            Verdict::Stop(reason) => StopCause::Pruned(reason),
+            Verdict::Pause(reason) => StopCause::Paused(reason),
+        };
+        let active = self.active.get_mut(&number).expect("active");
+        active.stop = Some(cause);
+        active.cancel.cancel();
+        Decision::Stop
     }
 
     /// Records a trial's end and, in the same batch, the trial that takes its slot: a retry
@@ -470,12 +472,52 @@ impl Coordinator<'_> {
             let reason = end.reason.as_deref().unwrap_or("failed");
             self.progress.println(format!("trial {number} failed: {reason}{then}"));
         }
+        let paused = end.paused;
         self.record(Update::Finish { number, state, end });
         match rerun {
             Some(r) => self.record(Update::Insert(r)),
             // The configuration is done: its intermediate checkpoints go once that is durable.
-            None if !self.config.trial.keep_checkpoints => self.spent_checkpoints.push(self.checkpoint_dir(number)),
+            // A paused one may be resumed from its checkpoint: that stays until the study ends.
+            None if !self.config.trial.keep_checkpoints && !paused => {
+                self.spent_checkpoints.push(self.checkpoint_dir(number));
+            }
             None => {}
+        }
+    }
+
+    /// Paused trials that rank high enough now go on, from their checkpoints, before anything
+    /// new starts: each gets a waiting re-run (which takes its place in the budget) while a
+    /// slot is free for it.
+    fn promote(&mut self) {
+        let capacity = self.devices.capacity(self.config.budget.parallel) as usize;
+        let free = capacity.saturating_sub(self.active.len() + self.history.count(TrialState::Waiting));
+        if free == 0 {
+            return; // asking costs a ranking per paused trial: only when a slot could take one
+        }
+        for number in self.pruner.promotable(&self.history).into_iter().take(free) {
+            let trial = self.history.get(number).expect("promotable trial in history");
+            let rerun = NewTrial::rerun(self.next_number(), trial, false);
+            let at = trial.checkpoint_step.map_or("the start (it has no checkpoint)".into(), |s| format!("step {s}"));
+            self.progress.println(format!("trial {number} is promoted: trial {} resumes it from {at}", rerun.number));
+            self.record(Update::Insert(rerun));
+        }
+    }
+
+    /// At the end of a study, paused trials that were never promoted stay pruned: their
+    /// checkpoints go.
+    fn drop_unpromoted_checkpoints(&mut self) {
+        if self.config.trial.keep_checkpoints {
+            return;
+        }
+        let unpromoted: Vec<u64> = self
+            .history
+            .trials
+            .iter()
+            .filter(|t| t.paused && !self.history.retried.contains(&t.number))
+            .map(|t| t.number)
+            .collect();
+        for number in unpromoted {
+            let _ = std::fs::remove_dir_all(self.checkpoint_dir(number));
         }
     }
 

@@ -10,6 +10,9 @@ use crate::trial::{Metrics, TrialState};
 pub enum StopCause {
     /// The pruner said so; the reason is stored.
     Pruned(String),
+    /// The pruner paused it (`mode = "pause"`): recorded PRUNED and paused, resumable from its
+    /// checkpoint if it is promoted later.
+    Paused(String),
     /// The coordinator is shutting down.
     Shutdown,
     /// Someone pressed stop on the web page. Recorded PRUNED (stopped early on purpose, counts
@@ -34,6 +37,7 @@ pub fn classify(
         last_step,
         reason: None,
         stderr_tail: (!outcome.stderr_tail.is_empty()).then(|| outcome.stderr_tail.clone()),
+        paused: false,
     };
     let failed = |reason: String, mut finish: Finish| {
         finish.reason = Some(reason);
@@ -46,6 +50,11 @@ pub fn classify(
         }
         (Some(StopCause::Pruned(why)), _) => {
             finish.reason = Some(why.clone());
+            (TrialState::Pruned, finish)
+        }
+        (Some(StopCause::Paused(why)), _) => {
+            finish.reason = Some(format!("{why}; resumes if it is promoted"));
+            finish.paused = true;
             (TrialState::Pruned, finish)
         }
         (Some(StopCause::User), _) => {

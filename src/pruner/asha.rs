@@ -14,17 +14,28 @@ use crate::trial::{History, Trial, TrialState};
 
 pub struct Asha {
     rungs: Rungs,
+    /// `mode = "pause"`: below the cut a trial pauses instead of stopping.
+    pause: bool,
 }
 
 impl Asha {
     pub fn new(min_resource: i64, max_resource: Option<i64>, eta: u32) -> Asha {
-        Asha { rungs: Rungs { min_resource, max_resource, eta } }
+        Asha { rungs: Rungs { min_resource, max_resource, eta }, pause: false }
+    }
+
+    /// Pauses trials below the cut instead of stopping them (`mode = "pause"`).
+    pub fn pausing(self, pause: bool) -> Asha {
+        Asha { pause, ..self }
     }
 }
 
 impl Pruner for Asha {
     fn decide(&self, trial: &Trial, history: &History) -> Verdict {
-        halving(&self.rungs, "asha", trial, history, |_| true)
+        halving(&self.rungs, "asha", self.pause, trial, history, |_| true)
+    }
+
+    fn promotable(&self, history: &History) -> Vec<u64> {
+        promotable(history, |_| self.pause.then_some(self.rungs), |_, _| true)
     }
 }
 
@@ -52,40 +63,94 @@ impl Rungs {
     }
 }
 
-/// Successive halving over the trials `competes` admits; `label` starts every reason.
+/// Where a trial stands at `rung` among the trials `competes` admits: its rank (1 = best), how
+/// many reached the rung (itself included), how many the rung keeps, and its value there.
+struct Standing {
+    rank: usize,
+    n: usize,
+    keep: usize,
+    own: f64,
+}
+
+fn standing(
+    rungs: &Rungs,
+    rung: i64,
+    own: f64,
+    trial: &Trial,
+    history: &History,
+    competes: &dyn Fn(&Trial) -> bool,
+) -> Standing {
+    let objective = &history.objective;
+    let others: Vec<f64> = history
+        .trials
+        .iter()
+        .filter(|t| t.number != trial.number && t.state != TrialState::Waiting && competes(t))
+        .filter(|t| !history.retried.contains(&t.number))
+        .filter_map(|t| value_at(objective, &t.curve, rung))
+        .collect();
+    let n = others.len() + 1;
+    let rank = 1 + others.iter().filter(|&&v| ahead(objective, v, own)).count();
+    Standing { rank, n, keep: (n / rungs.eta as usize).max(1), own }
+}
+
+/// Successive halving over the trials `competes` admits; `label` starts every reason. Below
+/// the cut a trial is stopped, or paused when `pause`.
 pub(crate) fn halving(
     rungs: &Rungs,
     label: &str,
+    pause: bool,
     trial: &Trial,
     history: &History,
     competes: impl Fn(&Trial) -> bool,
 ) -> Verdict {
     let Some((step, _)) = fresh_point(trial) else { return Verdict::Continue };
     let before = trial.curve[..trial.curve.len() - 1].iter().map(|p| p.0).max().unwrap_or(i64::MIN);
-    let objective = &history.objective;
-    let own = best_of(objective, trial.curve.iter().map(|p| p.1));
+    let own = best_of(&history.objective, trial.curve.iter().map(|p| p.1));
     for (k, rung) in rungs.steps(step).into_iter().enumerate() {
         if rung <= before || rung > step {
             continue; // decided at an earlier report, or not reached yet
         }
-        let others: Vec<f64> = history
-            .trials
-            .iter()
-            .filter(|t| t.number != trial.number && t.state != TrialState::Waiting && competes(t))
-            .filter(|t| !history.retried.contains(&t.number))
-            .filter_map(|t| value_at(objective, &t.curve, rung))
-            .collect();
-        let n = others.len() + 1;
-        let rank = 1 + others.iter().filter(|&&v| ahead(objective, v, own)).count();
-        let keep = (n / rungs.eta as usize).max(1);
+        let Standing { rank, n, keep, own } = standing(rungs, rung, own, trial, history, &competes);
         if rank > keep {
-            return Verdict::Stop(format!(
-                "{label}: rung {k} (step {rung}): rank {rank} of {n}, keeps top {keep} (value {})",
-                show(own)
-            ));
+            let at = if pause { "paused at rung" } else { "rung" };
+            let reason =
+                format!("{label}: {at} {k} (step {rung}): rank {rank} of {n}, keeps top {keep} (value {})", show(own));
+            return if pause { Verdict::Pause(reason) } else { Verdict::Stop(reason) };
         }
     }
     Verdict::Continue
+}
+
+/// The paused trials that rank within the cut of the rung they paused at, now that more trials
+/// reached it, best first. `ladder` gives a paused trial's rungs (None: not pausing); `competes`
+/// whether another trial competes with it (hyperband: the same bracket).
+pub(crate) fn promotable(
+    history: &History,
+    ladder: impl Fn(&Trial) -> Option<Rungs>,
+    competes: impl Fn(&Trial, &Trial) -> bool,
+) -> Vec<u64> {
+    let mut ready: Vec<(f64, u64)> = Vec::new();
+    for t in history.trials.iter().filter(|t| t.paused && !history.retried.contains(&t.number)) {
+        let (Some(rungs), Some(step)) = (ladder(t), t.last_step) else { continue };
+        // It paused at the last rung its reports reached.
+        let Some(&rung) = rungs.steps(step).iter().rfind(|&&r| r <= step) else { continue };
+        let Some(own) = value_at(&history.objective, &t.curve, rung) else { continue };
+        let at = standing(&rungs, rung, own, t, history, &|other| competes(t, other));
+        if at.rank <= at.keep {
+            ready.push((at.own, t.number));
+        }
+    }
+    ready.sort_by(|a, b| {
+        let order = |x: f64, y: f64| ahead(&history.objective, x, y);
+        if order(a.0, b.0) {
+            std::cmp::Ordering::Less
+        } else if order(b.0, a.0) {
+            std::cmp::Ordering::Greater
+        } else {
+            a.1.cmp(&b.1)
+        }
+    });
+    ready.into_iter().map(|(_, n)| n).collect()
 }
 
 #[cfg(test)]
@@ -138,6 +203,34 @@ mod tests {
         let kept = rung_of_nine(Direction::Maximize, values);
         let survivors: Vec<f64> = (0..9).filter(|&i| kept[i]).map(|i| values[i]).collect();
         assert_eq!(survivors, vec![9.0, 7.0, 8.0]);
+    }
+
+    /// With `mode = "pause"` a trial below the cut pauses; once enough trials reach its rung
+    /// behind it, it is promotable, best first, and not once a re-run resumed it.
+    #[test]
+    fn a_paused_trial_is_promoted_once_it_ranks_within_the_cut() {
+        let asha = Asha::new(3, Some(27), 3).pausing(true);
+        let paused = |number, value| Trial { paused: true, ..trial(number, Pruned, &[(3, value)]) };
+        // Second of two at step 3 keeps one: paused, with a reason that says so.
+        let h = history(Direction::Minimize, vec![trial(0, Running, &flat(1.0, 3)), trial(1, Running, &[(3, 2.0)])]);
+        let v = asha.decide(&h.trials[1], &h);
+        assert_eq!(v, Verdict::Pause("asha: paused at rung 0 (step 3): rank 2 of 2, keeps top 1 (value 2)".into()));
+        // Three more reach step 3, all worse: six keep two, so of the paused trials only the
+        // second best (value 2) may go on.
+        let mut trials = vec![trial(0, Running, &flat(1.0, 9)), paused(1, 2.5), paused(2, 2.0)];
+        trials.extend((3..6).map(|i| trial(i, Complete, &flat(5.0 + i as f64, 9))));
+        let h = history(Direction::Minimize, trials.clone());
+        assert_eq!(asha.promotable(&h), vec![2]);
+        // Three more: nine keep three, both are promotable, the better first.
+        trials.extend((6..9).map(|i| trial(i, Complete, &flat(5.0 + i as f64, 9))));
+        let h = history(Direction::Minimize, trials.clone());
+        assert_eq!(asha.promotable(&h), vec![2, 1]);
+        // A re-run resumed trial 2: it is not promoted twice.
+        trials.push(Trial { rerun_of: Some(2), ..trial(9, Running, &[(3, 2.0)]) });
+        let h = history(Direction::Minimize, trials);
+        assert_eq!(asha.promotable(&h), vec![1]);
+        // In stop mode nothing is ever promotable.
+        assert!(Asha::new(3, Some(27), 3).promotable(&h).is_empty());
     }
 
     /// An interrupted attempt and the re-run that resumed from its checkpoint share a curve up

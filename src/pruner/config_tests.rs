@@ -45,6 +45,9 @@ fn every_kind_parses_with_defaults() {
     assert_eq!((c.patience, c.lower, c.upper), (Some(4), Some(0.0), Some(1000.0)));
     // Bounds alone, with no rule, are a threshold pruner.
     assert_eq!(config("upper = 10\n").upper, Some(10.0));
+    // Pause instead of stop, for the rung rules.
+    assert!(config("kind = \"asha\"\nmode = \"pause\"\n").pause);
+    assert!(!config("kind = \"hyperband\"\nmax_resource = 9\nmode = \"stop\"\n").pause);
 }
 
 #[test]
@@ -66,6 +69,8 @@ fn mistakes_name_their_key() {
     has("kind = \"hyperband\"\n", "pruner.max_resource", "is required");
     has("kind = \"hyperband\"\nmax_resource = 1000000000000\neta = 2\n", "pruner.max_resource", "too many brackets");
     has("patience = 3\n", "pruner.patience", "needs a rule");
+    has("kind = \"median\"\nmode = \"pause\"\n", "pruner.mode", "not an option of kind = \"median\"");
+    has("kind = \"asha\"\nmode = \"freeze\"\n", "pruner.mode", "must be \"stop\" or \"pause\"");
     has("kind = \"asha\"\npatience = 0\n", "pruner.patience", "at least 1");
     has("kind = \"asha\"\nlower = 2\nupper = 1\n", "pruner.lower", "less than upper");
     has("kind = \"asha\"\nlower = nan\n", "pruner.lower", "finite");

@@ -84,7 +84,7 @@ fn a_hopeless_trial_is_stopped_with_a_reason() {
             (earliest..=24).find_map(|steps| {
                 let h = study_with(steps, number);
                 match pruner.decide(&h.trials[30], &h) {
-                    Verdict::Stop(why) => Some((steps, why)),
+                    Verdict::Stop(why) | Verdict::Pause(why) => Some((steps, why)),
                     Verdict::Continue => None,
                 }
             })

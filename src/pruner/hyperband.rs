@@ -9,7 +9,7 @@
 //! retry or re-run keeps the bracket of the trial it re-runs. Trials compete only with trials
 //! of their own bracket.
 
-use super::asha::{halving, Rungs};
+use super::asha::{halving, promotable, Rungs};
 use super::{Pruner, Verdict};
 use crate::study::brackets::{bracket_budgets, MAX_TOTAL_BUDGET};
 use crate::trial::{History, Trial};
@@ -18,6 +18,8 @@ pub struct Hyperband {
     brackets: Vec<Rungs>,
     /// One bracket index per slot of a cycle.
     schedule: Vec<u8>,
+    /// `mode = "pause"`: below the cut a trial pauses instead of stopping.
+    pause: bool,
 }
 
 impl Hyperband {
@@ -37,7 +39,12 @@ impl Hyperband {
             slots.extend((0..n).map(|j| ((j as f64 + 0.5) / n as f64, b as u8)));
         }
         slots.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-        Hyperband { brackets, schedule: slots.into_iter().map(|s| s.1).collect() }
+        Hyperband { brackets, schedule: slots.into_iter().map(|s| s.1).collect(), pause: false }
+    }
+
+    /// Pauses trials below the cut instead of stopping them (`mode = "pause"`).
+    pub fn pausing(self, pause: bool) -> Hyperband {
+        Hyperband { pause, ..self }
     }
 
     pub fn brackets(&self) -> usize {
@@ -59,7 +66,12 @@ impl Pruner for Hyperband {
     fn decide(&self, trial: &Trial, history: &History) -> Verdict {
         let b = self.bracket_of(trial, history);
         let label = format!("hyperband: bracket {b} of {}", self.brackets.len());
-        halving(&self.brackets[b], &label, trial, history, |t| self.bracket_of(t, history) == b)
+        halving(&self.brackets[b], &label, self.pause, trial, history, |t| self.bracket_of(t, history) == b)
+    }
+
+    fn promotable(&self, history: &History) -> Vec<u64> {
+        let ladder = |t: &Trial| self.pause.then(|| self.brackets[self.bracket_of(t, history)]);
+        promotable(history, ladder, |t, other| self.bracket_of(t, history) == self.bracket_of(other, history))
     }
 }
 

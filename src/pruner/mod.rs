@@ -29,11 +29,20 @@ pub enum Verdict {
     Continue,
     /// Stop the trial; the reason is stored with it.
     Stop(String),
+    /// Stop the trial's worker but keep the trial resumable (`mode = "pause"`): it ends PRUNED
+    /// and paused, and `promotable` names it once it ranks high enough to go on.
+    Pause(String),
 }
 
 pub trait Pruner: Send + Sync {
     /// `trial.curve` already holds the report just received.
     fn decide(&self, trial: &Trial, history: &History) -> Verdict;
+
+    /// Paused trials that now rank high enough at the rung they paused at to go on, best first.
+    /// The coordinator resumes them from their checkpoints before it starts anything new.
+    fn promotable(&self, _history: &History) -> Vec<u64> {
+        Vec::new()
+    }
 }
 
 /// Never stops a trial.
@@ -58,10 +67,10 @@ pub fn from_config(config: &PrunerConfig) -> Box<dyn Pruner> {
             median: *median,
         }),
         PrunerRule::Asha { min_resource, max_resource, eta } => {
-            Box::new(asha::Asha::new(*min_resource, *max_resource, *eta))
+            Box::new(asha::Asha::new(*min_resource, *max_resource, *eta).pausing(config.pause))
         }
         PrunerRule::Hyperband { min_resource, max_resource, eta } => {
-            Box::new(hyperband::Hyperband::new(*min_resource, *max_resource, *eta))
+            Box::new(hyperband::Hyperband::new(*min_resource, *max_resource, *eta).pausing(config.pause))
         }
     };
     let rule = match config.patience {

@@ -37,17 +37,20 @@ pub fn reports_without_improvement(objective: &Objective, curve: &[(i64, f64)]) 
 
 impl Pruner for Patience {
     fn decide(&self, trial: &Trial, history: &History) -> Verdict {
+        let since = || reports_without_improvement(&history.objective, &trial.curve);
+        let note = |reason: String, since: usize| {
+            format!("{reason}; no improvement for {since} reports (patience {})", self.patience)
+        };
         match self.inner.decide(trial, history) {
             Verdict::Continue => Verdict::Continue,
-            Verdict::Stop(reason) => {
-                let since = reports_without_improvement(&history.objective, &trial.curve);
-                if since >= self.patience as usize {
-                    Verdict::Stop(format!("{reason}; no improvement for {since} reports (patience {})", self.patience))
-                } else {
-                    Verdict::Continue
-                }
-            }
+            Verdict::Stop(reason) if since() >= self.patience as usize => Verdict::Stop(note(reason, since())),
+            Verdict::Pause(reason) if since() >= self.patience as usize => Verdict::Pause(note(reason, since())),
+            Verdict::Stop(_) | Verdict::Pause(_) => Verdict::Continue,
         }
+    }
+
+    fn promotable(&self, history: &History) -> Vec<u64> {
+        self.inner.promotable(history)
     }
 }
 
@@ -79,6 +82,10 @@ impl Pruner for Threshold {
             }
         }
         self.inner.decide(trial, history)
+    }
+
+    fn promotable(&self, history: &History) -> Vec<u64> {
+        self.inner.promotable(history)
     }
 }
 
@@ -163,6 +170,7 @@ mod tests {
             patience: Some(100),
             lower: None,
             upper: None,
+            pause: false,
         };
         let t = trial(0, Running, &curve(&[1.0, f64::NAN]));
         assert!(matches!(

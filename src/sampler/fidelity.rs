@@ -29,9 +29,11 @@ pub(super) struct Modelled {
 
 /// Complete trials' final values, and pruned trials' last values, all at the full resource;
 /// running trials pending. What is modelled before any trial is pruned (then it is the finals),
-/// and the rule without fidelities.
+/// and the rule without fidelities. A paused trial that a re-run resumed is modelled as the
+/// re-run, once.
 pub(super) fn last_values(history: &History) -> Modelled {
-    let rows = indices(history, |t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+    let superseded = |t: &Trial| history.retried.contains(&t.number);
+    let rows = indices(history, |t| matches!(t.state, TrialState::Complete | TrialState::Pruned) && !superseded(t))
         .into_iter()
         .filter_map(|i| history.trials[i].value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v)))
         .collect();
@@ -52,6 +54,8 @@ pub(super) fn every_level(history: &History) -> Modelled {
     for (i, t) in history.trials.iter().enumerate() {
         match t.state {
             TrialState::Complete => rows.extend(t.value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v))),
+            // A paused trial that a re-run resumed: the re-run carries its curve.
+            TrialState::Pruned if history.retried.contains(&t.number) => continue,
             TrialState::Pruned | TrialState::Running => {}
             _ => continue,
         }

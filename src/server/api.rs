@@ -142,6 +142,7 @@ const TRIAL_FIELDS: &[&str] = &[
     "last_step",
     "checkpoint_step",
     "resumed_from",
+    "paused",
     "reason",
     "started_at",
     "finished_at",

@@ -503,7 +503,7 @@ impl Batch {
                 let metrics = end.metrics.as_ref().map(|m| crate::protocol::metrics_to_json(m).to_string());
                 self.statement(
                     "UPDATE trials SET state = ?, value = ?, metrics = ?, last_step = ?, reason = ?, stderr_tail = ?,
-                     finished_at = ? WHERE study_id = ? AND number = ?",
+                     paused = ?, finished_at = ? WHERE study_id = ? AND number = ?",
                 )
                 .bind(state.as_str())
                 .bind(end.value.filter(|v| !v.is_nan()))
@@ -511,6 +511,7 @@ impl Batch {
                 .bind(end.last_step)
                 .bind(end.reason.clone())
                 .bind(end.stderr_tail.clone())
+                .bind(end.paused)
                 .bind(now)
                 .bind(study_id)
                 .bind(number as i64);

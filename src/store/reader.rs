@@ -119,11 +119,12 @@ impl Reader {
     /// cost a full scan on each summary).
     pub async fn progress(&self, study_id: i64) -> Result<(i64, Option<i64>)> {
         Ok(sqlx::query_as(
-            // Index-only counts; retried failures are found through the small reruns index.
+            // Index-only counts; retried failures and resumed pauses are found through the small
+            // reruns index.
             "SELECT
-               (SELECT count(*) FROM trials WHERE study_id = ?1 AND state IN ('complete', 'pruned'))
+               (SELECT count(*) FROM trials WHERE study_id = ?1 AND state = 'complete')
                + (SELECT count(*) FROM trials t INDEXED BY trials_by_study_state
-                   WHERE t.study_id = ?1 AND t.state = 'failed' AND t.number NOT IN
+                   WHERE t.study_id = ?1 AND t.state IN ('failed', 'pruned') AND t.number NOT IN
                    (SELECT r.rerun_of FROM trials r WHERE r.study_id = ?1 AND r.rerun_of IS NOT NULL)),
                (SELECT min(started_at) FROM
                    (SELECT started_at FROM trials WHERE study_id = ?1 ORDER BY number LIMIT 64))",
@@ -485,6 +486,7 @@ mod tests {
             last_step: Some(2),
             reason: None,
             stderr_tail: Some("tail".into()),
+            paused: false,
         };
         let updates = vec![
             Update::Insert(NewTrial::running(0, params(0), Some("cuda:1".into()), Some(serde_json::json!({"k": 1})))),

@@ -117,7 +117,7 @@ impl TryFrom<StudyRow> for StudyRecord {
 /// The columns `TrialRow` reads.
 pub(super) const TRIAL_COLUMNS: &str =
     "id, number, state, params, attempt, rerun_of, device, value, metrics, last_step, reason, stderr_tail, started_at, \
-     finished_at, sampler_state, job, checkpoint_step, resumed_from";
+     finished_at, sampler_state, job, checkpoint_step, resumed_from, paused";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TrialRow {
@@ -139,6 +139,7 @@ pub(super) struct TrialRow {
     job: Option<String>,
     checkpoint_step: Option<i64>,
     resumed_from: Option<i64>,
+    paused: bool,
 }
 
 impl TrialRow {
@@ -173,6 +174,7 @@ impl TrialRow {
             finished_at: self.finished_at,
             checkpoint_step: self.checkpoint_step,
             resumed_from: self.resumed_from,
+            paused: self.paused,
             // State is a hint for the sampler: unreadable state is dropped, not an error.
             sampler_state: self.sampler_state.and_then(|s| serde_json::from_str(&s).ok()),
         })

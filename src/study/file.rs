@@ -124,6 +124,9 @@ pub struct PrunerFile {
     pub max_resource: Option<i64>,
     /// asha/hyperband: reduction factor; each rung keeps the top 1/eta.
     pub eta: Option<i64>,
+    /// asha/hyperband: "stop" (default) ends a trial below the cut at a rung; "pause" pauses it,
+    /// to resume from its checkpoint if it ranks high enough later.
+    pub mode: Option<String>,
     /// Any rule: stop only a trial whose best value has not improved for this many reports.
     pub patience: Option<i64>,
     /// Any rule: stop a trial whose latest value is below `lower` or above `upper`.

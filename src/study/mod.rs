@@ -94,11 +94,14 @@ pub struct PrunerConfig {
     pub patience: Option<u32>,
     pub lower: Option<f64>,
     pub upper: Option<f64>,
+    /// `mode = "pause"` (asha and hyperband): a trial below the cut at a rung pauses instead of
+    /// stopping for good, and resumes from its checkpoint once it ranks high enough there.
+    pub pause: bool,
 }
 
 impl Default for PrunerConfig {
     fn default() -> Self {
-        PrunerConfig { rule: PrunerRule::None, patience: None, lower: None, upper: None }
+        PrunerConfig { rule: PrunerRule::None, patience: None, lower: None, upper: None, pause: false }
     }
 }
 

@@ -200,7 +200,7 @@ fn pruner(check: &mut Check, raw: &PrunerFile) -> PrunerConfig {
         PrunerKind::None => &[],
         PrunerKind::Median => &["warmup_steps", "min_trials"],
         PrunerKind::Percentile => &["percentile", "warmup_steps", "min_trials"],
-        PrunerKind::Asha | PrunerKind::Hyperband => &["min_resource", "max_resource", "eta"],
+        PrunerKind::Asha | PrunerKind::Hyperband => &["min_resource", "max_resource", "eta", "mode"],
     };
     let present = [
         ("percentile", raw.percentile.is_some()),
@@ -209,6 +209,7 @@ fn pruner(check: &mut Check, raw: &PrunerFile) -> PrunerConfig {
         ("min_resource", raw.min_resource.is_some()),
         ("max_resource", raw.max_resource.is_some()),
         ("eta", raw.eta.is_some()),
+        ("mode", raw.mode.is_some()),
     ];
     for (key, is_set) in present {
         if is_set && !allowed.contains(&key) {
@@ -291,7 +292,15 @@ fn pruner(check: &mut Check, raw: &PrunerFile) -> PrunerConfig {
             check.fail(&["pruner", "lower"], format!("must be less than upper ({hi}), got {lo}"));
         }
     }
-    PrunerConfig { rule, patience, lower: raw.lower, upper: raw.upper }
+    let pause = match raw.mode.as_deref() {
+        None | Some("stop") => false,
+        Some("pause") => true,
+        Some(other) => {
+            check.fail(&["pruner", "mode"], format!("must be \"stop\" or \"pause\", got \"{other}\""));
+            false
+        }
+    };
+    PrunerConfig { rule, patience, lower: raw.lower, upper: raw.upper, pause }
 }
 
 fn gpus(check: &mut Check, raw: &[Value]) -> Vec<String> {

@@ -74,20 +74,26 @@ fn assert_resumed_exactly(trials: &[Value], reference: &Value, metric: &str) {
 }
 
 fn python_study(name: &str, keep_checkpoints: bool) -> Study {
-    let s = one_trial(
-        name,
-        "loss",
-        "[params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n",
-        &format!(
-            "[trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"80\", \"--report-every\", \"5\", \
-             \"--sleep-ms\", \"25\"]\nkeep_checkpoints = {keep_checkpoints}\n"
-        ),
-    );
+    let params = "[params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n";
+    let s = python_study_with(name, params, "\"--steps\", \"80\", \"--report-every\", \"5\", \"--sleep-ms\", \"25\"");
+    let toml = std::fs::read_to_string(s.path()).unwrap();
+    std::fs::write(s.path(), format!("{toml}keep_checkpoints = {keep_checkpoints}\n")).unwrap();
+    s
+}
+
+/// A one-trial study of `studies/python/train.py` with `params` and these script arguments.
+fn python_study_with(name: &str, params: &str, args: &str) -> Study {
+    let s = one_trial(name, "loss", params, &format!("[trial]\ncommand = [\"python3\", \"train.py\", {args}]\n"));
+    copy_python_example(&s);
+    s
+}
+
+/// `studies/python/train.py` and its helper, beside the study.
+fn copy_python_example(s: &Study) {
     for file in ["train.py", "sweep_worker.py"] {
         let text = std::fs::read_to_string(format!("{}/studies/python/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         s.write(file, &text);
     }
-    s
 }
 
 /// The README's Python helper against a real study: a plain `python3` script that checkpoints
@@ -256,4 +262,55 @@ fn a_full_disk_fails_a_checkpoint_not_the_trial() {
     let out = s.run();
     assert!(out.status.success(), "{}", text(&out));
     assert_resumed_exactly(&s.trials(), &reference, "val_loss");
+}
+
+/// ASHA with `mode = "pause"`: a trial below the cut at a rung pauses (pruned, paused, its
+/// checkpoint kept) and, once enough trials reached the rung behind it, is promoted: a re-run
+/// resumes it from its checkpoint and it ends as if it had never stopped. Paused trials never
+/// promoted stay pruned, and no checkpoint folder outlives the study.
+#[test]
+fn a_paused_trial_is_promoted_and_resumed_from_its_checkpoint() {
+    let configs = [(0.02, 0.8), (0.05, 0.8), (0.01, 0.5), (0.003, 0.5), (0.002, 0.3), (0.001, 0.2)];
+    let enqueue: String = configs.iter().map(|(lr, m)| format!("[[enqueue]]\nlr = {lr}\nmomentum = {m}\n")).collect();
+    let s = Study::new(
+        "paused",
+        &format!(
+            "metric = \"loss\"\ndirection = \"minimize\"\n[budget]\ntrials = 6\nparallel = 1\n\
+             [params.lr]\ntype = \"float\"\nlow = 0.001\nhigh = 0.1\n[params.momentum]\ntype = \"float\"\nlow = 0.0\nhigh = 0.9\n\
+             [pruner]\nkind = \"asha\"\nmin_resource = 10\nmax_resource = 80\neta = 3\nmode = \"pause\"\n\
+             [trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"80\", \"--sleep-ms\", \"5\"]\n{enqueue}"
+        ),
+    );
+    copy_python_example(&s);
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("trial 1 is promoted: trial 6 resumes it from step 10"), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 6, "{trials:#?}");
+    assert_eq!(trials.len(), 7, "{trials:#?}");
+    // Trial 0 leads at both rungs; trials 1-5 pause at step 10; with six at the rung, the top two
+    // go on, so trial 1 is promoted and resumed as trial 6.
+    assert_eq!(trials[0]["state"], "complete");
+    for t in &trials[1..6] {
+        assert_eq!(
+            (t["state"].as_str(), t["paused"].as_bool(), t["last_step"].as_i64()),
+            (Some("pruned"), Some(true), Some(10))
+        );
+        assert!(t["reason"].as_str().unwrap().contains("paused at rung 0 (step 10)"), "{t:#}");
+    }
+    let promoted = &trials[6];
+    assert_eq!((promoted["rerun_of"].as_u64(), promoted["resumed_from"].as_i64()), (Some(1), Some(10)), "{promoted:#}");
+    assert_eq!(promoted["state"], "complete", "{promoted:#}");
+    // It ends as the same configuration run without a pruner does.
+    let reference = finished(&python_study_with(
+        "pause-ref",
+        "[params.lr]\nvalue = 0.05\n[params.momentum]\nvalue = 0.8\n",
+        "\"--steps\", \"80\"",
+    ));
+    assert_same_end(promoted, &reference, "loss");
+    let leftovers: Vec<_> = (0..7)
+        .map(|n| s.dir.path().join(format!("sweep-runs/paused/trial-{n}/checkpoints")))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(leftovers.is_empty(), "checkpoints left after the study: {leftovers:?}");
 }

@@ -122,14 +122,15 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// Counted finished trials: complete, pruned, and failures that were not retried.
+/// Counted finished trials: complete, and pruned or failed ones that were not re-run (a paused
+/// trial that was promoted, a failure that was retried).
 pub fn counted(trials: &[Value]) -> usize {
     let retried: Vec<&Value> = trials.iter().filter_map(|t| t.get("rerun_of").filter(|r| !r.is_null())).collect();
     trials
         .iter()
         .filter(|t| match t["state"].as_str() {
-            Some("complete") | Some("pruned") => true,
-            Some("failed") => !retried.contains(&&t["number"]),
+            Some("complete") => true,
+            Some("pruned") | Some("failed") => !retried.contains(&&t["number"]),
             _ => false,
         })
         .count()
