@@ -215,7 +215,14 @@ fn a_finetune_trial_keeping_the_best_resumes_exactly_after_kill_9() {
         s
     };
     let reference = finished(&study("ft-whole"));
-    let trials = kill_after_checkpoint_then_resume(&study("ft-killed"), 100);
+    // Between the runs the study file changes how often checkpoints are written.
+    let s = study("ft-killed");
+    kill_after_checkpoint(&s, 100);
+    let toml = std::fs::read_to_string(s.path()).unwrap();
+    std::fs::write(s.path(), toml.replace("\"--threads\"", "\"--checkpoint-every\", \"3\", \"--threads\"")).unwrap();
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
     assert_resumed_exactly(&trials, &reference, "val_loss");
     assert_eq!(trials[1]["metrics"], reference["metrics"], "best_step, test_acc and the rest");
     // The best evaluation came before the kill: its weights went through the checkpoint.
@@ -313,4 +320,46 @@ fn a_paused_trial_is_promoted_and_resumed_from_its_checkpoint() {
         .filter(|p| p.exists())
         .collect();
     assert!(leftovers.is_empty(), "checkpoints left after the study: {leftovers:?}");
+}
+
+/// A worker that says a checkpoint is durable and dies before its file is whole: the next
+/// attempt finds it unreadable, says so, and goes on from the checkpoint before it, ending
+/// where an uninterrupted run ends.
+#[test]
+fn a_checkpoint_claimed_but_cut_short_falls_back_to_the_one_before() {
+    let s =
+        one_trial("cut-short", "loss", "[params.x]\nvalue = 1\n", "[trial]\ncommand = [\"python3\", \"worker.py\"]\n");
+    let toml = std::fs::read_to_string(s.path()).unwrap();
+    std::fs::write(s.path(), toml.replace("trials = 1\n", "trials = 1\nretries = 1\n")).unwrap();
+    copy_python_example(&s);
+    s.write(
+        "worker.py",
+        r#"import json, os, sweep_worker
+t = sweep_worker.Trial()
+state = t.load(lambda f: json.loads(f.read())) or {"step": 0, "x": 0.0}
+for step in range(state["step"] + 1, 41):
+    state = {"step": step, "x": state["x"] + step * 0.5}
+    if step % 10 == 0:
+        saved = t.save(step, lambda f: f.write(json.dumps(state).encode()))
+        if t.attempt == 1 and step == 30:
+            path = t.checkpoint_dir / f"step-{step:08d}.ckpt"
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) // 2])
+            t.report(step, checkpoint=True, loss=state["x"])
+            os._exit(1)
+        t.report(step, checkpoint=saved, loss=state["x"])
+t.final(loss=state["x"])
+"#,
+    );
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!((trials[0]["state"].as_str(), trials[0]["checkpoint_step"].as_i64()), (Some("failed"), Some(30)));
+    let retry = &trials[1];
+    assert_eq!((retry["state"].as_str(), retry["resumed_from"].as_i64()), (Some("complete"), Some(30)), "{retry:#}");
+    let tail = retry["stderr_tail"].as_str().unwrap_or("");
+    assert!(tail.contains("step 30 is not usable") && tail.contains("resuming from step 20"), "{tail}");
+    assert_eq!(retry["value"].as_f64(), Some(410.0), "0.5 * (1 + ... + 40), as without the crash");
+    let steps: Vec<i64> = curve(retry, "loss").into_iter().map(|p| p.0).collect();
+    assert_eq!(steps, vec![10, 20, 30, 40]);
 }
