@@ -305,3 +305,51 @@ fn slurm_job_over_its_time_limit_fails() {
         assert!((60..1000).contains(&steps), "ran about a minute, its reports kept: {t:#}");
     });
 }
+
+/// A job that Slurm requeues mid-trial (`scontrol requeue`, as preemption with requeue does)
+/// starts again and resumes from the last checkpoint the coordinator recorded, not from the
+/// step it was submitted with: the trial ends, in one job, with an uninterrupted run's value.
+#[test]
+fn slurm_requeued_job_resumes_from_its_checkpoint() {
+    on(Kind::Slurm, |_| {
+        let study = |name: &str, sleep: &str, executor: &str| {
+            let s = Study::new(
+                name,
+                &format!(
+                    "metric = \"loss\"\ndirection = \"minimize\"\n[budget]\ntrials = 1\n\
+                     [params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n\
+                     [trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"200\", \"--report-every\", \"5\", \
+                     \"--sleep-ms\", \"{sleep}\"]\ngrace = \"2s\"\n{executor}"
+                ),
+            );
+            for file in ["train.py", "sweep_worker.py"] {
+                let text = std::fs::read_to_string(format!("{}/studies/python/{file}", env!("CARGO_MANIFEST_DIR")));
+                s.write(file, &text.unwrap());
+            }
+            s
+        };
+        let reference = study("requeue-ref", "0", "");
+        assert!(reference.run().status.success());
+        let reference = reference.trials().remove(0);
+        let slurm = "[executor]\nkind = \"slurm\"\nlisten = \"127.0.0.1:0\"\npoll = \"1s\"\n";
+        let s = study("requeued", "40", slurm);
+        let mut child = s.spawn();
+        let checkpointed =
+            |t: &Vec<Value>| t.first().and_then(|t| t["checkpoint_step"].as_i64()).is_some_and(|c| c >= 40);
+        wait_for("a recorded checkpoint", Duration::from_secs(120), || s.try_trials().is_ok_and(|t| checkpointed(&t)));
+        let job = s.trials()[0]["job"].as_str().expect("trial 0 has its job id").to_string();
+        let out = Command::new("scontrol").args(["requeue", &job]).output().unwrap();
+        assert!(out.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(child.wait().unwrap().success());
+        let trials = s.trials();
+        assert_eq!(trials.len(), 1, "the requeued job finished the trial itself: {trials:#?}");
+        let t = &trials[0];
+        assert_eq!(t["state"], "complete", "{t:#}");
+        assert!(t["stderr_tail"].as_str().unwrap_or("").contains("checkpoint: resuming from step"), "{t:#}");
+        assert_eq!(t["value"].as_f64().unwrap().to_bits(), reference["value"].as_f64().unwrap().to_bits(), "{t:#}");
+        let steps = |t: &Value| {
+            t["reports"].as_array().unwrap().iter().map(|r| r["step"].as_i64().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(steps(t), steps(&reference), "each step once");
+    });
+}

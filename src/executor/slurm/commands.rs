@@ -25,6 +25,8 @@ pub struct Submission<'a> {
 pub async fn sbatch(s: &Submission<'_>) -> Result<String, String> {
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable").arg("--job-name").arg(s.name).arg("--output").arg(s.output).arg("--chdir").arg(s.workdir);
+    // Preempted or requeued by an admin, the job starts again and resumes from its checkpoint.
+    cmd.arg("--requeue");
     for (flag, value) in [("--partition", s.partition), ("--gres", s.gres), ("--time", s.time)] {
         if let Some(v) = value {
             cmd.arg(format!("{flag}={v}"));

@@ -36,10 +36,17 @@ pub enum RelayError {
 /// Runs the trial and returns the exit code for Slurm to record (0 when the worker succeeded
 /// or was stopped on purpose).
 pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
-    let spec: JobSpec = std::fs::read(spec_path)
+    let mut spec: JobSpec = std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .map_err(|reason| RelayError::Spec { path: spec_path.to_path_buf(), reason })?;
+    let resume = resume_file(spec_path);
+    let recorded = std::fs::read_to_string(&resume).ok().and_then(|s| s.trim().parse::<i64>().ok());
+    if let Some(step) = recorded.filter(|s| spec.hello.resume_step.is_none_or(|r| *s > r)) {
+        eprintln!("sweep job: started again (requeued); resuming from step {step}, its last recorded checkpoint");
+        spec.hello.resume_step = Some(step);
+        spec.env.insert(crate::protocol::env::RESUME_STEP.into(), step.to_string());
+    }
     let client = Client::new(&spec);
     let cancel = CancellationToken::new();
     let told_to_stop = Arc::new(AtomicBool::new(false));
@@ -48,7 +55,7 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
     tokio::spawn(heartbeat(client.clone(), spec.heartbeat, cancel.clone(), told_to_stop.clone()));
     let backlog = Arc::new(AtomicUsize::new(0));
     let (deliveries, delivered) =
-        deliver_in_order(client.clone(), cancel.clone(), told_to_stop.clone(), backlog.clone());
+        deliver_in_order(client.clone(), cancel.clone(), told_to_stop.clone(), backlog.clone(), resume);
 
     let (events, mut inbox) = mpsc::unbounded_channel();
     LocalExecutor.launch(launch(&spec, cancel.clone()), &events);
@@ -142,13 +149,21 @@ async fn heartbeat(client: Client, every: Duration, cancel: CancellationToken, t
 
 type Delivery = (ReportBody, oneshot::Sender<Decision>);
 
+/// Where a job keeps the step of the last checkpoint the coordinator recorded: Slurm starts a
+/// requeued job again from its spec, whose resume step is the one it was submitted with.
+fn resume_file(spec_path: &Path) -> PathBuf {
+    spec_path.with_file_name("resume-step")
+}
+
 /// Posts reports one at a time, in order, each until it is taken. A stop that arrives after
-/// its report's wait ran out still stops the worker.
+/// its report's wait ran out still stops the worker. Once the coordinator has taken a report
+/// that declared a checkpoint (recorded before it answers), its step goes to `resume`.
 fn deliver_in_order(
     client: Client,
     cancel: CancellationToken,
     told_to_stop: Arc<AtomicBool>,
     backlog: Arc<AtomicUsize>,
+    resume: PathBuf,
 ) -> (mpsc::UnboundedSender<Delivery>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Delivery>();
     let task = tokio::spawn(async move {
@@ -157,6 +172,11 @@ fn deliver_in_order(
             let answer = client.post::<_, DecisionBody>(&path, &body, None).await;
             backlog.fetch_sub(1, Ordering::SeqCst);
             let Some(answer) = answer else { continue };
+            if body.checkpoint {
+                if let Err(e) = write_atomically(&resume, body.step.to_string().as_bytes(), 0o644) {
+                    eprintln!("sweep job: cannot write {}: {e}", resume.display());
+                }
+            }
             if answer.decision == Decision::Stop {
                 told_to_stop.store(true, Ordering::SeqCst);
                 if reply.is_closed() {
