@@ -306,33 +306,42 @@ fn slurm_job_over_its_time_limit_fails() {
     });
 }
 
+/// A one-trial study of `studies/python/train.py` (it checkpoints at every report), `steps`
+/// steps of `sleep` ms, with `budget` lines and `executor`.
+fn checkpointing_study(name: &str, steps: u32, sleep: u32, budget: &str, executor: &str) -> Study {
+    let s = Study::new(
+        name,
+        &format!(
+            "metric = \"loss\"\ndirection = \"minimize\"\n[budget]\ntrials = 1\n{budget}\n\
+             [params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n\
+             [trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"{steps}\", \"--report-every\", \"5\", \
+             \"--sleep-ms\", \"{sleep}\"]\ngrace = \"2s\"\n{executor}"
+        ),
+    );
+    for file in ["train.py", "sweep_worker.py"] {
+        let text = std::fs::read_to_string(format!("{}/studies/python/{file}", env!("CARGO_MANIFEST_DIR")));
+        s.write(file, &text.unwrap());
+    }
+    s
+}
+
+const ON_SLURM: &str = "[executor]\nkind = \"slurm\"\nlisten = \"127.0.0.1:0\"\npoll = \"1s\"\n";
+
+/// The same run on this machine, without sleeping (the values do not depend on it).
+fn uninterrupted(steps: u32) -> Value {
+    let reference = checkpointing_study("reference", steps, 0, "", "");
+    assert!(reference.run().status.success());
+    reference.trials().remove(0)
+}
+
 /// A job that Slurm requeues mid-trial (`scontrol requeue`, as preemption with requeue does)
 /// starts again and resumes from the last checkpoint the coordinator recorded, not from the
 /// step it was submitted with: the trial ends, in one job, with an uninterrupted run's value.
 #[test]
 fn slurm_requeued_job_resumes_from_its_checkpoint() {
     on(Kind::Slurm, |_| {
-        let study = |name: &str, sleep: &str, executor: &str| {
-            let s = Study::new(
-                name,
-                &format!(
-                    "metric = \"loss\"\ndirection = \"minimize\"\n[budget]\ntrials = 1\n\
-                     [params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n\
-                     [trial]\ncommand = [\"python3\", \"train.py\", \"--steps\", \"200\", \"--report-every\", \"5\", \
-                     \"--sleep-ms\", \"{sleep}\"]\ngrace = \"2s\"\n{executor}"
-                ),
-            );
-            for file in ["train.py", "sweep_worker.py"] {
-                let text = std::fs::read_to_string(format!("{}/studies/python/{file}", env!("CARGO_MANIFEST_DIR")));
-                s.write(file, &text.unwrap());
-            }
-            s
-        };
-        let reference = study("requeue-ref", "0", "");
-        assert!(reference.run().status.success());
-        let reference = reference.trials().remove(0);
-        let slurm = "[executor]\nkind = \"slurm\"\nlisten = \"127.0.0.1:0\"\npoll = \"1s\"\n";
-        let s = study("requeued", "40", slurm);
+        let reference = uninterrupted(200);
+        let s = checkpointing_study("requeued", 200, 40, "", ON_SLURM);
         let mut child = s.spawn();
         let checkpointed =
             |t: &Vec<Value>| t.first().and_then(|t| t["checkpoint_step"].as_i64()).is_some_and(|c| c >= 40);
@@ -351,5 +360,31 @@ fn slurm_requeued_job_resumes_from_its_checkpoint() {
             t["reports"].as_array().unwrap().iter().map(|r| r["step"].as_i64().unwrap()).collect::<Vec<_>>()
         };
         assert_eq!(steps(t), steps(&reference), "each step once");
+    });
+}
+
+/// A job past its Slurm time limit with a retry left: the retry, a new job, resumes from the
+/// trial's last recorded checkpoint and ends with an uninterrupted run's value.
+#[test]
+fn slurm_job_over_its_time_limit_is_retried_from_its_checkpoint() {
+    on(Kind::Slurm, |_| {
+        let reference = uninterrupted(3000);
+        let slurm = ON_SLURM.replace("poll = \"1s\"", "poll = \"1s\"\ntime = \"1\"");
+        let s = checkpointing_study("overtime-retried", 3000, 25, "retries = 1", &slurm);
+        let out = s.run();
+        assert!(out.status.success(), "{}", crate::support::text(&out));
+        let trials = s.trials();
+        assert_eq!(trials.len(), 2, "{trials:#?}");
+        let (first, retry) = (&trials[0], &trials[1]);
+        assert_eq!(first["state"], "failed", "{first:#}");
+        assert!(first["reason"].as_str().unwrap().contains("TIMEOUT"), "{first:#}");
+        let at = first["checkpoint_step"].as_i64().expect("a checkpoint before the time limit");
+        assert_eq!(
+            (retry["state"].as_str(), retry["resumed_from"].as_i64()),
+            (Some("complete"), Some(at)),
+            "{retry:#}"
+        );
+        assert!(retry["stderr_tail"].as_str().unwrap_or("").contains(&format!("resuming from step {at}")), "{retry:#}");
+        assert_eq!(retry["value"].as_f64().unwrap().to_bits(), reference["value"].as_f64().unwrap().to_bits());
     });
 }
