@@ -29,15 +29,24 @@ pub(super) struct Modelled {
 
 /// Complete trials' final values, and pruned trials' last values, all at the full resource;
 /// running trials pending. What is modelled before any trial is pruned (then it is the finals),
-/// and the rule without fidelities. A paused trial that a re-run resumed is modelled as the
-/// re-run, once.
+/// and the rule without fidelities. A paused trial is modelled as a running one that stopped
+/// reporting (pending), and once a re-run resumed it, as the re-run.
 pub(super) fn last_values(history: &History) -> Modelled {
-    let superseded = |t: &Trial| history.retried.contains(&t.number);
-    let rows = indices(history, |t| matches!(t.state, TrialState::Complete | TrialState::Pruned) && !superseded(t))
+    let finished = |t: &Trial| match t.state {
+        TrialState::Complete => true,
+        TrialState::Pruned => !t.paused && !history.retried.contains(&t.number),
+        _ => false,
+    };
+    let rows = indices(history, finished)
         .into_iter()
         .filter_map(|i| history.trials[i].value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v)))
         .collect();
-    Modelled { rows, pending: indices(history, |t| t.state == TrialState::Running), joint: false }
+    Modelled { rows, pending: pending(history), joint: false }
+}
+
+/// Trials that may still go on: running ones, and paused ones no re-run has resumed yet.
+fn pending(history: &History) -> Vec<usize> {
+    indices(history, |t| t.state == TrialState::Running || (t.paused && !history.retried.contains(&t.number)))
 }
 
 /// Rows at every level of the ladder, once a trial has been pruned; the finals before.
@@ -54,7 +63,8 @@ pub(super) fn every_level(history: &History) -> Modelled {
     for (i, t) in history.trials.iter().enumerate() {
         match t.state {
             TrialState::Complete => rows.extend(t.value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v))),
-            // A paused trial that a re-run resumed: the re-run carries its curve.
+            // A paused trial that a re-run resumed: the re-run carries its curve. One not resumed
+            // yet reads as a running trial: rows below the full resource, and pending.
             TrialState::Pruned if history.retried.contains(&t.number) => continue,
             TrialState::Pruned | TrialState::Running => {}
             _ => continue,
@@ -66,7 +76,7 @@ pub(super) fn every_level(history: &History) -> Modelled {
             }
         }
     }
-    Modelled { rows, pending: indices(history, |t| t.state == TrialState::Running), joint: true }
+    Modelled { rows, pending: pending(history), joint: true }
 }
 
 /// `full`, then a third of it (rounded up), a ninth, ... ending at 1.
@@ -142,5 +152,23 @@ mod tests {
         assert_eq!((m.pending, m.joint), (vec![3], true));
         // The rule without fidelities reads trial 1's 9.0 and trial 2's 4.0 as finals.
         assert_eq!(last_values(&h).rows, vec![(0, 1.0, 1.0), (1, 1.0, 9.0), (2, 1.0, 4.0)]);
+    }
+
+    /// A paused trial (`mode = "pause"`) is a running trial that stopped reporting: its rows at
+    /// the levels it reached, pending, and no final. Once a re-run resumed it, only the re-run.
+    #[test]
+    fn a_paused_trial_reads_as_running_until_a_re_run_resumes_it() {
+        let paused = Trial { paused: true, ..trial(1, Pruned, &[(1, 9.0), (3, 8.0)]) };
+        let mut trials = vec![trial(0, Complete, &[(1, 6.0), (3, 2.0), (9, 1.0)]), paused];
+        let h = history(Direction::Minimize, trials.clone());
+        let m = every_level(&h);
+        assert_eq!(m.pending, vec![1]);
+        assert_eq!(m.rows.iter().filter(|r| r.0 == 1).count(), 2, "rungs 1 and 3: {:?}", m.rows);
+        assert_eq!((last_values(&h).rows, last_values(&h).pending), (vec![(0, 1.0, 1.0)], vec![1]));
+        trials.push(Trial { rerun_of: Some(1), ..trial(2, Running, &[(1, 9.0), (3, 8.0)]) });
+        let h = history(Direction::Minimize, trials);
+        let m = every_level(&h);
+        assert_eq!(m.pending, vec![2]);
+        assert!(m.rows.iter().all(|r| r.0 != 1), "{:?}", m.rows);
     }
 }
