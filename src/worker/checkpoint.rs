@@ -4,7 +4,7 @@
 //! One file per checkpoint, `step-00000300.safetensors` in the trial's checkpoint folder
 //! (`SWEEP_CHECKPOINT_DIR`): the tensors a step depends on, and in the file's metadata the
 //! training loop's own state as JSON and a SHA-256 of every tensor. It is written to a
-//! `.partial` name, fsynced, renamed into place and the folder fsynced; only then may the
+//! temporary name, fsynced, renamed into place and the folder fsynced; only then may the
 //! worker tell the coordinator it is durable. A file that is truncated, damaged or unreadable
 //! is never loaded: the worker falls back to the one before it, or to step 0, and says so.
 
@@ -14,8 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Checkpoints kept while a trial runs: the newest, and the one before it in case the newest
 /// was written but never recorded (the coordinator resumes from the step it recorded).
@@ -63,13 +62,9 @@ impl Checkpoints {
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
         let bytes = encode(tensors, state)?;
         let path = self.path(step);
-        // Its own partial name: a worker orphaned by a killed coordinator may still be writing.
-        let partial = path.with_extension(format!("safetensors.partial-{}", std::process::id()));
-        let written = write_durably(&partial, &path, &bytes);
-        if written.is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
-        written.map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::durable::write_atomically(&path, &bytes, 0o644)
+            .and_then(|()| crate::durable::sync_parent(&path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         for old in self.steps().into_iter().skip(KEEP) {
             let _ = std::fs::remove_file(self.path(old));
         }
@@ -176,23 +171,11 @@ fn digest<'a>(tensors: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `partial`, syncs it, renames it to `path` and syncs the folder: after this returns,
-/// `path` is whole on disk; before, it is absent or the previous whole file.
-fn write_durably(partial: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(partial)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(partial, path)?;
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::File::open(folder)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn checkpoints(dir: &Path, resume_step: Option<usize>) -> Checkpoints {
+    fn checkpoints(dir: &std::path::Path, resume_step: Option<usize>) -> Checkpoints {
         Checkpoints { dir: dir.join("checkpoints"), every: 1, resume_step }
     }
 

@@ -109,10 +109,7 @@ fn report(progress: &Value) -> Value {
     line
 }
 
-/// Writes the progress file whole (a temporary name, then renamed); best effort: it only informs.
+/// Writes the progress file whole; best effort: it only informs.
 fn publish(path: &Path, progress: &Value) {
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    if std::fs::write(&partial, progress.to_string()).and_then(|()| std::fs::rename(&partial, path)).is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
+    let _ = crate::durable::write_atomically(path, progress.to_string().as_bytes(), 0o644);
 }

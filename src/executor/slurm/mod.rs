@@ -12,13 +12,12 @@ pub mod relay;
 pub mod spec;
 
 use super::{Executor, Exit, Launch, Outcome, WorkerEvent};
+use crate::durable::write_atomically;
 use crate::study::SlurmConfig;
 use commands::{Phase, Submission};
 use spec::JobSpec;
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -511,19 +510,6 @@ fn load_or_create_token(path: &Path) -> std::io::Result<String> {
     let token = format!("{:032x}", rand::random::<u128>());
     write_atomically(path, token.as_bytes(), 0o600)?;
     Ok(token)
-}
-
-/// Whole or not at all: a reader never sees half a file.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    // A leftover from a crash could carry other permissions: start afresh.
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

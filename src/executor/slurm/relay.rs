@@ -7,7 +7,7 @@
 //! so it survives even a coordinator that never hears the job.
 
 use super::spec::{DecisionBody, JobSpec, ReportBody};
-use super::write_atomically;
+use crate::durable::write_atomically;
 use crate::executor::{Executor, Exit, Launch, LocalExecutor, WorkerEvent};
 use crate::protocol::Decision;
 use crate::trial::Metrics;
