@@ -437,16 +437,23 @@ impl Coordinator<'_> {
         }
     }
 
-    /// Records a report and asks the pruner whether the trial goes on.
+    /// Records a report and asks the pruner whether the trial goes on. A report with no metrics
+    /// (a checkpoint alone, as a worker told to stop sends) adds nothing to judge.
     fn report(&mut self, number: u64, step: Option<i64>, metrics: Metrics, checkpoint: bool) -> Decision {
         let Some(active) = self.active.get_mut(&number) else { return Decision::Stop };
         let step = step.unwrap_or_else(|| active.last_step.map_or(0, |s| s + 1));
         active.last_step = Some(step);
-        active.last_report = Some(metrics.clone());
+        let empty = metrics.is_empty();
+        if !empty {
+            active.last_report = Some(metrics.clone());
+        }
         let stopping = active.stop.is_some();
         self.record(Update::Report { number, step, metrics, checkpoint });
         if stopping {
             return Decision::Stop;
+        }
+        if empty {
+            return Decision::Continue;
         }
         let trial = self.history.get(number).expect("active trial in history");
         let cause = match self.pruner.decide(trial, &self.history) {

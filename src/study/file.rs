@@ -187,6 +187,9 @@ pub struct ExecutorFile {
     pub gres: Option<String>,
     /// Slurm's time limit per job, e.g. "02:00:00".
     pub time: Option<String>,
+    /// How long before the time limit a job stops its worker, which checkpoints first
+    /// (default 2m, at most half the limit; "0s": no warning).
+    pub warning: Option<DurationText>,
     /// More sbatch options, passed as given.
     #[serde(default)]
     pub extra: Option<Vec<String>>,

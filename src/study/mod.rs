@@ -172,6 +172,8 @@ pub struct Devices {
 
 /// Where trials run.
 #[derive(Debug, Clone, Default, PartialEq)]
+// One per study, read once: its size does not matter, and boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 pub enum ExecutorConfig {
     /// Child processes on this machine.
     #[default]
@@ -185,6 +187,9 @@ pub struct SlurmConfig {
     pub partition: Option<String>,
     pub gres: Option<String>,
     pub time: Option<String>,
+    /// Slurm signals a job this long before its time limit; the job then stops its worker,
+    /// which checkpoints first, and the trial resumes in a new job (zero: no warning).
+    pub warning: Duration,
     pub extra: Vec<String>,
     /// Jobs queued or running at once (`[budget] parallel` is lowered to it).
     pub max_jobs: u32,

@@ -267,6 +267,29 @@ fn slurm_settings_are_checked() {
     assert_eq!(p.key, "executor.max_jobs");
     let p = one(&on_slurm("gres = \"gpu 1\""));
     assert_eq!(p.key, "executor.gres");
+    let p = one(&on_slurm("time = \"2h\""));
+    assert_eq!(p.key, "executor.time");
+    assert!(p.message.contains("days-hours:minutes:seconds"), "{}", p.message);
+    let p = one(&on_slurm("time = \"10\"\nwarning = \"10m\""));
+    assert_eq!(p.key, "executor.warning");
+    assert!(p.message.contains("not shorter than the time limit"), "{}", p.message);
+    let p = one(&on_slurm("warning = \"soon\""));
+    assert_eq!(p.key, "executor.warning");
+}
+
+/// Jobs are warned two minutes before their time limit, at most half of it, unless told otherwise.
+#[test]
+fn slurm_jobs_are_warned_before_their_time_limit() {
+    let warning = |executor: &str| match parse(&on_slurm(executor), Path::new(".")).unwrap().executor {
+        ExecutorConfig::Slurm(s) => s.warning.as_secs(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(warning(""), 120);
+    assert_eq!(warning("time = \"02:00:00\""), 120);
+    assert_eq!(warning("time = \"1\""), 30);
+    assert_eq!(warning("time = \"1-0\"\nwarning = \"10m\""), 600);
+    assert_eq!(warning("warning = \"0s\""), 0);
+    assert_eq!(warning("warning = 0"), 0);
 }
 
 const GRID: &str = r#"

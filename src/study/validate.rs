@@ -525,6 +525,7 @@ fn executor(check: &mut Check, raw: &ExecutorFile, parallel: u32) -> ExecutorCon
             ("partition", raw.partition.is_some()),
             ("gres", raw.gres.is_some()),
             ("time", raw.time.is_some()),
+            ("warning", raw.warning.is_some()),
             ("extra", raw.extra.is_some()),
             ("max_jobs", raw.max_jobs.is_some()),
             ("binary", raw.binary.is_some()),
@@ -559,10 +560,13 @@ fn executor(check: &mut Check, raw: &ExecutorFile, parallel: u32) -> ExecutorCon
         check
             .fail(&["executor", "binary"], format!("`{binary}` must be an absolute path, as the compute nodes see it"));
     }
+    let time = text(check, "time", &raw.time);
+    let warning = time_warning(check, time.as_deref(), &raw.warning);
     ExecutorConfig::Slurm(SlurmConfig {
         partition: text(check, "partition", &raw.partition),
         gres: text(check, "gres", &raw.gres),
-        time: text(check, "time", &raw.time),
+        time,
+        warning,
         extra: raw.extra.clone().unwrap_or_default(),
         max_jobs: check.count(&["executor", "max_jobs"], raw.max_jobs, parallel as i64, 1),
         binary: binary.into(),
@@ -571,6 +575,40 @@ fn executor(check: &mut Check, raw: &ExecutorFile, parallel: u32) -> ExecutorCon
         poll: check.duration(&["executor", "poll"], &raw.poll).unwrap_or(Duration::from_secs(10)),
     })
 }
+
+/// How long before Slurm's time limit a job is warned: as given (shorter than the limit; zero
+/// for never), or two minutes, at most half the limit.
+fn time_warning(check: &mut Check, time: Option<&str>, warning: &Option<DurationText>) -> Duration {
+    let limit = match time.map(crate::executor::slurm::time_limit) {
+        Some(Err(why)) => {
+            check.fail(&["executor", "time"], why);
+            None
+        }
+        Some(Ok(limit)) => limit,
+        None => None,
+    };
+    let off = match warning {
+        Some(DurationText::Seconds(s)) => *s == 0.0,
+        Some(DurationText::Text(t)) => humantime::parse_duration(t).is_ok_and(|d| d.is_zero()),
+        None => false,
+    };
+    if off {
+        return Duration::ZERO;
+    }
+    let given = check.duration(&["executor", "warning"], warning);
+    match (given, limit) {
+        (Some(w), Some(l)) if w >= l => {
+            let (w, l) = (humantime::format_duration(w), humantime::format_duration(l));
+            check.fail(&["executor", "warning"], format!("{w} is not shorter than the time limit ({l})"));
+            Duration::ZERO
+        }
+        (Some(w), _) => w,
+        (None, Some(l)) => DEFAULT_WARNING.min(l / 2),
+        (None, None) => DEFAULT_WARNING,
+    }
+}
+
+const DEFAULT_WARNING: Duration = Duration::from_secs(120);
 
 fn trial(
     check: &mut Check,

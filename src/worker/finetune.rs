@@ -305,7 +305,17 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     let every = args.common.eval_every(p.optim.steps);
     let (len, size) = (p.optim.seq_len, p.optim.batch_size);
     let (mut val_loss, mut val_acc) = (f64::NAN, f64::NAN);
+    let _armed = (checkpoints.every > 0).then(super::stop::arm);
     while run.step < p.optim.steps {
+        if super::stop::requested() {
+            let step = run.step;
+            let saved = run.checkpoint_on_stop(&checkpoints, &model.vars, Best::checkpointed(best.as_ref()));
+            if saved {
+                channel.report(&json!({ "step": step, "checkpoint": true }));
+            }
+            eprintln!("stopped at step {step} (SIGTERM){}", if saved { ", after a checkpoint of it" } else { "" });
+            return Ok(());
+        }
         let picked = run.batches.next(train.ids.len(), size);
         let batch = model.batch(&train.ids, &train.labels, &picked, len)?;
         let loss = smoothed_cross_entropy(&model.logits(&batch, &mut run.drop)?, &batch.labels, p.label_smoothing)?;

@@ -12,6 +12,7 @@ pub mod hparams;
 pub mod model;
 pub mod pretrain;
 mod shared;
+pub mod stop;
 pub mod testfn;
 #[cfg(test)]
 mod tests;

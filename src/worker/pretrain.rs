@@ -174,7 +174,8 @@ impl Corpus {
 
 /// Trains, from the trial's last usable checkpoint if it has one, writing checkpoints as
 /// `checkpoints` says; `report` gets each evaluation's metrics (with `"checkpoint": true` when
-/// one of that step is durable) and may stop the run (then `None`).
+/// one of that step is durable) and may stop the run (then `None`). Asked to stop by SIGTERM,
+/// it saves a checkpoint of where it is and reports only that (`{"step", "checkpoint"}`).
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     p: &PretrainParams,
@@ -193,7 +194,17 @@ pub fn train(
     run.resume(checkpoints, &model.vars, device)?;
     let eval = eval_batches(&corpus.valid, eval_windows, p.optim.batch_size, p.mask_rate, shape.vocab_size);
     let mut val_loss = f64::NAN;
+    let _armed = (checkpoints.every > 0).then(super::stop::arm);
     while run.step < p.optim.steps {
+        if super::stop::requested() {
+            let step = run.step;
+            let saved = run.checkpoint_on_stop(checkpoints, &model.vars, Default::default());
+            if saved {
+                report(step, json!({ "step": step, "checkpoint": true }));
+            }
+            eprintln!("stopped at step {step} (SIGTERM){}", if saved { ", after a checkpoint of it" } else { "" });
+            return Ok(None);
+        }
         let picked = run.batches.next(corpus.train.count(), p.optim.batch_size);
         let windows: Vec<&[u32]> = picked.into_iter().map(|i| corpus.train.get(i)).collect();
         let batch = mask(&windows, p.mask_rate, shape.vocab_size, &mut run.batches.rng);

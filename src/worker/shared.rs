@@ -69,6 +69,10 @@ pub fn pretrained(
     // The whole curve goes on the card, so the cached model says how it was made.
     let mut curve = Vec::new();
     let outcome = pretrain::train(p, &vocab, &corpus, device, every, 64, &checkpoints, |step, metrics| {
+        if metrics.get("val_loss").is_none() {
+            // Its checkpoint on SIGTERM: the shared run's own, in the cache, not the trial's.
+            return Decision::Stop;
+        }
         eprintln!("pretraining step {step}: {metrics}");
         let now = json!({
             "step": step,

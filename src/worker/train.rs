@@ -193,6 +193,8 @@ pub struct Progress {
     running: f64,
     seen: usize,
     seed: u64,
+    /// The step of the newest checkpoint this run wrote or resumed from.
+    saved: Option<usize>,
 }
 
 /// Prefix of the model's weights in a checkpoint.
@@ -210,6 +212,7 @@ impl Progress {
             running: 0.0,
             seen: 0,
             seed,
+            saved: None,
         })
     }
 
@@ -233,14 +236,32 @@ impl Progress {
     /// state) and says whether it is durable. A failed write costs this checkpoint only: the
     /// run goes on, and the earlier ones stay.
     pub fn checkpoint(
-        &self,
+        &mut self,
         checkpoints: &Checkpoints,
         vars: &VarMap,
         extra: (Vec<(String, Tensor)>, serde_json::Value),
     ) -> bool {
-        if !checkpoints.due(self.evaluations) {
-            return false;
-        }
+        checkpoints.due(self.evaluations) && self.save(checkpoints, vars, extra)
+    }
+
+    /// Asked to stop (SIGTERM, see `stop`): writes a checkpoint of this step unless checkpoints
+    /// are off or the newest one is of this step already. True when one was written now (then
+    /// report it, so the next attempt resumes here).
+    pub fn checkpoint_on_stop(
+        &mut self,
+        checkpoints: &Checkpoints,
+        vars: &VarMap,
+        extra: (Vec<(String, Tensor)>, serde_json::Value),
+    ) -> bool {
+        checkpoints.every > 0 && self.saved != Some(self.step) && self.save(checkpoints, vars, extra)
+    }
+
+    fn save(
+        &mut self,
+        checkpoints: &Checkpoints,
+        vars: &VarMap,
+        extra: (Vec<(String, Tensor)>, serde_json::Value),
+    ) -> bool {
         let saved = self.tensors(vars, extra.0).map_err(|e| e.to_string()).and_then(|tensors| {
             let state = LoopState {
                 step: self.step,
@@ -254,10 +275,16 @@ impl Progress {
             };
             checkpoints.save(self.step, &tensors, &state)
         });
-        if let Err(e) = &saved {
-            eprintln!("checkpoint of step {} failed, the run goes on from the previous one: {e}", self.step);
+        match saved {
+            Ok(()) => {
+                self.saved = Some(self.step);
+                true
+            }
+            Err(e) => {
+                eprintln!("checkpoint of step {} failed, the run goes on from the previous one: {e}", self.step);
+                false
+            }
         }
-        saved.is_ok()
     }
 
     fn tensors(&self, vars: &VarMap, extra: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
@@ -294,6 +321,7 @@ impl Progress {
         self.drop.skip(state.dropout_draws);
         (self.step, self.evaluations, self.running, self.seen) =
             (state.step, state.evaluations, state.running, state.seen);
+        self.saved = Some(state.step);
         Ok(Some((state.extra, tensors)))
     }
 }

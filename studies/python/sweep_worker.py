@@ -15,11 +15,17 @@ interrupted trial resumes where it stopped (see "Worker protocol" in sweep's REA
             saved = trial.save(step, lambda f: f.write(json.dumps(state).encode()))
             if not trial.report(step, checkpoint=saved, val_loss=loss):
                 break                                                      # pruned
+        if trial.stopping:            # SIGTERM: stopped, out of time on Slurm, preempted
+            state["step"] = step
+            if trial.save(step, lambda f: f.write(json.dumps(state).encode())):
+                trial.report(step, checkpoint=True)                        # resume here
+            sys.exit(0)
     trial.final(val_loss=loss)
 """
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,9 +52,29 @@ class Trial:
         step = hello.get("resume_step", env.get("SWEEP_RESUME_STEP"))
         self.resume_step = int(step) if step not in (None, "") else None
 
+    @property
+    def stopping(self):
+        """True once the worker was asked to stop (SIGTERM: the coordinator stopping, a trial
+        timeout, Slurm's warning before a time limit, preemption): save a checkpoint, report
+        it with `report(step, checkpoint=True)` and exit, within the study's `grace`. Reading it
+        the first time catches SIGTERM from then on (a second one still kills); a script that
+        never reads it dies of SIGTERM as any script does."""
+        if not hasattr(self, "_stop"):
+            self._stop = False
+
+            def on_sigterm(signum, frame):
+                if self._stop:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                self._stop = True
+
+            signal.signal(signal.SIGTERM, on_sigterm)
+        return self._stop
+
     def report(self, step, checkpoint=False, **metrics):
         """Sends one report; True to go on, False when the coordinator says stop. Pass
-        checkpoint=True only once `save` of this step has returned True."""
+        checkpoint=True only once `save` of this step has returned True; with no metrics, the
+        report only records that checkpoint."""
         line = dict(metrics, step=step)
         if checkpoint:
             line["checkpoint"] = True

@@ -1,11 +1,13 @@
 """A training script in plain Python that sweep tunes, checkpoints and resumes (see
 studies/python-resume.toml): noisy SGD with momentum on a 10-dimensional quadratic. Its state
-(weights, velocity, the random generator) is checkpointed at every report, so a trial killed
-at any moment goes on from its last checkpoint and ends exactly where it would have."""
+(weights, velocity, the random generator) is checkpointed at every report, and at the step it
+is at when it is asked to stop (SIGTERM), so a trial killed at any moment goes on from its last
+checkpoint and ends exactly where it would have."""
 
 import argparse
 import json
 import random
+import sys
 import time
 
 import sweep_worker
@@ -54,4 +56,10 @@ for step in range(state["step"] + 1, args.steps + 1):
         saved = step < args.steps and trial.save(step, lambda f: f.write(json.dumps(state).encode()))
         if not trial.report(step, checkpoint=saved, loss=loss(w)):
             break
+    elif trial.stopping and step < args.steps:
+        # Asked to stop between reports (Ctrl-C of sweep, Slurm's time limit): keep this step.
+        state = {"step": step, "w": w, "v": v, "rng": rng.getstate()}
+        if trial.save(step, lambda f: f.write(json.dumps(state).encode())):
+            trial.report(step, checkpoint=True)
+        sys.exit(0)
 trial.final(loss=loss(w))

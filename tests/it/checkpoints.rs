@@ -73,6 +73,32 @@ fn assert_resumed_exactly(trials: &[Value], reference: &Value, metric: &str) {
     assert_same_end(rerun, reference, metric);
 }
 
+/// Starts `s`; once trial 0 has a recorded checkpoint at `at_least` and ran on for `after`,
+/// stops the coordinator with `signal` (SIGINT as Ctrl-C, SIGTERM as `kill`), then runs `s`
+/// again to the end. Returns every trial.
+fn signal_after_checkpoint_then_resume(s: &Study, at_least: i64, after: Duration, signal: i32) -> Vec<Value> {
+    let mut child = s.spawn();
+    let checkpointed =
+        |t: &Vec<Value>| t.first().and_then(|t| t["checkpoint_step"].as_i64()).is_some_and(|c| c >= at_least);
+    wait_for("a recorded checkpoint", LIMIT, || s.try_trials().is_ok_and(|t| checkpointed(&t)));
+    std::thread::sleep(after);
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    assert!(!child.wait().unwrap().success(), "the coordinator stops without finishing the study");
+    assert!(s.live_workers().is_empty(), "workers outlived the coordinator");
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    s.trials()
+}
+
+/// Asked to stop between two reports, a worker saves where it is first: the re-run resumes
+/// from that step, strictly between the reports, and ends as an uninterrupted run does.
+fn assert_resumed_from_between(trials: &[Value], reference: &Value, metric: &str, reports: (i64, i64)) {
+    let at = trials[0]["checkpoint_step"].as_i64().expect("a checkpoint");
+    assert!(reports.0 < at && at < reports.1, "saved at the step it was stopped at, not a report's: {at}");
+    assert_resumed_exactly(trials, reference, metric);
+}
+
 fn python_study(name: &str, keep_checkpoints: bool) -> Study {
     let params = "[params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n";
     let s = python_study_with(name, params, "\"--steps\", \"80\", \"--report-every\", \"5\", \"--sleep-ms\", \"25\"");
@@ -112,6 +138,24 @@ fn a_python_trial_resumes_from_its_checkpoint_after_kill_9() {
     assert_resumed_exactly(&trials, &reference, "loss");
     let folder = s.dir.path().join("sweep-runs/py-killed/trial-0/checkpoints");
     assert!(!folder.exists(), "a finished trial's checkpoints are removed");
+}
+
+/// Ctrl-C of the coordinator between two reports of a Python trial: the helper's `stopping`
+/// lets the script save the step it is at, and the trial goes on from there.
+#[test]
+fn a_python_trial_stopped_between_reports_resumes_from_where_it_stopped() {
+    let args = "\"--steps\", \"200\", \"--report-every\", \"100\", \"--sleep-ms\", \"25\"";
+    let params = "[params.lr]\nvalue = 0.02\n[params.momentum]\nvalue = 0.8\n";
+    let study = |name: &str| {
+        let s = python_study_with(name, params, args);
+        let toml = std::fs::read_to_string(s.path()).unwrap();
+        std::fs::write(s.path(), format!("{toml}grace = \"200ms\"\n")).unwrap();
+        s
+    };
+    let reference = finished(&study("py-stop-ref"));
+    let s = study("py-stop");
+    let trials = signal_after_checkpoint_then_resume(&s, 100, Duration::from_millis(300), libc::SIGINT);
+    assert_resumed_from_between(&trials, &reference, "loss", (100, 200));
 }
 
 /// A hung or slow attempt killed by `trial_timeout` is retried from its last checkpoint, not
@@ -192,6 +236,26 @@ fn a_pretrain_trial_resumes_exactly_after_kill_9() {
         assert_resumed_exactly(&trials, &reference, "val_loss");
         assert_eq!(text(&trials[1]), text(&reference), "threads {threads}");
     }
+}
+
+/// The built-in pretraining worker, stopped (SIGTERM of the coordinator) between two
+/// evaluations: it saves the step it is at and reports that checkpoint alone; the re-run
+/// resumes there and ends with the uninterrupted run's `val_loss`.
+#[test]
+fn a_pretrain_trial_stopped_between_evaluations_resumes_from_where_it_stopped() {
+    let study = |name: &str| {
+        let s = pretrain_study(name, 240, 1, ".");
+        let toml = std::fs::read_to_string(s.path()).unwrap().replace("\"20\"", "\"100\"");
+        std::fs::write(s.path(), format!("{toml}grace = \"100ms\"\n")).unwrap();
+        s
+    };
+    let reference = finished(&study("pt-stop-ref"));
+    let s = study("pt-stop");
+    let trials = signal_after_checkpoint_then_resume(&s, 100, Duration::from_millis(300), libc::SIGTERM);
+    assert_resumed_from_between(&trials, &reference, "val_loss", (100, 200));
+    let at = trials[0]["checkpoint_step"].as_i64().unwrap();
+    let said = trials[0]["stderr_tail"].as_str().unwrap_or("");
+    assert!(said.contains(&format!("stopped at step {at} (SIGTERM), after a checkpoint of it")), "{said}");
 }
 
 /// The built-in fine-tuning worker with `keep = "best"`: the best weights and metrics so far

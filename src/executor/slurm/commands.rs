@@ -18,6 +18,8 @@ pub struct Submission<'a> {
     pub partition: Option<&'a str>,
     pub gres: Option<&'a str>,
     pub time: Option<&'a str>,
+    /// Ask Slurm for SIGUSR1 to the job's script this long before its time limit (zero: not).
+    pub warning: Duration,
     pub extra: &'a [String],
 }
 
@@ -27,6 +29,10 @@ pub async fn sbatch(s: &Submission<'_>) -> Result<String, String> {
     cmd.arg("--parsable").arg("--job-name").arg(s.name).arg("--output").arg(s.output).arg("--chdir").arg(s.workdir);
     // Preempted or requeued by an admin, the job starts again and resumes from its checkpoint.
     cmd.arg("--requeue");
+    // Before its time limit, the job stops its worker, which checkpoints first (see relay.rs).
+    if !s.warning.is_zero() {
+        cmd.arg(format!("--signal=B:USR1@{}", s.warning.as_secs().clamp(1, 65535)));
+    }
     for (flag, value) in [("--partition", s.partition), ("--gres", s.gres), ("--time", s.time)] {
         if let Some(v) = value {
             cmd.arg(format!("{flag}={v}"));
@@ -35,6 +41,39 @@ pub async fn sbatch(s: &Submission<'_>) -> Result<String, String> {
     cmd.args(s.extra).arg(s.script);
     let stdout = output(cmd, "sbatch").await?;
     parse_job_id(&stdout).ok_or_else(|| format!("sbatch printed no job id: `{}`", stdout.trim()))
+}
+
+/// Slurm's `--time` as a duration: "minutes", "minutes:seconds", "hours:minutes:seconds",
+/// "days-hours", "days-hours:minutes" or "days-hours:minutes:seconds"; None for no limit
+/// ("UNLIMITED", "INFINITE", "-1", "0").
+pub fn time_limit(text: &str) -> Result<Option<Duration>, String> {
+    let bad = || {
+        format!(
+            "`{text}` is not a Slurm time: \"minutes\", \"minutes:seconds\", \"hours:minutes:seconds\", \
+             \"days-hours\", \"days-hours:minutes\" or \"days-hours:minutes:seconds\""
+        )
+    };
+    if matches!(text.to_ascii_uppercase().as_str(), "UNLIMITED" | "INFINITE" | "-1") {
+        return Ok(None);
+    }
+    let (days, rest) = match text.split_once('-') {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, text),
+    };
+    let number = |s: &str| s.parse::<u64>().ok().filter(|_| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    let parts: Option<Vec<u64>> = rest.split(':').map(number).collect();
+    let parts = parts.ok_or_else(bad)?;
+    let seconds = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(d), [h]) => number(d).ok_or_else(bad)? * 86400 + h * 3600,
+        (Some(d), [h, m]) => number(d).ok_or_else(bad)? * 86400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => number(d).ok_or_else(bad)? * 86400 + h * 3600 + m * 60 + s,
+        _ => return Err(bad()),
+    };
+    // Zero asks for no limit, as sbatch reads it.
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds)))
 }
 
 /// `--parsable` prints `id` or `id;cluster`.
@@ -191,5 +230,21 @@ mod tests {
         assert_eq!(taken.phase(), Phase::TakenAway);
         assert_eq!(JobState { state: "CANCELLED by 0".into(), reason: String::new() }.phase(), Phase::Ended);
         assert_eq!(JobState { state: "PENDING".into(), reason: "Priority".into() }.phase(), Phase::Queued);
+    }
+
+    #[test]
+    fn reads_slurm_times() {
+        let secs = |t: &str| time_limit(t).map(|d| d.map(|d| d.as_secs()));
+        assert_eq!(secs("1"), Ok(Some(60)));
+        assert_eq!(secs("90:30"), Ok(Some(5430)));
+        assert_eq!(secs("02:00:00"), Ok(Some(7200)));
+        assert_eq!(secs("1-12"), Ok(Some(129600)));
+        assert_eq!(secs("1-0:30"), Ok(Some(88200)));
+        assert_eq!(secs("2-01:02:03"), Ok(Some(2 * 86400 + 3723)));
+        assert_eq!(secs("UNLIMITED"), Ok(None));
+        assert_eq!(secs("0"), Ok(None));
+        for bad in ["", "2h", "1:2:3:4", "-5", "1-", "1-2:3:4:5", "a-1", "1:-2"] {
+            assert!(time_limit(bad).is_err(), "{bad}");
+        }
     }
 }

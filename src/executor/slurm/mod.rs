@@ -10,6 +10,7 @@ mod api;
 mod commands;
 pub mod relay;
 pub mod spec;
+pub use commands::time_limit;
 
 use super::{Executor, Exit, Launch, Outcome, WorkerEvent};
 use crate::durable::write_atomically;
@@ -327,6 +328,7 @@ async fn submit(config: &SlurmConfig, spec: &JobSpec, dir: &Path, launch: &Launc
         partition: config.partition.as_deref(),
         gres: config.gres.as_deref(),
         time: config.time.as_deref(),
+        warning: config.warning,
         extra: &config.extra,
     };
     commands::sbatch(&submission).await
@@ -452,7 +454,9 @@ fn judge(job: &mut Job, id: &str, state: Option<&commands::JobState>, silence: D
 /// A job's own outcome, with Slurm's account as the reason where Slurm ended the job: then a
 /// preempted job's trial runs again, and a cancelled or timed-out one says so.
 fn by_slurm(mut own: Outcome, slurm: Exit, state: Option<&commands::JobState>) -> Outcome {
-    if own.exit == Exit::Success || !state.is_some_and(commands::JobState::ended_by_slurm) {
+    // A job that stopped itself near its time limit says more than Slurm's TIMEOUT after it.
+    let stopped_itself = matches!(own.exit, Exit::JobPreempted(_));
+    if own.exit == Exit::Success || stopped_itself || !state.is_some_and(commands::JobState::ended_by_slurm) {
         return own;
     }
     let signalled = matches!(own.exit, Exit::JobLost(_) | Exit::Signal(libc::SIGTERM) | Exit::Stopped);
@@ -533,6 +537,7 @@ mod tests {
             partition: None,
             gres: None,
             time: None,
+            warning: Duration::ZERO,
             extra: Vec::new(),
             max_jobs: 1,
             binary: "/bin/false".into(),
@@ -624,6 +629,9 @@ mod tests {
         let taken = Exit::JobPreempted("slurm job 7 ended PREEMPTED".into());
         assert_eq!(by_slurm(own(Exit::Code(1)), taken.clone(), Some(&state("PREEMPTED"))).exit, taken);
         assert_eq!(by_slurm(own(Exit::Code(2)), lost.clone(), Some(&state("FAILED"))).exit, Exit::Code(2));
+        let near =
+            Exit::JobPreempted("slurm job 7 neared its time limit and stopped after a checkpoint at step 4".into());
+        assert_eq!(by_slurm(own(near.clone()), lost.clone(), Some(&state("TIMEOUT"))).exit, near);
         assert_eq!(by_slurm(own(Exit::Success), lost, Some(&state("CANCELLED"))).exit, Exit::Success);
     }
 

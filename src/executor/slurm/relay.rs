@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,9 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
     let cancel = CancellationToken::new();
     let told_to_stop = Arc::new(AtomicBool::new(false));
     let terminated = Arc::new(AtomicBool::new(false));
-    tokio::spawn(on_sigterm(cancel.clone(), terminated.clone()));
+    let warned = Arc::new(AtomicBool::new(false));
+    tokio::spawn(on_signal(SignalKind::terminate(), cancel.clone(), terminated.clone()));
+    tokio::spawn(on_signal(SignalKind::user_defined1(), cancel.clone(), warned.clone()));
     tokio::spawn(heartbeat(client.clone(), spec.heartbeat, cancel.clone(), told_to_stop.clone()));
     let backlog = Arc::new(AtomicUsize::new(0));
     let (deliveries, delivered) =
@@ -59,12 +62,21 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
 
     let (events, mut inbox) = mpsc::unbounded_channel();
     LocalExecutor.launch(launch(&spec, cancel.clone()), &events);
-    let mut last: Option<(i64, Metrics)> = None;
+    let (mut last, mut last_step): (Option<Metrics>, Option<i64>) = (None, None);
+    // The newest checkpoint this job's worker reported, and the one it started from.
+    let (mut checkpointed, started_from) = (None, spec.hello.resume_step);
     let outcome = loop {
         match inbox.recv().await.expect("the local executor always ends with Done") {
             WorkerEvent::Report { step, metrics, checkpoint, reply, .. } => {
-                let step = step.unwrap_or_else(|| last.as_ref().map_or(0, |(s, _)| s + 1));
-                last = Some((step, metrics.clone()));
+                let step = step.unwrap_or_else(|| last_step.map_or(0, |s| s + 1));
+                last_step = Some(step);
+                // A checkpoint alone has no metrics to stand in for a final line.
+                if !metrics.is_empty() {
+                    last = Some(metrics.clone());
+                }
+                if checkpoint {
+                    checkpointed = Some(step);
+                }
                 // With the coordinator away the worker trains on; a late stop still arrives.
                 let wait = if backlog.fetch_add(1, Ordering::SeqCst) == 0 { DECISION_WAIT } else { Duration::ZERO };
                 let (tx, decision) = oneshot::channel();
@@ -77,10 +89,15 @@ pub async fn run(spec_path: &Path) -> Result<i32, RelayError> {
         }
     };
     let mut outcome = outcome;
-    outcome.final_metrics = outcome.final_metrics.or(last.map(|(_, m)| m));
-    if terminated.load(Ordering::SeqCst) && !told_to_stop.load(Ordering::SeqCst) {
-        let job = std::env::var("SLURM_JOB_ID").unwrap_or_default();
-        outcome.exit = Exit::JobLost(format!("slurm job {job} got SIGTERM: cancelled, preempted or out of time"));
+    outcome.final_metrics = outcome.final_metrics.or(last);
+    let job = std::env::var("SLURM_JOB_ID").unwrap_or_default();
+    let (warned, terminated) = (warned.load(Ordering::SeqCst), terminated.load(Ordering::SeqCst));
+    if outcome.exit != Exit::Success && !told_to_stop.load(Ordering::SeqCst) {
+        if warned {
+            outcome.exit = near_time_limit(&job, checkpointed.filter(|c| started_from.is_none_or(|s| c > &s)));
+        } else if terminated {
+            outcome.exit = Exit::JobLost(format!("slurm job {job} got SIGTERM: cancelled, preempted or out of time"));
+        }
     }
     if let Err(e) =
         write_atomically(&spec.outcome_file, &serde_json::to_vec(&outcome).expect("outcome serializes"), 0o644)
@@ -124,13 +141,30 @@ fn launch(spec: &JobSpec, cancel: CancellationToken) -> Launch {
     }
 }
 
-/// Slurm's SIGTERM (scancel, preemption, time limit): stop the worker the gentle way.
-async fn on_sigterm(cancel: CancellationToken, terminated: Arc<AtomicBool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else { return };
-    term.recv().await;
-    terminated.store(true, Ordering::SeqCst);
+/// Slurm's SIGTERM (scancel, preemption, time limit) or its warning before the time limit
+/// (SIGUSR1, asked for at submission): stop the worker the gentle way, which gives a worker
+/// that checkpoints on SIGTERM time to save where it is.
+async fn on_signal(kind: SignalKind, cancel: CancellationToken, got: Arc<AtomicBool>) {
+    let Ok(mut signals) = signal(kind) else { return };
+    signals.recv().await;
+    if kind == SignalKind::user_defined1() {
+        eprintln!("sweep job: Slurm's time limit is near; stopping the worker so that it checkpoints");
+    }
+    got.store(true, Ordering::SeqCst);
     cancel.cancel();
+}
+
+/// A job stopped before its time limit: the trial goes on in a new job from the checkpoint its
+/// worker made in this one (not counted as a failure), or, with none, fails (retries apply).
+fn near_time_limit(job: &str, new_checkpoint: Option<i64>) -> Exit {
+    match new_checkpoint {
+        Some(step) => Exit::JobPreempted(format!(
+            "slurm job {job} neared its time limit and stopped after a checkpoint at step {step}"
+        )),
+        None => Exit::JobLost(format!(
+            "slurm job {job} neared its time limit and stopped, with no checkpoint since it started"
+        )),
+    }
 }
 
 /// Tells the coordinator the job is alive; its answer may be to stop (a worker that never
