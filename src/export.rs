@@ -1,5 +1,8 @@
 //! Writes a study's trials, with params, final metrics and intermediate reports, as CSV or JSON.
+//! A study with several objectives or constraints also says, per trial, whether it meets the
+//! constraints (`feasible`) and whether it is in the study's Pareto set (`pareto`).
 
+use crate::objective::Goals;
 use crate::store::Report;
 use crate::trial::Trial;
 use serde_json::{json, Map, Value};
@@ -47,9 +50,27 @@ pub fn reports_json<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Vec<Va
         .collect()
 }
 
-fn trial_json(t: &Trial, reports: Option<&Vec<&Report>>) -> Value {
+/// Per trial, for a study that is not plain: (feasible, in the Pareto set).
+type Standing = BTreeMap<u64, (bool, bool)>;
+
+fn standing(goals: &Goals, trials: &[Trial]) -> Option<Standing> {
+    if goals.is_plain() {
+        return None;
+    }
+    let front = crate::front::front(goals, trials);
+    let on_front: BTreeSet<u64> = front.trials.iter().map(|t| t.number).collect();
+    Some(
+        trials
+            .iter()
+            .filter(|t| t.metrics.is_some())
+            .map(|t| (t.number, (crate::front::feasible(goals, t), on_front.contains(&t.number))))
+            .collect(),
+    )
+}
+
+fn trial_json(t: &Trial, reports: Option<&Vec<&Report>>, standing: Option<&Standing>) -> Value {
     let reports = reports_json(reports.into_iter().flatten().copied());
-    json!({
+    let mut out = json!({
         "number": t.number,
         "state": t.state,
         "attempt": t.attempt,
@@ -68,25 +89,45 @@ fn trial_json(t: &Trial, reports: Option<&Vec<&Report>>) -> Value {
         "started_at_ms": t.started_at,
         "finished_at_ms": t.finished_at,
         "reports": reports,
-    })
+    });
+    if let Some(standing) = standing {
+        let (feasible, pareto) = standing.get(&t.number).copied().map_or((None, false), |(f, p)| (Some(f), p));
+        out["feasible"] = json!(feasible);
+        out["pareto"] = json!(pareto);
+    }
+    out
 }
 
-pub fn write(out: &mut dyn Write, format: Format, trials: &[Trial], reports: &[Report]) -> Result<(), ExportError> {
+pub fn write(
+    out: &mut dyn Write,
+    format: Format,
+    goals: &Goals,
+    trials: &[Trial],
+    reports: &[Report],
+) -> Result<(), ExportError> {
     let by_trial = reports_by_trial(reports);
+    let standing = standing(goals, trials);
     match format {
         Format::Json => {
-            let all: Vec<Value> = trials.iter().map(|t| trial_json(t, by_trial.get(&t.number))).collect();
+            let all: Vec<Value> =
+                trials.iter().map(|t| trial_json(t, by_trial.get(&t.number), standing.as_ref())).collect();
             serde_json::to_writer_pretty(&mut *out, &all).map_err(std::io::Error::from)?;
             writeln!(out)?;
         }
-        Format::Csv => write_csv(out, trials, &by_trial)?,
+        Format::Csv => write_csv(out, trials, &by_trial, standing.as_ref())?,
     }
     Ok(())
 }
 
-/// One row per trial: fixed columns, `param_<name>` and `metric_<name>` columns, and the
+/// One row per trial: fixed columns, `param_<name>` and `metric_<name>` columns (each
+/// objective is one), `feasible` and `pareto` for a study that is not plain, and the
 /// intermediate reports as one JSON column.
-fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial<'_>) -> Result<(), ExportError> {
+fn write_csv(
+    out: &mut dyn Write,
+    trials: &[Trial],
+    by_trial: &ByTrial<'_>,
+    standing: Option<&Standing>,
+) -> Result<(), ExportError> {
     let params: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
     let metrics: BTreeSet<&String> = trials.iter().flat_map(|t| t.metrics.iter().flat_map(|m| m.keys())).collect();
     let mut w = csv::Writer::from_writer(out);
@@ -111,6 +152,9 @@ fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial<'_>) -> R
     .collect();
     header.extend(params.iter().map(|p| format!("param_{p}")));
     header.extend(metrics.iter().map(|m| format!("metric_{m}")));
+    if standing.is_some() {
+        header.extend(["feasible".into(), "pareto".into()]);
+    }
     header.push("reports".into());
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -137,6 +181,10 @@ fn write_csv(out: &mut dyn Write, trials: &[Trial], by_trial: &ByTrial<'_>) -> R
             None => String::new(),
         }));
         row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(ToString::to_string))));
+        if let Some(standing) = standing {
+            let (feasible, pareto) = standing.get(&t.number).copied().map_or((None, false), |(f, p)| (Some(f), p));
+            row.extend([opt(feasible.map(|f| f.to_string())), pareto.to_string()]);
+        }
         let reports = Value::from(reports_json(by_trial.get(&t.number).into_iter().flatten().copied())).to_string();
         row.push(reports);
         w.write_record(&row)?;

@@ -299,7 +299,13 @@ async fn run_open(
     let summary = coordinator::run(config, store, executor.as_mut(), options).await?;
     let verb = if summary.resumed { "resumed" } else { "ran" };
     println!("study `{}` ({verb}): {}/{} trials finished", config.name, summary.finished, summary.budget);
+    let goals = &config.goals;
     match &summary.best {
+        _ if !goals.is_plain() => {
+            let front = sweep::front::front(goals, &summary.trials);
+            let what = if front.feasible { "Pareto set" } else { "none feasible; least violating" };
+            println!("{what}: {} trial(s); `sweep best {}` lists them", front.trials.len(), config.name);
+        }
         Some(t) => println!(
             "best: trial {} {} = {} with {}",
             t.number,
@@ -388,7 +394,7 @@ async fn status(db: &Path) -> Result<ExitCode> {
     );
     for study in &studies {
         let h = history_of(&mut store, study).await?;
-        let best = h.best().map(|t| fmt_value(t.value)).unwrap_or_else(|| "-".into());
+        let best = best_summary(&study.fingerprint.goals(), &h);
         let finished = format!("{}/{}", h.counted(), study.budget);
         // What its trials' folders hold (models, checkpoints) under the runs folder.
         let files = study.runs_dir.as_ref().map_or("-".into(), |runs| {
@@ -406,6 +412,21 @@ async fn status(db: &Path) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The best value; with constraints the best feasible one; with several objectives the size
+/// of the Pareto set and its hypervolume (see `sweep best`).
+fn best_summary(goals: &study::Goals, h: &History) -> String {
+    if goals.is_plain() {
+        return h.best().map(|t| fmt_value(t.value)).unwrap_or_else(|| "-".into());
+    }
+    let front = sweep::front::front(goals, &h.trials);
+    match (front.trials.first(), front.feasible, goals.objectives.len()) {
+        (None, _, _) => "-".into(),
+        (Some(_), false, _) => "none feasible".into(),
+        (Some(t), true, 1) => fmt_value(t.value),
+        (Some(_), true, _) => format!("{} hv {:.4}", front.trials.len(), front.hypervolume),
+    }
 }
 
 /// 1536 -> "1.5 KiB".
@@ -427,8 +448,11 @@ fn fmt_bytes(bytes: u64) -> String {
 async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
     let (mut store, study) = open_study(db, name).await?;
     let h = history_of(&mut store, &study).await?;
+    // A column per objective after the first, whose value is the trial's.
+    let more: Vec<String> = study.fingerprint.goals().objectives.into_iter().skip(1).map(|o| o.metric).collect();
+    let more_header: String = more.iter().map(|m| format!(" {m:>14}")).collect();
     println!(
-        "{:>6} {:<11} {:>7} {:<12} {:>14} {:>8}  {:<40} reason",
+        "{:>6} {:<11} {:>7} {:<12} {:>14}{more_header} {:>8}  {:<40} reason",
         "number", "state", "attempt", "re-runs", study.metric, "step", "params"
     );
     for t in &h.trials {
@@ -438,8 +462,12 @@ async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
             (Some(of), None) => of.to_string(),
             (None, _) => "-".into(),
         };
+        let more_values: String = more
+            .iter()
+            .map(|m| format!(" {:>14}", fmt_value(t.metrics.as_ref().and_then(|x| x.get(m)).copied())))
+            .collect();
         println!(
-            "{:>6} {:<11} {:>7} {:<12} {:>14} {:>8}  {:<40} {}",
+            "{:>6} {:<11} {:>7} {:<12} {:>14}{more_values} {:>8}  {:<40} {}",
             t.number,
             t.state.as_str(),
             t.attempt,
@@ -456,6 +484,10 @@ async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
 async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
     let (mut store, study) = open_study(db, name).await?;
     let h = history_of(&mut store, &study).await?;
+    let goals = study.fingerprint.goals();
+    if !goals.is_plain() {
+        return best_set(name, &goals, &h, json);
+    }
     let Some(t) = h.best() else {
         anyhow::bail!("study `{name}` has no completed trial yet");
     };
@@ -463,6 +495,51 @@ async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&best_json(t))?);
     } else {
         println!("trial {}: {} = {}", t.number, study.metric, fmt_value(t.value));
+        for (k, v) in &t.params {
+            println!("  {k} = {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sweep best` of a study with several objectives or constraints: its Pareto set, one entry
+/// per trial.
+fn best_set(name: &str, goals: &study::Goals, h: &History, json: bool) -> Result<ExitCode> {
+    let front = sweep::front::front(goals, &h.trials);
+    if front.trials.is_empty() {
+        anyhow::bail!("study `{name}` has no completed trial with every objective yet");
+    }
+    if json {
+        let trials: Vec<serde_json::Value> = front.trials.iter().map(|t| best_json(t)).collect();
+        let answer = serde_json::json!({
+            "feasible": front.feasible,
+            "hypervolume": front.hypervolume,
+            "reference": front.reference,
+            "trials": trials,
+        });
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let constraints: Vec<String> = goals.constraints.iter().map(ToString::to_string).collect();
+    if !front.feasible {
+        println!("no trial meets the constraints ({}); the least violating:", constraints.join(", "));
+    } else if goals.objectives.len() > 1 {
+        let reference: Vec<String> = front.reference.iter().map(|v| format!("{v:.6}")).collect();
+        println!(
+            "Pareto set: {} trial(s); hypervolume {:.6} (reference {})",
+            front.trials.len(),
+            front.hypervolume,
+            reference.join(", ")
+        );
+    }
+    for t in &front.trials {
+        let metrics = t.metrics.clone().unwrap_or_default();
+        let values: Vec<String> = goals
+            .objectives
+            .iter()
+            .map(|o| format!("{} = {}", o.metric, fmt_value(metrics.get(&o.metric).copied())))
+            .collect();
+        println!("trial {}: {}", t.number, values.join(", "));
         for (k, v) in &t.params {
             println!("  {k} = {v}");
         }
@@ -498,17 +575,18 @@ async fn export(db: &Path, name: &str, format: Format, output: Option<&Path>) ->
     let (mut store, study) = open_study(db, name).await?;
     let trials = store.trials(study.id, &study.metric).await?;
     let reports = store.reports(study.id).await?;
+    let goals = study.fingerprint.goals();
     match output {
         Some(path) => {
             let tmp = path.with_extension("partial");
             let mut file = std::io::BufWriter::new(
                 std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?,
             );
-            export::write(&mut file, format, &trials, &reports)?;
+            export::write(&mut file, format, &goals, &trials, &reports)?;
             file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         }
-        None => export::write(&mut std::io::stdout().lock(), format, &trials, &reports)?,
+        None => export::write(&mut std::io::stdout().lock(), format, &goals, &trials, &reports)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
-//! What a study optimizes: one metric, minimized or maximized. Below trials, studies and
-//! pruners, which all compare values by it.
+//! What a study optimizes: one metric, minimized or maximized, or several (`Goals`), and the
+//! constraints a trial's metrics must meet. Below trials, studies and pruners, which all
+//! compare values by it.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,7 @@ impl Direction {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Objective {
     pub metric: String,
     pub direction: Direction,
@@ -40,9 +41,128 @@ impl Objective {
     }
 }
 
+/// `metric <= bound` or `metric >= bound` on a finished trial's metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Constraint {
+    pub metric: String,
+    pub at_most: bool,
+    pub bound: f64,
+}
+
+impl Constraint {
+    /// Reads `"n_params <= 2e6"` or `"val_acc >= 0.8"`.
+    pub fn parse(text: &str) -> Result<Constraint, String> {
+        let (metric, at_most, bound) = match (text.split_once("<="), text.split_once(">=")) {
+            (Some((m, b)), None) => (m, true, b),
+            (None, Some((m, b))) => (m, false, b),
+            _ => return Err(format!("`{text}` is not `metric <= number` or `metric >= number`")),
+        };
+        let metric = metric.trim();
+        if metric.is_empty() || metric.contains(|c: char| c.is_whitespace() || "<>=".contains(c)) {
+            return Err(format!("`{text}`: `{metric}` is not a metric name"));
+        }
+        let bound = bound.trim();
+        let bound = bound
+            .parse::<f64>()
+            .ok()
+            .filter(|b| b.is_finite())
+            .ok_or_else(|| format!("`{text}`: `{bound}` is not a finite number"))?;
+        Ok(Constraint { metric: metric.to_string(), at_most, bound })
+    }
+
+    /// How far `metrics` are from meeting it, relative to the bound (0 when met; infinite when
+    /// the metric is missing or NaN).
+    pub fn violation(&self, metrics: &crate::trial::Metrics) -> f64 {
+        let Some(&v) = metrics.get(&self.metric).filter(|v| !v.is_nan()) else { return f64::INFINITY };
+        let excess = if self.at_most { v - self.bound } else { self.bound - v };
+        if excess <= 0.0 {
+            0.0
+        } else if self.bound != 0.0 {
+            excess / self.bound.abs()
+        } else {
+            excess
+        }
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.metric, if self.at_most { "<=" } else { ">=" }, self.bound)
+    }
+}
+
+/// All a study asks of a finished trial: its objectives (the first is the one single-objective
+/// parts follow) and its constraints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goals {
+    pub objectives: Vec<Objective>,
+    pub constraints: Vec<Constraint>,
+}
+
+impl Goals {
+    pub fn single(objective: Objective) -> Goals {
+        Goals { objectives: vec![objective], constraints: Vec::new() }
+    }
+
+    /// Whether `sweep best` answers with a set rather than one trial.
+    pub fn is_plain(&self) -> bool {
+        self.objectives.len() == 1 && self.constraints.is_empty()
+    }
+
+    /// The objective values to minimize (maximized ones negated); None unless all are finite.
+    pub fn vector(&self, metrics: &crate::trial::Metrics) -> Option<Vec<f64>> {
+        self.objectives
+            .iter()
+            .map(|o| {
+                let v = *metrics.get(&o.metric).filter(|v| v.is_finite())?;
+                Some(if o.direction == Direction::Maximize { -v } else { v })
+            })
+            .collect()
+    }
+
+    /// The sum of the constraints' violations: 0 for a feasible trial.
+    pub fn violation(&self, metrics: &crate::trial::Metrics) -> f64 {
+        self.constraints.iter().map(|c| c.violation(metrics)).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constraints_read_and_measure() {
+        let c = Constraint::parse(" n_params <= 2e6 ").unwrap();
+        assert_eq!(c, Constraint { metric: "n_params".into(), at_most: true, bound: 2e6 });
+        assert_eq!(c.to_string(), "n_params <= 2000000");
+        let metrics = |v: f64| [("n_params".to_string(), v)].into_iter().collect();
+        assert_eq!(c.violation(&metrics(1e6)), 0.0);
+        assert_eq!(c.violation(&metrics(3e6)), 0.5);
+        assert_eq!(c.violation(&metrics(f64::NAN)), f64::INFINITY);
+        assert_eq!(c.violation(&Default::default()), f64::INFINITY);
+        let at_least = Constraint::parse("acc>=0.5").unwrap();
+        assert!(!at_least.at_most);
+        for bad in ["acc < 3", "acc <= ", "<= 3", "acc <= 1 >= 2", "a b <= 1", "acc <= nan", "acc == 1"] {
+            assert!(Constraint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn goals_orient_every_objective_to_minimize() {
+        let goals = Goals {
+            objectives: vec![
+                Objective { metric: "acc".into(), direction: Direction::Maximize },
+                Objective { metric: "size".into(), direction: Direction::Minimize },
+            ],
+            constraints: vec![Constraint::parse("size <= 10").unwrap()],
+        };
+        let m: crate::trial::Metrics = [("acc".to_string(), 0.9), ("size".to_string(), 15.0)].into_iter().collect();
+        assert_eq!(goals.vector(&m), Some(vec![-0.9, 15.0]));
+        assert_eq!(goals.violation(&m), 0.5);
+        let missing: crate::trial::Metrics = [("acc".to_string(), 0.9)].into_iter().collect();
+        assert_eq!(goals.vector(&missing), None);
+        assert!(!goals.is_plain());
+    }
 
     #[test]
     fn the_stored_text_is_serdes() {

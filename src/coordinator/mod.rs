@@ -74,6 +74,8 @@ pub struct RunSummary {
     pub finished: usize,
     pub budget: u32,
     pub best: Option<Trial>,
+    /// Every trial as the run left them (for a study's Pareto set).
+    pub trials: Vec<Trial>,
 }
 
 /// A trial whose worker is out there now.
@@ -206,6 +208,7 @@ pub async fn run(
         finished,
         budget: config.budget.trials,
         best: c.history.best().cloned(),
+        trials: c.history.trials.clone(),
     })
 }
 
@@ -430,7 +433,7 @@ impl Coordinator<'_> {
                     active.last_report.as_ref(),
                     active.last_step,
                     active.stop.as_ref(),
-                    &self.config.objective,
+                    &self.config.goals,
                 );
                 self.finish(trial, state, end);
             }
@@ -554,7 +557,7 @@ impl Coordinator<'_> {
                     active.last_report.as_ref(),
                     active.last_step,
                     Some(cause),
-                    &self.config.objective,
+                    &self.config.goals,
                 );
                 self.finish(number, state, end);
             }

@@ -56,7 +56,7 @@ pub async fn open_study(store: &mut Store, config: &StudyConfig) -> Result<(Stud
 /// Human lines saying what differs between the stored and the new fingerprint.
 fn differences(old: &Value, new: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for key in ["metric", "direction", "seed"] {
+    for key in ["metric", "direction", "seed", "objectives", "constraints"] {
         if old[key] != new[key] {
             out.push(format!("{key}: {} -> {}", old[key], new[key]));
         }

@@ -1,7 +1,7 @@
 //! Turns what a worker did into the trial's final state and stored result.
 
 use crate::executor::{Exit, Outcome};
-use crate::objective::Objective;
+use crate::objective::Goals;
 use crate::trial::Finish;
 use crate::trial::{Metrics, TrialState};
 
@@ -27,9 +27,10 @@ pub fn classify(
     last_report: Option<&Metrics>,
     last_step: Option<i64>,
     stop: Option<&StopCause>,
-    objective: &Objective,
+    goals: &Goals,
 ) -> (TrialState, Finish) {
     let metrics = outcome.final_metrics.clone().or_else(|| last_report.cloned());
+    let objective = &goals.objectives[0];
     let value = metrics.as_ref().and_then(|m| m.get(&objective.metric).copied());
     let mut finish = Finish {
         value,
@@ -87,7 +88,15 @@ pub fn classify(
                 failed(reason, finish)
             }
             Some(v) if !v.is_finite() => failed(format!("objective `{}` is {v}", objective.metric), finish),
-            Some(_) => (TrialState::Complete, finish),
+            // Every objective of a multi-objective study, finite.
+            Some(_) => match goals.objectives[1..].iter().find_map(|o| {
+                let v = metrics.as_ref().and_then(|m| m.get(&o.metric).copied());
+                (!v.is_some_and(f64::is_finite)).then_some((o, v))
+            }) {
+                None => (TrialState::Complete, finish),
+                Some((o, None)) => failed(format!("worker did not report objective `{}`", o.metric), finish),
+                Some((o, Some(v))) => failed(format!("objective `{}` is {v}", o.metric), finish),
+            },
         },
     }
 }
@@ -108,10 +117,10 @@ fn signal_name(s: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objective::Direction;
+    use crate::objective::{Direction, Objective};
 
-    fn objective() -> Objective {
-        Objective { metric: "loss".into(), direction: Direction::Minimize }
+    fn goals() -> Goals {
+        Goals::single(Objective { metric: "loss".into(), direction: Direction::Minimize })
     }
 
     fn metrics(v: f64) -> Metrics {
@@ -121,24 +130,43 @@ mod tests {
     #[test]
     fn failures_carry_their_reason() {
         let o = |exit| Outcome { exit, final_metrics: None, stderr_tail: "boom".into() };
-        let (s, f) = classify(&o(Exit::Code(3)), None, None, None, &objective());
+        let (s, f) = classify(&o(Exit::Code(3)), None, None, None, &goals());
         assert_eq!(
             (s, f.reason.as_deref(), f.stderr_tail.as_deref()),
             (TrialState::Failed, Some("worker exited with code 3: boom"), Some("boom"))
         );
-        let (s, f) = classify(&o(Exit::Signal(11)), None, None, None, &objective());
+        let (s, f) = classify(&o(Exit::Signal(11)), None, None, None, &goals());
         assert_eq!((s, f.reason.unwrap().contains("SIGSEGV")), (TrialState::Failed, true));
-        let (s, f) = classify(&o(Exit::Success), None, None, None, &objective());
+        let (s, f) = classify(&o(Exit::Success), None, None, None, &goals());
         assert_eq!((s, f.reason.unwrap().contains("no metrics")), (TrialState::Failed, true));
+    }
+
+    #[test]
+    fn every_objective_must_be_reported_and_finite() {
+        let goals = Goals {
+            objectives: vec![
+                Objective { metric: "loss".into(), direction: Direction::Minimize },
+                Objective { metric: "size".into(), direction: Direction::Minimize },
+            ],
+            constraints: Vec::new(),
+        };
+        let ended = |pairs: &[(&str, f64)]| {
+            let m: Metrics = pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let (s, f) = classify(&Outcome::default(), Some(&m), None, None, &goals);
+            (s, f.reason.unwrap_or_default())
+        };
+        assert_eq!(ended(&[("loss", 1.0), ("size", 3.0)]), (TrialState::Complete, String::new()));
+        assert_eq!(ended(&[("loss", 1.0)]), (TrialState::Failed, "worker did not report objective `size`".into()));
+        assert_eq!(ended(&[("loss", 1.0), ("size", f64::NAN)]), (TrialState::Failed, "objective `size` is NaN".into()));
     }
 
     #[test]
     fn the_last_report_stands_in_for_a_final_line() {
         let ok = Outcome::default();
-        let (s, f) = classify(&ok, Some(&metrics(0.5)), Some(4), None, &objective());
+        let (s, f) = classify(&ok, Some(&metrics(0.5)), Some(4), None, &goals());
         assert_eq!((s, f.value, f.last_step), (TrialState::Complete, Some(0.5), Some(4)));
         let nan = Outcome { final_metrics: Some(metrics(f64::NAN)), ..Outcome::default() };
-        let (s, f) = classify(&nan, None, None, None, &objective());
+        let (s, f) = classify(&nan, None, None, None, &goals());
         assert_eq!((s, f.reason.unwrap()), (TrialState::Failed, "objective `loss` is NaN".to_string()));
     }
 }

@@ -397,6 +397,8 @@ mod tests {
                 direction: crate::objective::Direction::Minimize,
                 seed: 0,
                 space: serde_json::Value::Null,
+                objectives: Vec::new(),
+                constraints: Vec::new(),
             },
             space_hash: "",
             metric: "loss",
@@ -453,8 +455,14 @@ mod tests {
     /// A new database at `db` with one empty study "s" of objective "loss".
     async fn loss_study(db: &Path, direction: crate::objective::Direction) -> (Store, StudyRecord) {
         let mut store = Store::open(db).await.unwrap();
-        let fingerprint =
-            crate::study::Fingerprint { metric: "loss".into(), direction, seed: 0, space: serde_json::Value::Null };
+        let fingerprint = crate::study::Fingerprint {
+            metric: "loss".into(),
+            direction,
+            seed: 0,
+            space: serde_json::Value::Null,
+            objectives: Vec::new(),
+            constraints: Vec::new(),
+        };
         let new = NewStudy {
             name: "s",
             source: "",

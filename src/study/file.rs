@@ -10,9 +10,13 @@ use std::collections::BTreeMap;
 #[serde(deny_unknown_fields)]
 pub struct StudyFile {
     pub name: String,
-    /// The objective: the metric name the worker reports.
-    pub metric: String,
-    pub direction: Direction,
+    /// The objective: the metric name the worker reports (or `[[objectives]]`).
+    pub metric: Option<String>,
+    pub direction: Option<Direction>,
+    /// Several objectives, each a `metric` and a `direction`, instead of `metric`/`direction`.
+    pub objectives: Option<Vec<ObjectiveFile>>,
+    /// `"metric <= number"` or `"metric >= number"` on each trial's final metrics.
+    pub constraints: Option<Vec<String>>,
     #[serde(default)]
     pub seed: u64,
     /// Optional as a whole: a grid needs no `[budget]`.
@@ -31,6 +35,14 @@ pub struct StudyFile {
     pub devices: DevicesFile,
     #[serde(default)]
     pub executor: ExecutorFile,
+}
+
+/// One `[[objectives]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveFile {
+    pub metric: String,
+    pub direction: Direction,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,7 @@ mod file;
 mod locate;
 mod validate;
 
-pub use crate::objective::{Direction, Objective};
+pub use crate::objective::{Constraint, Direction, Goals, Objective};
 pub use file::{PrunerKind, SamplerKind};
 
 use crate::space::{Params, Space};
@@ -25,6 +25,11 @@ pub struct Fingerprint {
     pub seed: u64,
     #[serde(default)]
     pub space: serde_json::Value,
+    /// All the objectives, when there are several (`metric`/`direction` are the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<Objective>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Constraint>,
 }
 
 impl Fingerprint {
@@ -34,6 +39,16 @@ impl Fingerprint {
     }
 
     /// Names of the params, in the space's order.
+    /// What the study asks of its trials' metrics.
+    pub fn goals(&self) -> Goals {
+        let objectives = if self.objectives.is_empty() {
+            vec![Objective { metric: self.metric.clone(), direction: self.direction }]
+        } else {
+            self.objectives.clone()
+        };
+        Goals { objectives, constraints: self.constraints.clone() }
+    }
+
     pub fn param_names(&self) -> Vec<String> {
         self.space["params"]
             .as_array()
@@ -46,7 +61,10 @@ impl Fingerprint {
 #[derive(Debug, Clone)]
 pub struct StudyConfig {
     pub name: String,
+    /// The first of `goals.objectives`: what single-objective parts (pruners, the GP, the
+    /// progress line) follow.
     pub objective: Objective,
+    pub goals: Goals,
     pub seed: u64,
     pub budget: Budget,
     pub space: Space,
@@ -67,6 +85,8 @@ impl StudyConfig {
             direction: self.objective.direction,
             seed: self.seed,
             space: self.space.canonical(),
+            objectives: if self.goals.objectives.len() > 1 { self.goals.objectives.clone() } else { Vec::new() },
+            constraints: self.goals.constraints.clone(),
         }
     }
 }

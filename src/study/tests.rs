@@ -349,3 +349,54 @@ fn bad_grids_are_located() {
         assert!(p.line > 0, "{p:?}");
     }
 }
+
+/// GOOD with `[[objectives]]` tables in place of `metric` / `direction` (they must come after
+/// the top-level keys, so they go last).
+fn with_objectives(tables: &str) -> String {
+    format!("{}\n{tables}", edit("metric = \"val_loss\"\ndirection = \"minimize\"\n", ""))
+}
+
+#[test]
+fn several_objectives_and_constraints_validate() {
+    let text = with_objectives(
+        "[[objectives]]\nmetric = \"val_acc\"\ndirection = \"maximize\"\n\n[[objectives]]\nmetric = \"n_params\"\ndirection = \"minimize\"\n",
+    )
+    .replace("seed = 3", "seed = 3\nconstraints = [\"n_params <= 2e6\", \"latency_ms <= 5\"]");
+    let c = parse(&text, Path::new(".")).unwrap();
+    let metrics: Vec<&str> = c.goals.objectives.iter().map(|o| o.metric.as_str()).collect();
+    assert_eq!(metrics, ["val_acc", "n_params"]);
+    assert_eq!(c.objective, c.goals.objectives[0]);
+    assert_eq!(c.goals.constraints[1].to_string(), "latency_ms <= 5");
+    // Both are part of what a resume must not change; a one-objective fingerprint is as before.
+    let print = serde_json::to_value(c.fingerprint()).unwrap();
+    assert_eq!(print["objectives"][1]["metric"], "n_params");
+    assert_eq!(print["constraints"][0]["bound"], 2e6);
+    let plain = serde_json::to_value(parse(GOOD, Path::new(".")).unwrap().fingerprint()).unwrap();
+    assert!(plain.get("objectives").is_none() && plain.get("constraints").is_none(), "{plain}");
+    // Constraints on a one-objective study.
+    let single = parse(&edit("seed = 3", "seed = 3\nconstraints = [\"val_acc >= 0.5\"]"), Path::new(".")).unwrap();
+    assert_eq!(single.goals.objectives.len(), 1);
+    assert!(!single.goals.is_plain());
+}
+
+#[test]
+fn bad_objectives_and_constraints_are_located() {
+    let two = "[[objectives]]\nmetric = \"a\"\ndirection = \"maximize\"\n\n[[objectives]]\nmetric = \"b\"\ndirection = \"minimize\"\n";
+    let p = one(&with_objectives(&two.replace("\"maximize\"", "\"upward\"")));
+    assert_eq!((p.key.as_str(), p.line), ("objectives.[0].direction", 51), "{p:?}");
+    let p = one(&with_objectives(&two.replace("\"b\"", "\"a\"")));
+    assert_eq!((p.key.as_str(), p.line), ("objectives.1.metric", 54), "{p:?}");
+    assert!(p.message.contains("objective 1 already"), "{}", p.message);
+    let p = one(&format!("{GOOD}\n{two}"));
+    assert_eq!(p.key, "objectives");
+    assert!(p.message.contains("not both"), "{}", p.message);
+    let p = one(&edit("direction = \"minimize\"\n", ""));
+    assert_eq!(p.key, "direction");
+    let p = one(&edit("seed = 3", "seed = 3\nconstraints = [\"n_params <= 2e6\", \"latency < 5\"]"));
+    assert_eq!((p.key.as_str(), p.line), ("constraints.1", 6), "{p:?}");
+    assert!(p.message.contains("metric <= number"), "{}", p.message);
+    let p = one(&with_objectives(two).replace("[devices]", "[sampler]\nkind = \"gp\"\n\n[devices]"));
+    assert_eq!(p.key, "sampler.kind");
+    let p = one(&with_objectives(two).replace("[devices]", "[pruner]\nkind = \"median\"\n\n[devices]"));
+    assert_eq!(p.key, "pruner.kind");
+}

@@ -5,8 +5,8 @@ use super::file::{
     StudyFile, TrialFile,
 };
 use super::{
-    ArgTemplate, Budget, Devices, ExecutorConfig, Objective, Piece, PrunerConfig, PrunerRule, SamplerConfig,
-    SlurmConfig, StudyConfig, TrialSpec, TRIAL_PLACEHOLDER,
+    ArgTemplate, Budget, Constraint, Devices, Direction, ExecutorConfig, Goals, Objective, Piece, PrunerConfig,
+    PrunerRule, SamplerConfig, SlurmConfig, StudyConfig, TrialSpec, TRIAL_PLACEHOLDER,
 };
 use crate::space::{values_equal, Condition, Distribution, Param, Params, Space, MAX_GRID};
 use serde_json::Value;
@@ -62,9 +62,7 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     } else if let Some(problem) = crate::layout::study_name_problem(raw.name.trim()) {
         check.fail(&["name"], problem);
     }
-    if raw.metric.trim().is_empty() {
-        check.fail(&["metric"], "must name the metric the worker reports");
-    }
+    let goals = goals(&mut check, &raw);
     let budget = Budget {
         trials: 1, // set below, once the space is known (a grid's size is its default)
         parallel: check.count(&["budget", "parallel"], raw.budget.parallel, 1, 1),
@@ -111,12 +109,29 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         startup_trials: check.count(&["sampler", "startup_trials"], raw.sampler.startup_trials, 10, 0),
     };
     let pruner = pruner(&mut check, &raw.pruner);
+    if goals.objectives.len() > 1 {
+        // Until they rank by several objectives (MO-ASHA, a GP per objective), they would
+        // silently follow the first one only.
+        if sampler.kind == SamplerKind::Gp {
+            check.fail(
+                &["sampler", "kind"],
+                "`gp` optimizes one objective for now: with several, use `random` or `grid`",
+            );
+        }
+        if pruner.rule != PrunerRule::None || pruner.lower.is_some() || pruner.upper.is_some() {
+            check.fail(
+                &["pruner", "kind"],
+                "pruners judge one objective for now: a study with several cannot prune yet",
+            );
+        }
+    }
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
     Ok(StudyConfig {
         name: raw.name.trim().to_string(),
-        objective: Objective { metric: raw.metric.trim().to_string(), direction: raw.direction },
+        objective: goals.objectives[0].clone(),
+        goals,
         seed: raw.seed,
         budget,
         space,
@@ -128,6 +143,60 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
         executor,
         source: text.to_string(),
     })
+}
+
+/// The objectives, as `metric`/`direction` or `[[objectives]]` tables, and the constraints.
+fn goals(check: &mut Check, raw: &StudyFile) -> Goals {
+    let direction_needed = "needs `direction = \"minimize\"` or `\"maximize\"`";
+    let objectives = match (&raw.objectives, &raw.metric, raw.direction) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            check.fail(&["objectives"], "give either `metric` and `direction` or `[[objectives]]` tables, not both");
+            Vec::new()
+        }
+        (Some(list), None, None) => {
+            if list.is_empty() {
+                check.fail(&["objectives"], "needs at least one `[[objectives]]` table");
+            }
+            let mut seen: Vec<Objective> = Vec::new();
+            for (i, o) in list.iter().enumerate() {
+                let metric = o.metric.trim();
+                let at = |key: &str| vec!["objectives".to_string(), i.to_string(), key.to_string()];
+                if metric.is_empty() {
+                    check.fail_owned(at("metric"), "must name the metric the worker reports");
+                } else if let Some(j) = seen.iter().position(|s| s.metric == metric) {
+                    check.fail_owned(at("metric"), format!("`{metric}` is objective {} already", j + 1));
+                }
+                seen.push(Objective { metric: metric.to_string(), direction: o.direction });
+            }
+            seen
+        }
+        (None, metric, direction) => {
+            let metric = metric.as_deref().map(str::trim).unwrap_or_default();
+            if metric.is_empty() {
+                check.fail(&["metric"], "must name the metric the worker reports (or use `[[objectives]]` tables)");
+            }
+            if direction.is_none() {
+                check.fail(&["direction"], direction_needed);
+            }
+            vec![Objective { metric: metric.to_string(), direction: direction.unwrap_or(Direction::Minimize) }]
+        }
+    };
+    let constraints = raw
+        .constraints
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            Constraint::parse(text).map_err(|why| check.fail_owned(vec!["constraints".into(), i.to_string()], why)).ok()
+        })
+        .collect();
+    let objectives = if objectives.is_empty() {
+        vec![Objective { metric: String::new(), direction: Direction::Minimize }]
+    // already an error
+    } else {
+        objectives
+    };
+    Goals { objectives, constraints }
 }
 
 /// `budget.trials`: required, except with the grid sampler, where it defaults to the number of

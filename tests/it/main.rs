@@ -8,6 +8,7 @@ mod control;
 mod disk;
 mod durability;
 mod failures;
+mod objectives;
 mod prune;
 mod resume;
 mod run;

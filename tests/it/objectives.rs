@@ -1,0 +1,115 @@
+//! Several objectives and constraints through the whole path: a real study whose worker reports
+//! two objectives and a constrained metric; `sweep best` names its Pareto set, `status` its size
+//! and hypervolume, `export` marks each trial; a changed objective or constraint is refused.
+
+use crate::support::*;
+use serde_json::Value;
+
+const WORKER: &str = r#"import json, sys
+p = json.loads(sys.stdin.readline())["params"]
+x, y = p["x"], p["y"]
+final = {"f1": x, "f2": (1 - x) ** 2 + y, "size": 10 * y}
+if p.get("drop_f2"):
+    del final["f2"]
+print(json.dumps({"final": final}))
+"#;
+
+fn study(name: &str, constraints: &str, extra_param: &str) -> Study {
+    let s = Study::new(
+        name,
+        &format!(
+            "seed = 5\nconstraints = [{constraints}]\n\n[budget]\ntrials = 16\nparallel = 2\n\n\
+             [params.x]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\n[params.y]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\n\
+             {extra_param}[trial]\ncommand = [\"python3\", \"obj.py\"]\n\n\
+             [[objectives]]\nmetric = \"f1\"\ndirection = \"minimize\"\n\n[[objectives]]\nmetric = \"f2\"\ndirection = \"minimize\"\n"
+        ),
+    );
+    s.write("obj.py", WORKER);
+    s
+}
+
+/// The Pareto set by the definition, independently of sweep's code: feasible complete trials
+/// no other feasible one is at least as good in both objectives and better in one.
+fn pareto_by_hand(trials: &[Value], size_limit: f64) -> Vec<u64> {
+    let points: Vec<(u64, f64, f64)> = trials
+        .iter()
+        .filter(|t| t["state"] == "complete" && t["metrics"]["size"].as_f64().unwrap() <= size_limit)
+        .map(|t| {
+            (t["number"].as_u64().unwrap(), t["metrics"]["f1"].as_f64().unwrap(), t["metrics"]["f2"].as_f64().unwrap())
+        })
+        .collect();
+    let dominated = |a: &(u64, f64, f64)| points.iter().any(|b| b.1 <= a.1 && b.2 <= a.2 && (b.1 < a.1 || b.2 < a.2));
+    points.iter().filter(|p| !dominated(p)).map(|p| p.0).collect()
+}
+
+#[test]
+fn a_two_objective_study_with_a_constraint_reports_its_pareto_set() {
+    let s = study("mo", "\"size <= 5\"", "");
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Pareto set:"), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 16);
+    let expected = pareto_by_hand(&trials, 5.0);
+    assert!(!expected.is_empty() && expected.len() < 16, "{expected:?}");
+
+    let best = text(&s.command(&["best", "mo"]).output().unwrap());
+    let listed: Vec<u64> =
+        best.lines().filter_map(|l| l.strip_prefix("trial ")?.split(':').next()?.parse().ok()).collect();
+    assert_eq!(listed, expected, "{best}");
+    assert!(best.contains("hypervolume"), "{best}");
+    let json: Value = serde_json::from_str(&text(&s.command(&["best", "mo", "--json"]).output().unwrap())).unwrap();
+    assert_eq!(json["feasible"], true);
+    assert!(json["hypervolume"].as_f64().unwrap() > 0.0, "{json}");
+    let numbers: Vec<u64> = json["trials"].as_array().unwrap().iter().map(|t| t["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, expected);
+
+    let listing = text(&s.command(&["trials", "mo"]).output().unwrap());
+    let header = listing.lines().next().unwrap_or_default();
+    assert!(header.contains("f1") && header.contains("f2"), "a column per objective: {header}");
+    let status = text(&s.command(&["status"]).output().unwrap());
+    assert!(status.contains(&format!("{} hv ", expected.len())), "{status}");
+
+    let csv = text(&s.command(&["export", "mo", "--format", "csv"]).output().unwrap());
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column =
+        |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    let (number, feasible, pareto, size) =
+        (column("number"), column("feasible"), column("pareto"), column("metric_size"));
+    for row in reader.records() {
+        let row = row.unwrap();
+        let n: u64 = row[number].parse().unwrap();
+        assert_eq!(&row[pareto] == "true", expected.contains(&n), "{row:?}");
+        assert_eq!(&row[feasible] == "true", row[size].parse::<f64>().unwrap() <= 5.0, "{row:?}");
+    }
+}
+
+#[test]
+fn changed_objectives_or_constraints_are_refused_on_resume() {
+    let s = study("mo-change", "\"size <= 5\"", "");
+    assert!(s.run().status.success());
+    let toml = std::fs::read_to_string(s.path()).unwrap();
+    let changes = [
+        (toml.replace("size <= 5", "size <= 4"), "constraints"),
+        (toml.replace("metric = \"f2\"", "metric = \"size\""), "objectives"),
+    ];
+    for (changed, what) in changes {
+        std::fs::write(s.path(), &changed).unwrap();
+        let out = s.run();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(what), "{}", text(&out));
+    }
+}
+
+#[test]
+fn a_trial_without_every_objective_fails_saying_which() {
+    let s = study("mo-missing", "", "[params.drop_f2]\nvalue = true\n\n");
+    let toml = std::fs::read_to_string(s.path()).unwrap();
+    std::fs::write(s.path(), toml.replace("trials = 16", "trials = 2")).unwrap();
+    assert!(s.run().status.success());
+    for t in s.trials() {
+        assert_eq!(t["state"], "failed");
+        assert_eq!(t["reason"], "worker did not report objective `f2`", "{t:#}");
+    }
+}
