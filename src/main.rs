@@ -591,6 +591,11 @@ async fn export(db: &Path, name: &str, format: Format, output: Option<&Path>) ->
     Ok(ExitCode::SUCCESS)
 }
 
+/// Six decimals, or a whole number as it is (a parameter count).
 fn fmt_value(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.6}"))
+    match v {
+        None => "-".into(),
+        Some(v) if v.fract() == 0.0 && v.abs() >= 1e4 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.6}"),
+    }
 }

@@ -400,3 +400,20 @@ fn bad_objectives_and_constraints_are_located() {
     let p = one(&with_objectives(two).replace("[devices]", "[pruner]\nkind = \"median\"\n\n[devices]"));
     assert_eq!(p.key, "pruner.kind");
 }
+
+/// Every study shipped in `studies/` is valid as it stands.
+#[test]
+fn the_shipped_studies_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            if let Err(e) = load(&path) {
+                panic!("{}: {e}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}

@@ -50,6 +50,9 @@ pub struct FinetuneArgs {
     pub db: Option<PathBuf>,
 }
 
+/// Passages timed one at a time for `latency_ms`.
+const LATENCY_SAMPLES: usize = 33;
+
 /// The encoder with a classification head.
 pub struct ClsModel {
     pub vars: VarMap,
@@ -97,6 +100,30 @@ impl ClsModel {
             pad: Tensor::from_vec(pad, (b, longest), &self.device)?,
             labels: Tensor::from_vec(labels, b, &self.device)?,
         })
+    }
+
+    /// Weights in the model a user would ship (encoder and head), what accuracy is traded
+    /// against in `studies/accuracy-vs-size.toml`.
+    pub fn parameter_count(&self) -> usize {
+        self.vars.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Median milliseconds to classify one passage alone (a request served at batch 1), over
+    /// up to `n` passages of `set` after one warm-up, on this trial's device and threads.
+    pub fn latency_ms(&self, set: &Encoded, len: usize, n: usize) -> Result<f64> {
+        let picked: Vec<usize> = (0..set.ids.len().min(n)).collect();
+        let mut times = Vec::with_capacity(picked.len());
+        for (k, &i) in picked.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let b = self.batch(&set.ids, &set.labels, &[i], len)?;
+            // Reading the answer back waits for the device.
+            self.logits(&b, &mut Dropout::eval())?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            if k > 0 || picked.len() == 1 {
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times.get(times.len() / 2).copied().unwrap_or(f64::NAN))
     }
 
     /// Mean loss (no smoothing) and accuracy over a whole set. Passages go in batches of
@@ -304,6 +331,7 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     }
     let every = args.common.eval_every(p.optim.steps);
     let (len, size) = (p.optim.seq_len, p.optim.batch_size);
+    let n_params = model.parameter_count();
     let (mut val_loss, mut val_acc) = (f64::NAN, f64::NAN);
     let _armed = (checkpoints.every > 0).then(super::stop::arm);
     while run.step < p.optim.steps {
@@ -326,8 +354,13 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
             if p.keep == Keep::Best && best.as_ref().is_none_or(|b| val_acc > b.val_acc) {
                 best = Some(Best { step, val_loss, val_acc, weights: Best::copy(&model.vars)? });
             }
-            let mut line =
-                json!({ "step": step, "val_loss": val_loss, "val_acc": val_acc, "train_loss": run.evaluated() });
+            let mut line = json!({
+                "step": step,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "train_loss": run.evaluated(),
+                "n_params": n_params,
+            });
             // The last step ends the run: its model is saved whole instead.
             if step < p.optim.steps && run.checkpoint(&checkpoints, &model.vars, Best::checkpointed(best.as_ref())) {
                 line["checkpoint"] = json!(true);
@@ -343,6 +376,8 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
         best.restore(&model.vars)?;
         last = json!({ "val_loss": best.val_loss, "val_acc": best.val_acc, "best_step": best.step });
     }
+    last["n_params"] = json!(n_params);
+    last["latency_ms"] = json!(model.latency_ms(&valid, len, LATENCY_SAMPLES)?);
     if let Some(test) = &test_set {
         let (test_loss, test_acc) = model.evaluate(&encode(&start.vocab, test, len, &cache)?, len, 64)?;
         last["test_loss"] = json!(test_loss);

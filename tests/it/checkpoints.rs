@@ -288,7 +288,15 @@ fn a_finetune_trial_keeping_the_best_resumes_exactly_after_kill_9() {
     assert!(out.status.success(), "{}", text(&out));
     let trials = s.trials();
     assert_resumed_exactly(&trials, &reference, "val_loss");
-    assert_eq!(trials[1]["metrics"], reference["metrics"], "best_step, test_acc and the rest");
+    // All but the measured time per passage, which is the machine's, not the model's.
+    let exact = |t: &Value| {
+        let mut m = t["metrics"].clone();
+        let latency = m.as_object_mut().unwrap().remove("latency_ms").and_then(|l| l.as_f64());
+        assert!(latency.is_some_and(|l| l > 0.0), "{t:#}");
+        m
+    };
+    assert_eq!(exact(&trials[1]), exact(&reference), "best_step, test_acc, n_params and the rest");
+    assert!(reference["metrics"]["n_params"].as_f64().unwrap() > 10_000.0, "{reference:#}");
     // The best evaluation came before the kill: its weights went through the checkpoint.
     let best = reference["metrics"]["best_step"].as_f64().expect("best_step");
     assert!(best <= trials[0]["checkpoint_step"].as_f64().unwrap(), "{reference:#}");
