@@ -13,6 +13,7 @@ pub mod front;
 pub mod gp;
 pub mod layout;
 pub mod lock;
+pub mod mofns;
 pub mod objective;
 pub mod pareto;
 pub mod protocol;

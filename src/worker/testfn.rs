@@ -9,7 +9,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TestFnArgs {
-    /// branin, hartmann6, ackley5, rosenbrock4, levy10 (ackley/rosenbrock/levy take any dimension).
+    /// branin, hartmann6, ackley5, rosenbrock4, levy10 (ackley/rosenbrock/levy take any
+    /// dimension); with several objectives zdt1, zdt2 (zdt1:10 for 10 variables), dtlz2, c2dtlz2.
     #[arg(long = "fn")]
     pub function: String,
     /// Intermediate reports before the final value (a learning curve that ends at f(x)).
@@ -25,7 +26,9 @@ pub struct TestFnArgs {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestFnError {
-    #[error("unknown test function `{0}` (known: branin, hartmann6, ackleyN, rosenbrockN, levyN)")]
+    #[error(
+        "unknown test function `{0}` (known: branin, hartmann6, ackleyN, rosenbrockN, levyN, zdt1, zdt2, dtlz2, c2dtlz2)"
+    )]
     UnknownFunction(String),
     #[error("{function} needs numeric params {expected}; got {got}")]
     MissingParam { function: String, expected: String, got: String },
@@ -34,6 +37,9 @@ pub enum TestFnError {
 }
 
 pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
+    if let Some(problem) = crate::mofns::by_name(&args.function) {
+        return run_multi(args, &problem);
+    }
     let f = testfns::by_name(&args.function).ok_or_else(|| TestFnError::UnknownFunction(args.function.clone()))?;
     let (mut channel, params) = Channel::open()?;
     let names: Vec<String> = (0..f.dims).map(|i| format!("x{i}")).collect();
@@ -53,6 +59,41 @@ pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
         }
     }
     channel.finish(&json!({ "final": { &args.metric: value } }));
+    Ok(())
+}
+
+/// A multi-objective problem: reports `f1`, `f2` (, `f3`) and, when constrained, `c` (feasible
+/// at `c <= 0`), each objective along its own learning curve.
+fn run_multi(args: &TestFnArgs, problem: &crate::mofns::MoFn) -> Result<(), TestFnError> {
+    let (mut channel, params) = Channel::open()?;
+    let names: Vec<String> = (0..problem.dims).map(|i| format!("x{i}")).collect();
+    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(serde_json::Value::as_f64)).collect();
+    let x = x.ok_or_else(|| TestFnError::MissingParam {
+        function: problem.name.to_string(),
+        expected: names.join(", "),
+        got: serde_json::Value::Object(params.clone()).to_string(),
+    })?;
+    let (values, constraint) = problem.at(&x);
+    let line = |step: Option<u32>| {
+        let mut m = serde_json::Map::new();
+        for (i, v) in values.iter().enumerate() {
+            m.insert(format!("f{}", i + 1), json!(step.map_or(*v, |s| curve(*v, s, args.steps))));
+        }
+        if let Some(c) = constraint {
+            m.insert("c".into(), json!(c));
+        }
+        m
+    };
+    for step in 1..=args.steps {
+        std::thread::sleep(Duration::from_millis(args.sleep_ms));
+        let mut report = line(Some(step));
+        report.insert("step".into(), json!(step));
+        if channel.report(&serde_json::Value::Object(report)) == Decision::Stop {
+            eprintln!("stopped at step {step} by the coordinator's decision");
+            return Ok(());
+        }
+    }
+    channel.finish(&json!({ "final": line(None) }));
     Ok(())
 }
 

@@ -113,3 +113,39 @@ fn a_trial_without_every_objective_fails_saying_which() {
         assert_eq!(t["reason"], "worker did not report objective `f2`", "{t:#}");
     }
 }
+
+/// The testfn worker's constrained three-objective problem: every trial `sweep best` lists
+/// meets the constraint, and none it leaves out that does is better in all three.
+#[test]
+fn a_constrained_three_objective_problem_lists_only_feasible_trials() {
+    let params: String = (0..12).map(|i| format!("[params.x{i}]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n")).collect();
+    let objectives: String =
+        (1..=3).map(|i| format!("[[objectives]]\nmetric = \"f{i}\"\ndirection = \"minimize\"\n")).collect();
+    let s = Study::new(
+        "c2",
+        &format!(
+            "seed = 2\nconstraints = [\"c <= 0\"]\n[budget]\ntrials = 40\nparallel = 2\n{params}\
+             [trial]\nworker = \"testfn\"\nargs = [\"--fn\", \"c2dtlz2\"]\n{objectives}"
+        ),
+    );
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let json: Value = serde_json::from_str(&text(&s.command(&["best", "c2", "--json"]).output().unwrap())).unwrap();
+    let listed = json["trials"].as_array().unwrap();
+    let trials = s.trials();
+    let f = |t: &Value| -> Vec<f64> { (1..=3).map(|i| t["metrics"][format!("f{i}")].as_f64().unwrap()).collect() };
+    if json["feasible"] == true {
+        for t in listed {
+            assert!(t["metrics"]["c"].as_f64().unwrap() <= 0.0, "{t:#}");
+            let dominated_by = |o: &Value| {
+                o["metrics"]["c"].as_f64().unwrap() <= 0.0
+                    && f(o).iter().zip(f(t)).all(|(a, b)| *a <= b)
+                    && f(o).iter().zip(f(t)).any(|(a, b)| *a < b)
+            };
+            assert!(!trials.iter().any(dominated_by), "{t:#}");
+        }
+    } else {
+        assert!(trials.iter().all(|t| t["metrics"]["c"].as_f64().unwrap() > 0.0), "none was feasible");
+    }
+    assert!(!listed.is_empty());
+}
