@@ -42,13 +42,7 @@ pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
     }
     let f = testfns::by_name(&args.function).ok_or_else(|| TestFnError::UnknownFunction(args.function.clone()))?;
     let (mut channel, params) = Channel::open()?;
-    let names: Vec<String> = (0..f.dims).map(|i| format!("x{i}")).collect();
-    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(serde_json::Value::as_f64)).collect();
-    let x = x.ok_or_else(|| TestFnError::MissingParam {
-        function: f.name.to_string(),
-        expected: names.join(", "),
-        got: serde_json::Value::Object(params.clone()).to_string(),
-    })?;
+    let x = point(&params, f.dims, f.name)?;
     let value = (f.eval)(&x);
     for step in 1..=args.steps {
         std::thread::sleep(Duration::from_millis(args.sleep_ms));
@@ -62,17 +56,22 @@ pub fn run(args: &TestFnArgs) -> Result<(), TestFnError> {
     Ok(())
 }
 
+/// The params `x0 .. x{dims-1}` as a point.
+fn point(params: &crate::space::Params, dims: usize, function: &str) -> Result<Vec<f64>, TestFnError> {
+    let names: Vec<String> = (0..dims).map(|i| format!("x{i}")).collect();
+    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(serde_json::Value::as_f64)).collect();
+    x.ok_or_else(|| TestFnError::MissingParam {
+        function: function.to_string(),
+        expected: names.join(", "),
+        got: serde_json::Value::Object(params.clone()).to_string(),
+    })
+}
+
 /// A multi-objective problem: reports `f1`, `f2` (, `f3`) and, when constrained, `c` (feasible
 /// at `c <= 0`), each objective along its own learning curve.
 fn run_multi(args: &TestFnArgs, problem: &crate::mofns::MoFn) -> Result<(), TestFnError> {
     let (mut channel, params) = Channel::open()?;
-    let names: Vec<String> = (0..problem.dims).map(|i| format!("x{i}")).collect();
-    let x: Option<Vec<f64>> = names.iter().map(|n| params.get(n).and_then(serde_json::Value::as_f64)).collect();
-    let x = x.ok_or_else(|| TestFnError::MissingParam {
-        function: problem.name.to_string(),
-        expected: names.join(", "),
-        got: serde_json::Value::Object(params.clone()).to_string(),
-    })?;
+    let x = point(&params, problem.dims, problem.name)?;
     let (values, constraint) = problem.at(&x);
     let line = |step: Option<u32>| {
         let mut m = serde_json::Map::new();
