@@ -102,6 +102,8 @@ async fn summary(state: &AppState, study: &StudyRecord) -> Result<Value, ApiErro
         "counts": counts,
         "best": best.map(|t| json!({"number": t.number, "value": t.value, "params": t.params})),
         "params": study.param_names(),
+        "objectives": study.fingerprint.goals().objectives,
+        "constraints": study.fingerprint.constraints.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "created_at_ms": study.created_at,
         "elapsed_ms": elapsed_ms,
         "eta_ms": eta_ms,
@@ -339,6 +341,45 @@ pub(crate) async fn points(State(state): State<Arc<AppState>>, Found(study): Fou
         "number": chosen.iter().map(|&i| rows[i].0).collect::<Vec<_>>(),
         "value": chosen.iter().map(|&i| rows[i].1).collect::<Vec<_>>(),
         "columns": columns,
+    })))
+}
+
+/// The study's Pareto front, for the page's card: every complete trial's objective values (a
+/// column per objective), whether it meets the constraints and whether it is in the Pareto
+/// set (`crate::front`), with the set's hypervolume and reference point.
+pub(crate) async fn front(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
+    Query::parse(q, &[])?;
+    let goals = study.fingerprint.goals();
+    let trials: Vec<Trial> = state
+        .reader
+        .complete_metrics(study.id)
+        .await?
+        .into_iter()
+        .map(|(number, metrics)| {
+            let metrics = metrics
+                .and_then(|m| serde_json::from_str::<Value>(&m).ok())
+                .and_then(|m| crate::protocol::metrics_from_json(&m));
+            Trial { metrics, ..Trial::new(number as u64, TrialState::Complete, Default::default()) }
+        })
+        .collect();
+    let front = crate::front::front(&goals, &trials);
+    let members: std::collections::BTreeSet<u64> = front.trials.iter().map(|t| t.number).collect();
+    let metric = |t: &Trial, name: &str| t.metrics.as_ref().and_then(|m| m.get(name)).copied();
+    let values: BTreeMap<&str, Vec<Option<f64>>> = goals
+        .objectives
+        .iter()
+        .map(|o| (o.metric.as_str(), trials.iter().map(|t| metric(t, &o.metric)).collect()))
+        .collect();
+    Ok(Json(json!({
+        "objectives": goals.objectives,
+        "constraints": goals.constraints.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "feasible": front.feasible,
+        "hypervolume": front.hypervolume,
+        "reference": front.reference,
+        "number": trials.iter().map(|t| t.number).collect::<Vec<_>>(),
+        "values": values,
+        "meets_constraints": trials.iter().map(|t| crate::front::feasible(&goals, t)).collect::<Vec<_>>(),
+        "pareto": trials.iter().map(|t| members.contains(&t.number)).collect::<Vec<_>>(),
     })))
 }
 

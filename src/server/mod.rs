@@ -77,6 +77,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/api/studies/{name}/curves", get(api::curves))
         .route("/api/studies/{name}/importance", get(api::importance))
         .route("/api/studies/{name}/points", get(api::points))
+        .route("/api/studies/{name}/front", get(api::front))
         .route("/api/studies/{name}/compare", get(api::compare))
         .route("/api/studies/{name}/events", get(events::stream))
         .route("/api/studies/{name}/trials/{number}/stop", post(control::stop))

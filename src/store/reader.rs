@@ -313,6 +313,16 @@ impl Reader {
         .await?)
     }
 
+    /// Number and final metrics (JSON) of each complete trial, for the Pareto front.
+    pub async fn complete_metrics(&self, study_id: i64) -> Result<Vec<(i64, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT number, metrics FROM trials WHERE study_id = ? AND state = 'complete' ORDER BY number",
+        )
+        .bind(study_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// One control command of the study.
     pub async fn command(&self, study_id: i64, id: i64) -> Result<Option<CommandStatus>> {
         let row: Option<StatusRow> = sqlx::query_as(

@@ -149,3 +149,27 @@ fn a_constrained_three_objective_problem_lists_only_feasible_trials() {
     }
     assert!(!listed.is_empty());
 }
+
+/// The page's Pareto card reads `/api/studies/NAME/front`: each complete trial's objectives, its
+/// feasibility and membership of the set, which agree with `sweep best`.
+#[test]
+fn the_api_serves_the_front_for_the_page() {
+    let s = study("mo-api", "\"size <= 5\"", "");
+    assert!(s.run().status.success());
+    let expected = pareto_by_hand(&s.trials(), 5.0);
+    let served = crate::api::serve(&s, &[]);
+    let (status, front) = crate::api::get(&served.base, "/api/studies/mo-api/front", None);
+    assert_eq!(status, 200, "{front}");
+    let numbers: Vec<u64> = front["number"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+    assert_eq!(numbers.len(), 16);
+    let on: Vec<u64> =
+        numbers.iter().zip(front["pareto"].as_array().unwrap()).filter(|(_, p)| **p == true).map(|(n, _)| *n).collect();
+    assert_eq!(on, expected);
+    assert_eq!(front["values"]["f1"].as_array().unwrap().len(), 16);
+    assert_eq!(front["constraints"][0], "size <= 5");
+    assert!(front["hypervolume"].as_f64().unwrap() > 0.0);
+    let (_, summary) = crate::api::get(&served.base, "/api/studies/mo-api", None);
+    assert_eq!(summary["objectives"][1]["metric"], "f2", "{summary}");
+    assert_eq!(crate::api::get(&served.base, "/api/studies/mo-api/front?x=1", None).0, 400);
+    assert_eq!(crate::api::get(&served.base, "/api/studies/nope/front", None).0, 404);
+}
