@@ -50,8 +50,13 @@ pub fn reports_json<'a>(reports: impl IntoIterator<Item = &'a Report>) -> Vec<Va
         .collect()
 }
 
-/// Per trial, for a study that is not plain: (feasible, in the Pareto set).
+/// Per trial with metrics, for a study that is not plain: (feasible, in the Pareto set).
 type Standing = BTreeMap<u64, (bool, bool)>;
+
+/// A trial's `feasible` (None without metrics) and `pareto`.
+fn standing_of(standing: &Standing, number: u64) -> (Option<bool>, bool) {
+    standing.get(&number).map_or((None, false), |&(f, p)| (Some(f), p))
+}
 
 fn standing(goals: &Goals, trials: &[Trial]) -> Option<Standing> {
     if goals.is_plain() {
@@ -91,7 +96,7 @@ fn trial_json(t: &Trial, reports: Option<&Vec<&Report>>, standing: Option<&Stand
         "reports": reports,
     });
     if let Some(standing) = standing {
-        let (feasible, pareto) = standing.get(&t.number).copied().map_or((None, false), |(f, p)| (Some(f), p));
+        let (feasible, pareto) = standing_of(standing, t.number);
         out["feasible"] = json!(feasible);
         out["pareto"] = json!(pareto);
     }
@@ -182,7 +187,7 @@ fn write_csv(
         }));
         row.extend(metrics.iter().map(|m| opt(t.metrics.as_ref().and_then(|x| x.get(*m)).map(ToString::to_string))));
         if let Some(standing) = standing {
-            let (feasible, pareto) = standing.get(&t.number).copied().map_or((None, false), |(f, p)| (Some(f), p));
+            let (feasible, pareto) = standing_of(standing, t.number);
             row.extend([opt(feasible.map(|f| f.to_string())), pareto.to_string()]);
         }
         let reports = Value::from(reports_json(by_trial.get(&t.number).into_iter().flatten().copied())).to_string();

@@ -41,12 +41,12 @@ pub fn front<'a>(goals: &Goals, trials: &'a [Trial]) -> Front<'a> {
         (Some(r), true) => pareto::hypervolume(&members.iter().map(|&i| pool[i].1.clone()).collect::<Vec<_>>(), r),
         _ => 0.0,
     };
-    let signs: Vec<f64> = goals.objectives.iter().map(|o| if o.better(0.0, 1.0) { 1.0 } else { -1.0 }).collect();
     Front {
         trials: members.iter().map(|&i| pool[i].0).collect(),
         feasible,
         hypervolume,
-        reference: reference.map(|r| r.iter().zip(&signs).map(|(v, s)| v * s).collect()).unwrap_or_default(),
+        // Back in the objectives' own directions.
+        reference: reference.iter().flatten().zip(&goals.objectives).map(|(v, o)| v * o.sign()).collect(),
     }
 }
 

@@ -299,21 +299,19 @@ async fn run_open(
     let summary = coordinator::run(config, store, executor.as_mut(), options).await?;
     let verb = if summary.resumed { "resumed" } else { "ran" };
     println!("study `{}` ({verb}): {}/{} trials finished", config.name, summary.finished, summary.budget);
-    let goals = &config.goals;
-    match &summary.best {
-        _ if !goals.is_plain() => {
-            let front = sweep::front::front(goals, &summary.trials);
-            let what = if front.feasible { "Pareto set" } else { "none feasible; least violating" };
-            println!("{what}: {} trial(s); `sweep best {}` lists them", front.trials.len(), config.name);
+    match (&summary.pareto, &summary.best) {
+        (Some((size, feasible)), _) => {
+            let what = if *feasible { "Pareto set" } else { "none feasible; least violating" };
+            println!("{what}: {size} trial(s); `sweep best {}` lists them", config.name);
         }
-        Some(t) => println!(
+        (None, Some(t)) => println!(
             "best: trial {} {} = {} with {}",
             t.number,
             config.objective.metric,
             fmt_value(t.value),
             serde_json::Value::Object(t.params.clone())
         ),
-        None => println!("best: none yet"),
+        (None, None) => println!("best: none yet"),
     }
     if served {
         eprintln!("the page stops with this run; `sweep --db {} serve` keeps it up", db.display());
@@ -533,11 +531,12 @@ fn best_set(name: &str, goals: &study::Goals, h: &History, json: bool) -> Result
         );
     }
     for t in &front.trials {
-        let metrics = t.metrics.clone().unwrap_or_default();
         let values: Vec<String> = goals
             .objectives
             .iter()
-            .map(|o| format!("{} = {}", o.metric, fmt_value(metrics.get(&o.metric).copied())))
+            .map(|o| {
+                format!("{} = {}", o.metric, fmt_value(t.metrics.as_ref().and_then(|m| m.get(&o.metric)).copied()))
+            })
             .collect();
         println!("trial {}: {}", t.number, values.join(", "));
         for (k, v) in &t.params {

@@ -32,6 +32,14 @@ pub struct Objective {
 }
 
 impl Objective {
+    /// 1 to minimize, -1 to maximize: a value times its sign is a value to minimize.
+    pub fn sign(&self) -> f64 {
+        match self.direction {
+            Direction::Minimize => 1.0,
+            Direction::Maximize => -1.0,
+        }
+    }
+
     /// Whether value `a` is better than `b` in this objective's direction.
     pub fn better(&self, a: f64, b: f64) -> bool {
         match self.direction {
@@ -115,7 +123,7 @@ impl Goals {
             .iter()
             .map(|o| {
                 let v = *metrics.get(&o.metric).filter(|v| v.is_finite())?;
-                Some(if o.direction == Direction::Maximize { -v } else { v })
+                Some(v * o.sign())
             })
             .collect()
     }

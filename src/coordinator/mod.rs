@@ -74,8 +74,9 @@ pub struct RunSummary {
     pub finished: usize,
     pub budget: u32,
     pub best: Option<Trial>,
-    /// Every trial as the run left them (for a study's Pareto set).
-    pub trials: Vec<Trial>,
+    /// For a study with several objectives or constraints: the size of its Pareto set, and
+    /// whether its members meet the constraints (see `crate::front`).
+    pub pareto: Option<(usize, bool)>,
 }
 
 /// A trial whose worker is out there now.
@@ -208,7 +209,10 @@ pub async fn run(
         finished,
         budget: config.budget.trials,
         best: c.history.best().cloned(),
-        trials: c.history.trials.clone(),
+        pareto: (!config.goals.is_plain()).then(|| {
+            let front = crate::front::front(&config.goals, &c.history.trials);
+            (front.trials.len(), front.feasible)
+        }),
     })
 }
 

@@ -38,7 +38,6 @@ impl Fingerprint {
         Space::from_canonical(&self.space)
     }
 
-    /// Names of the params, in the space's order.
     /// What the study asks of its trials' metrics.
     pub fn goals(&self) -> Goals {
         let objectives = if self.objectives.is_empty() {
@@ -49,6 +48,7 @@ impl Fingerprint {
         Goals { objectives, constraints: self.constraints.clone() }
     }
 
+    /// Names of the params, in the space's order.
     pub fn param_names(&self) -> Vec<String> {
         self.space["params"]
             .as_array()

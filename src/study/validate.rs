@@ -147,7 +147,6 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
 
 /// The objectives, as `metric`/`direction` or `[[objectives]]` tables, and the constraints.
 fn goals(check: &mut Check, raw: &StudyFile) -> Goals {
-    let direction_needed = "needs `direction = \"minimize\"` or `\"maximize\"`";
     let objectives = match (&raw.objectives, &raw.metric, raw.direction) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
             check.fail(&["objectives"], "give either `metric` and `direction` or `[[objectives]]` tables, not both");
@@ -176,7 +175,7 @@ fn goals(check: &mut Check, raw: &StudyFile) -> Goals {
                 check.fail(&["metric"], "must name the metric the worker reports (or use `[[objectives]]` tables)");
             }
             if direction.is_none() {
-                check.fail(&["direction"], direction_needed);
+                check.fail(&["direction"], "needs `direction = \"minimize\"` or `\"maximize\"`");
             }
             vec![Objective { metric: metric.to_string(), direction: direction.unwrap_or(Direction::Minimize) }]
         }
@@ -190,9 +189,9 @@ fn goals(check: &mut Check, raw: &StudyFile) -> Goals {
             Constraint::parse(text).map_err(|why| check.fail_owned(vec!["constraints".into(), i.to_string()], why)).ok()
         })
         .collect();
+    // With none, an error is recorded already; the placeholder keeps `objectives[0]` valid.
     let objectives = if objectives.is_empty() {
         vec![Objective { metric: String::new(), direction: Direction::Minimize }]
-    // already an error
     } else {
         objectives
     };
