@@ -1,12 +1,13 @@
 """Optuna's multi-objective samplers on the problems of `cargo bench --bench multiobjective`.
 
 Same problems (src/mofns.rs: ZDT1 and ZDT2 with 6 variables, DTLZ2 and the constrained
-C2-DTLZ2 with 3 objectives and 12 variables, every variable in [0, 1]), same fixed reference
+C2-DTLZ2 with 3 objectives and 12 variables, every variable in [0, 1], and the mixed and
+conditional `mixed`), same fixed reference
 points, same score: the hypervolume of the feasible trials so far as a fraction of the true
 front's (a dense sample of it), median [q1, q3] over the seeds at trials 50 and 100, and the
-median ms per suggestion, in the Rust bench's format.
+median ms per suggestion over the last 10 trials, in the Rust bench's format.
 
-Usage: python benches/optuna_multiobjective.py [SEEDS=10] [TRIALS=100] [SAMPLER ...]
+Usage: python benches/optuna_multiobjective.py [SEEDS=10] [TRIALS=100] [SAMPLER ...] [PROBLEM ...]
 Samplers: nsga2, tpe, gp (gp needs torch and scipy: benches/torch-venv.sh installs them).
 NSGA-II and TPE need only optuna and numpy.
 """
@@ -56,12 +57,30 @@ def c2dtlz2(x):
     return f, min(near_axis, near_centre)
 
 
+def mixed(x):
+    """x = [x0..x3, shape (0 = "a", 1 = "b"), k, x4 (nan for "a")], as src/mofns.rs's mixed."""
+    g = 1 + 9 * (x[1] + x[2] + x[3] + abs(x[5] - 3) / 7) / 4
+    if x[4] == 0:
+        return [x[0], g * (1 - math.sqrt(x[0] / g))], None
+    g += 4 * (x[6] - 0.7) ** 2
+    return [x[0], 0.6 * g * (1 - x[0] / g)], None
+
+
+def suggest_mixed(trial):
+    x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(4)]
+    shape = trial.suggest_categorical("shape", ["a", "b"])
+    k = trial.suggest_int("k", 0, 10)
+    x4 = trial.suggest_float("x4", 0.0, 1.0) if shape == "b" else float("nan")
+    return x + [0.0 if shape == "a" else 1.0, float(k), x4]
+
+
 # name, function, variables, objectives, reference point. Keep in step with src/mofns.rs.
 PROBLEMS = [
     ("zdt1", zdt1, 6, 2, [1.1, 11.0]),
     ("zdt2", zdt2, 6, 2, [1.1, 11.0]),
     ("dtlz2", dtlz2, 12, 3, [2.5, 2.5, 2.5]),
     ("c2dtlz2", c2dtlz2, 12, 3, [2.5, 2.5, 2.5]),
+    ("mixed", mixed, 7, 2, [1.1, 11.0]),
 ]
 
 
@@ -71,7 +90,11 @@ def true_front_hv(fn, dims, m, ref):
     rest = 0.0 if fn in (zdt1, zdt2) else 0.5
     points = []
     grid = [k / steps for k in range(steps + 1)]
-    if m == 2:
+    if fn is mixed:
+        for a in grid:
+            points.append(fn([a, 0, 0, 0, 0.0, 3, float("nan")]))
+            points.append(fn([a, 0, 0, 0, 1.0, 3, 0.7]))
+    elif m == 2:
         for a in grid:
             points.append(fn([a] + [rest] * (dims - 1)))
     else:
@@ -107,7 +130,10 @@ def run(problem, sampler_name, seed, trials):
     feasible, volumes, millis = [], [], []
 
     def objective(trial):
-        x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(dims)]
+        if fn is mixed:
+            x = suggest_mixed(trial)
+        else:
+            x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(dims)]
         f, c = fn(x)
         if c is not None:
             trial.set_user_attr("c", c)
@@ -139,11 +165,12 @@ def main():
     args = [a for a in sys.argv[1:]]
     seeds = int(args.pop(0)) if args and args[0].isdigit() else 10
     trials = int(args.pop(0)) if args and args[0].isdigit() else 100
-    samplers = args or ["nsga2", "tpe"]
+    picked = [a for a in args if a in {p[0] for p in PROBLEMS}]
+    samplers = [a for a in args if a not in picked] or ["nsga2", "tpe"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"optuna {optuna.__version__}; hypervolume / true front's: median [q1, q3] over {seeds} seeds; ms per suggestion")
     print(f"{'problem':<9} {'sampler':<7} {'trial 50':>24} {'trial 100':>24} {'ms':>8}")
-    for problem in PROBLEMS:
+    for problem in [p for p in PROBLEMS if not picked or p[0] in picked]:
         best = true_front_hv(problem[1], problem[2], problem[3], problem[4])
         for s in samplers:
             runs = [run(problem, s, seed, trials) for seed in range(seeds)]
@@ -152,7 +179,7 @@ def main():
                 if c <= trials:
                     q1, med, q3 = quartiles([v[c - 1] / best for v, _ in runs])
                     line += f" {med:>8.4f} [{q1:>6.4f},{q3:>6.4f}]"
-            _, ms, _ = quartiles([t for _, ms in runs for t in ms])
+            _, ms, _ = quartiles([t for _, ms in runs for t in ms[-10:]])
             print(f"{line} {ms:>8.3f}", flush=True)
 
 

@@ -1,8 +1,10 @@
 //! Multi-objective test problems with known Pareto fronts (Zitzler, Deb and Thiele 2000; Deb
 //! et al. 2002; Jain and Deb 2014), shared by the testfn worker and `benches/multiobjective.rs`.
-//! Every variable lies in [0, 1]; every objective is minimized. A constrained problem also
-//! returns its constraint value, feasible when <= 0.
+//! Every variable lies in [0, 1] (but `mixed`'s); every objective is minimized. A constrained
+//! problem also returns its constraint value, feasible when <= 0.
 
+use crate::space::{Condition, Distribution, Param, Params, Space};
+use serde_json::{json, Value};
 use std::f64::consts::FRAC_PI_2;
 
 /// Objective values, and the constraint value of a constrained problem.
@@ -16,13 +18,15 @@ pub struct MoFn {
     pub dims: usize,
     pub objectives: usize,
     pub constrained: bool,
+    /// `mixed`'s space (a categorical, an int and a conditional float) instead of `dims` floats.
+    pub mixed: bool,
     pub reference: &'static [f64],
     /// Objective values, then the constraint value when `constrained`.
     pub eval: fn(&[f64], usize) -> Evaluation,
 }
 
 /// `zdt1`, `zdt2` (6 variables; `zdt1:10` for 10), `dtlz2` (3 objectives, 12 variables),
-/// `c2dtlz2` (the same with the C2 constraint).
+/// `c2dtlz2` (the same with the C2 constraint), `mixed` (see [`mixed`]).
 pub fn by_name(name: &str) -> Option<MoFn> {
     let (base, dims) = match name.split_once(':') {
         Some((b, d)) => (b, Some(d.parse::<usize>().ok().filter(|d| (2..=100).contains(d))?)),
@@ -34,6 +38,7 @@ pub fn by_name(name: &str) -> Option<MoFn> {
             dims: dims.unwrap_or(6),
             objectives: 2,
             constrained: false,
+            mixed: false,
             reference: &[1.1, 11.0],
             eval: zdt1,
         },
@@ -42,6 +47,7 @@ pub fn by_name(name: &str) -> Option<MoFn> {
             dims: dims.unwrap_or(6),
             objectives: 2,
             constrained: false,
+            mixed: false,
             reference: &[1.1, 11.0],
             eval: zdt2,
         },
@@ -50,6 +56,7 @@ pub fn by_name(name: &str) -> Option<MoFn> {
             dims: dims.unwrap_or(12),
             objectives: 3,
             constrained: false,
+            mixed: false,
             reference: &[2.5, 2.5, 2.5],
             eval: dtlz2,
         },
@@ -58,8 +65,18 @@ pub fn by_name(name: &str) -> Option<MoFn> {
             dims: dims.unwrap_or(12),
             objectives: 3,
             constrained: true,
+            mixed: false,
             reference: &[2.5, 2.5, 2.5],
             eval: c2dtlz2,
+        },
+        "mixed" if dims.is_none() => MoFn {
+            name: "mixed",
+            dims: 7,
+            objectives: 2,
+            constrained: false,
+            mixed: true,
+            reference: &[1.1, 11.0],
+            eval: mixed,
         },
         _ => return None,
     })
@@ -67,7 +84,7 @@ pub fn by_name(name: &str) -> Option<MoFn> {
 
 /// The problems of `benches/multiobjective.rs`.
 pub fn suite() -> Vec<MoFn> {
-    ["zdt1", "zdt2", "dtlz2", "c2dtlz2"].iter().filter_map(|n| by_name(n)).collect()
+    ["zdt1", "zdt2", "dtlz2", "c2dtlz2", "mixed"].iter().filter_map(|n| by_name(n)).collect()
 }
 
 fn zdt_g(x: &[f64]) -> f64 {
@@ -116,7 +133,56 @@ pub fn c2dtlz2(x: &[f64], m: usize) -> Evaluation {
     (f, Some(near_axis.min(near_centre)))
 }
 
+/// A mixed and conditional space with a ZDT-like front made of two branches: `x0..x3` floats,
+/// `shape` "a" or "b", `k` an int in 0..=10 (best at 3), and `x4` a float only `shape` "b" has
+/// (best at 0.7). As a vector: `[x0, x1, x2, x3, shape (0 or 1), k, x4 (NaN for "a")]`. With
+/// the distance terms at their best, "a" gives `1 - sqrt(f1)` and "b" `0.6 (1 - f1)`: the true
+/// front takes "b" below f1 = 4/9 and "a" above it.
+pub fn mixed(x: &[f64], _: usize) -> Evaluation {
+    let g = 1.0 + 9.0 * (x[1] + x[2] + x[3] + (x[5] - 3.0).abs() / 7.0) / 4.0;
+    let f2 = if x[4] == 0.0 {
+        g * (1.0 - (x[0] / g).sqrt())
+    } else {
+        let g = g + 4.0 * (x[6] - 0.7).powi(2);
+        0.6 * g * (1.0 - x[0] / g)
+    };
+    (vec![x[0], f2], None)
+}
+
 impl MoFn {
+    /// The search space: floats `x0..x{dims-1}` in [0, 1], or `mixed`'s.
+    pub fn space(&self) -> Space {
+        let p =
+            |name: &str, distribution, conditions| Param { name: name.into(), distribution, conditions, grid: None };
+        let unit = || Distribution::Float { low: 0.0, high: 1.0, log: false, step: None };
+        if !self.mixed {
+            return Space { params: (0..self.dims).map(|i| p(&format!("x{i}"), unit(), vec![])).collect() };
+        }
+        let mut params: Vec<Param> = (0..4).map(|i| p(&format!("x{i}"), unit(), vec![])).collect();
+        params.push(p("shape", Distribution::Categorical { choices: vec![json!("a"), json!("b")] }, vec![]));
+        params.push(p("k", Distribution::Int { low: 0, high: 10, log: false, step: 1 }, vec![]));
+        let only_b = Condition { parent: "shape".into(), values: vec![json!("b")] };
+        params.push(p("x4", unit(), vec![only_b]));
+        Space { params }
+    }
+
+    /// The vector `eval` takes, from a trial's params; None if one is missing or of the wrong
+    /// kind.
+    pub fn point(&self, params: &Params) -> Option<Vec<f64>> {
+        let float = |name: &str| params.get(name).and_then(Value::as_f64);
+        if !self.mixed {
+            return (0..self.dims).map(|i| float(&format!("x{i}"))).collect();
+        }
+        let mut x: Vec<f64> = (0..4).map(|i| float(&format!("x{i}"))).collect::<Option<_>>()?;
+        let b = match params.get("shape").and_then(Value::as_str)? {
+            "a" => false,
+            "b" => true,
+            _ => return None,
+        };
+        x.extend([f64::from(u8::from(b)), float("k")?, if b { float("x4")? } else { f64::NAN }]);
+        Some(x)
+    }
+
     /// Objectives (and constraint) at `x`.
     pub fn at(&self, x: &[f64]) -> Evaluation {
         (self.eval)(x, self.objectives)
@@ -134,7 +200,13 @@ impl MoFn {
             *v = rest;
         }
         let grid = |k: usize| k as f64 / steps as f64;
-        if self.objectives == 2 {
+        if self.mixed {
+            for k in 0..=steps {
+                for branch in [[grid(k), 0.0, 0.0, 0.0, 0.0, 3.0, f64::NAN], [grid(k), 0.0, 0.0, 0.0, 1.0, 3.0, 0.7]] {
+                    points.push(self.at(&branch));
+                }
+            }
+        } else if self.objectives == 2 {
             for k in 0..=steps {
                 x[0] = grid(k);
                 points.push(self.at(&x));
@@ -184,6 +256,22 @@ mod tests {
     }
 
     #[test]
+    fn mixed_reads_its_space_and_takes_the_better_branch() {
+        let f = by_name("mixed").unwrap();
+        let space = f.space();
+        let a: Params =
+            serde_json::from_value(json!({"x0": 0.9, "x1": 0.0, "x2": 0.0, "x3": 0.0, "shape": "a", "k": 3})).unwrap();
+        assert!(space.complete(&a).is_ok());
+        let mut b = a.clone();
+        b.insert("shape".into(), json!("b"));
+        assert!(f.point(&b).is_none(), "b needs x4");
+        b.insert("x4".into(), json!(0.7));
+        let (fa, fb) = (f.at(&f.point(&a).unwrap()).0, f.at(&f.point(&b).unwrap()).0);
+        assert!((fa[1] - (1.0 - 0.9f64.sqrt())).abs() < 1e-12 && (fb[1] - 0.06).abs() < 1e-12, "{fa:?} {fb:?}");
+        assert!(fa[1] < fb[1], "a is better at f1 = 0.9");
+    }
+
+    #[test]
     fn the_true_hypervolumes_match_closed_forms() {
         // DTLZ2: the box 2.5^3 less the unit ball's positive eighth.
         let d = by_name("dtlz2").unwrap().front_hypervolume();
@@ -194,5 +282,13 @@ mod tests {
         let exact = 1.1 * 11.0 - 1.0 / 3.0;
         assert!((z - exact).abs() < 1e-3, "{z} vs {exact}");
         assert!(by_name("c2dtlz2").unwrap().front_hypervolume() < d);
+        // Mixed: below the lower of 1 - sqrt(f1) and 0.6 (1 - f1), which cross where
+        // sqrt(f1) = t with 0.6 t^2 - t + 0.4 = 0, t = 2/3.
+        let m = by_name("mixed").unwrap().front_hypervolume();
+        let t: f64 = 2.0 / 3.0;
+        let (c, under_b, under_a) =
+            (t * t, 0.6 * (t * t - t.powi(4) / 2.0), 1.0 - t * t - 2.0 / 3.0 * (1.0 - t.powi(3)));
+        let exact = 1.1 * 11.0 - under_b - under_a;
+        assert!((m - exact).abs() < 1e-3, "{m} vs {exact} (crossing at {c})");
     }
 }

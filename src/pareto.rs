@@ -91,6 +91,60 @@ fn volume(points: &[&[f64]], reference: &[f64]) -> f64 {
     total
 }
 
+/// One box of the region a new point would improve: `lower` (may be -inf) to `upper`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+}
+
+/// Disjoint boxes whose union is the part of the space below `reference` that no point of
+/// `points` weakly dominates: where a new point adds hypervolume. Expected hypervolume
+/// improvement sums over them. Built like `hypervolume`, by slicing along the last objective
+/// (the slab below the lowest point is open to -inf): about n cells for two objectives, at most
+/// n² for three. Points not strictly inside the reference are left out.
+pub fn improvement_cells(points: &[Vec<f64>], reference: &[f64]) -> Vec<Cell> {
+    let inside: Vec<&[f64]> = points
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|p| p.len() == reference.len() && p.iter().zip(reference).all(|(x, r)| x.is_finite() && x < r))
+        .collect();
+    let mut cells = Vec::new();
+    slice_cells(&inside, reference, &mut Vec::new(), &mut Vec::new(), &mut cells);
+    cells
+}
+
+/// Appends the cells of `points` in the first `reference.len()` objectives, each extended by
+/// the slab bounds `lower` / `upper` already chosen for the objectives after them.
+fn slice_cells(points: &[&[f64]], reference: &[f64], lower: &mut Vec<f64>, upper: &mut Vec<f64>, out: &mut Vec<Cell>) {
+    let d = reference.len();
+    let cell = |low: f64, high: f64, lower: &[f64], upper: &[f64]| Cell {
+        lower: std::iter::once(low).chain(lower.iter().rev().copied()).collect(),
+        upper: std::iter::once(high).chain(upper.iter().rev().copied()).collect(),
+    };
+    if d == 1 {
+        let top = points.iter().map(|p| p[0]).fold(reference[0], f64::min);
+        out.push(cell(f64::NEG_INFINITY, top, lower, upper));
+        return;
+    }
+    let last = d - 1;
+    let mut levels: Vec<f64> = points.iter().map(|p| p[last]).collect();
+    levels.sort_by(f64::total_cmp);
+    levels.dedup();
+    // Slab k runs from the k-th level (-inf for the first) to the next (the reference for the
+    // last); the points at or below its bottom shape it.
+    let bottoms = std::iter::once(f64::NEG_INFINITY).chain(levels.iter().copied());
+    let tops = levels.iter().copied().chain(std::iter::once(reference[last]));
+    for (bottom, top) in bottoms.zip(tops) {
+        let below: Vec<&[f64]> = points.iter().filter(|p| p[last] <= bottom).map(|p| &p[..last]).collect();
+        lower.push(bottom);
+        upper.push(top);
+        slice_cells(&below, &reference[..last], lower, upper, out);
+        lower.pop();
+        upper.pop();
+    }
+}
+
 /// A reference point for a set of points: in each objective the worst finite value, pushed
 /// out by a tenth of the range (or by 1 where all values are equal), as BoTorch infers one.
 pub fn reference_point(points: &[Vec<f64>]) -> Option<Vec<f64>> {
@@ -173,6 +227,48 @@ mod tests {
                 }
             }
             assert_eq!(hypervolume(&p, &[6.0, 6.0, 6.0]), cells as f64, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn improvement_cells_by_hand() {
+        // Two points, reference (4, 4): three slabs in y, below 1, from 1 to 3 and from 3 to 4,
+        // open to the left up to x = 4, 3 and 1.
+        let cells = improvement_cells(&pts(&[&[1.0, 3.0], &[3.0, 1.0]]), &[4.0, 4.0]);
+        let inf = f64::NEG_INFINITY;
+        let cell = |lower: [f64; 2], upper: [f64; 2]| Cell { lower: lower.to_vec(), upper: upper.to_vec() };
+        assert_eq!(
+            cells,
+            vec![cell([inf, inf], [4.0, 1.0]), cell([inf, 1.0], [3.0, 3.0]), cell([inf, 3.0], [1.0, 4.0])]
+        );
+        // Nothing yet: the whole box below the reference; one objective: below the best.
+        assert_eq!(improvement_cells(&[], &[1.0, 2.0]), vec![cell([inf, inf], [1.0, 2.0])]);
+        assert_eq!(improvement_cells(&pts(&[&[3.0], &[2.0], &[5.0]]), &[4.0])[0].upper, vec![2.0]);
+    }
+
+    #[test]
+    fn improvement_cells_fill_what_the_points_leave() {
+        // Clipped to a box [0, r], the cells are disjoint, cover exactly the non-dominated part
+        // (box volume minus hypervolume), and hold a random point iff no point dominates it.
+        let mut seed = 11u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for d in 1..=4 {
+            let r = vec![1.0; d];
+            let p: Vec<Vec<f64>> = (0..7).map(|_| (0..d).map(|_| (10.0 * next()).round() / 10.0).collect()).collect();
+            let cells = improvement_cells(&p, &r);
+            let clipped = |c: &Cell| c.lower.iter().zip(&c.upper).map(|(l, u)| u - l.max(0.0)).product::<f64>();
+            let total: f64 = cells.iter().map(clipped).sum();
+            assert!((total - (1.0 - hypervolume(&p, &r))).abs() < 1e-12, "d {d}: {total} vs {p:?}");
+            for _ in 0..300 {
+                let y: Vec<f64> = (0..d).map(|_| next()).collect();
+                let holders =
+                    cells.iter().filter(|c| y.iter().zip(&c.lower).zip(&c.upper).all(|((v, l), u)| l <= v && v < u));
+                let free = !p.iter().any(|q| q.iter().zip(&y).all(|(a, b)| a <= b));
+                assert_eq!(holders.count(), usize::from(free), "d {d}: {y:?} in {p:?}");
+            }
         }
     }
 

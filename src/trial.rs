@@ -2,7 +2,7 @@
 //! one type by which a trial changes (`Update`): the coordinator makes each update, `History`
 //! applies it in memory and the store writes it, so memory and disk cannot disagree.
 
-use crate::objective::Objective;
+use crate::objective::{Goals, Objective};
 use crate::space::Params;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -211,16 +211,27 @@ impl Trial {
 /// Every trial of a study as the coordinator knows it, in number order.
 #[derive(Debug, Clone)]
 pub struct History {
-    pub objective: Objective,
+    /// What the study optimizes; single-objective parts follow `objective()`, its first.
+    pub goals: Goals,
     pub trials: Vec<Trial>,
     /// Trials whose failure was followed by a retry; they do not count toward the budget.
     pub retried: std::collections::BTreeSet<u64>,
 }
 
 impl History {
+    /// The history of a study with one objective and no constraints.
     pub fn new(objective: Objective, trials: Vec<Trial>) -> History {
+        History::with_goals(Goals::single(objective), trials)
+    }
+
+    pub fn with_goals(goals: Goals, trials: Vec<Trial>) -> History {
         let retried = trials.iter().filter_map(|t| t.rerun_of).collect();
-        History { objective, trials, retried }
+        History { goals, trials, retried }
+    }
+
+    /// The first objective: the one pruners and the best trial follow.
+    pub fn objective(&self) -> &Objective {
+        &self.goals.objectives[0]
     }
 
     /// Finished trials that use up the budget: complete, pruned (paused ones too, until a
@@ -256,7 +267,7 @@ impl History {
     pub fn best(&self) -> Option<&Trial> {
         self.completed()
             .filter(|(_, v)| !v.is_nan())
-            .reduce(|a, b| if self.objective.better(b.1, a.1) { b } else { a })
+            .reduce(|a, b| if self.objective().better(b.1, a.1) { b } else { a })
             .map(|(t, _)| t)
     }
 
@@ -346,7 +357,7 @@ impl History {
                 if *checkpoint {
                     trial.checkpoint_step = Some(*step);
                 }
-                if let Some(&v) = metrics.get(&self.objective.metric) {
+                if let Some(&v) = metrics.get(&self.goals.objectives[0].metric) {
                     // Kept in step order; a repeated step replaces its value.
                     match trial.curve.binary_search_by_key(step, |p| p.0) {
                         Ok(i) => trial.curve[i].1 = v,

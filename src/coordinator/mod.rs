@@ -139,7 +139,7 @@ pub async fn run(
         proposing: None,
         proposals,
         pruner: crate::pruner::from_config(&config.pruner),
-        history: History::new(config.objective.clone(), trials),
+        history: History::with_goals(config.goals.clone(), trials),
         active: HashMap::new(),
         devices: DevicePool::new(&config.devices),
         progress: Progress::new(config.budget.trials, options.progress),

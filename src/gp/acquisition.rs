@@ -20,9 +20,7 @@ pub(crate) fn log_h(z: f64) -> (f64, f64) {
         let h = z * cdf + ln_phi(z).exp();
         (h.ln(), cdf / h)
     } else if z > ASYMPTOTIC_BELOW {
-        // q = Phi(z) / phi(z) (Mills ratio at t = -z), well scaled for moderate t.
-        let x = -z * FRAC_1_SQRT_2;
-        let q = 0.5 * libm::erfc(x) * (x * x).exp() * (2.0 * PI).sqrt();
+        let q = mills(z);
         let rest = 1.0 + z * q;
         (ln_phi(z) + rest.ln(), q / rest)
     } else {
@@ -35,6 +33,35 @@ pub(crate) fn log_h(z: f64) -> (f64, f64) {
         }
         let q = (1.0 - rest) / -z;
         (ln_phi(z) + rest.ln(), q / rest)
+    }
+}
+
+/// `ln Phi(z)` and its derivative `phi(z) / Phi(z)`, finite far into the lower tail (where
+/// Phi underflows): the log probability that a constraint is met.
+pub(crate) fn log_cdf(z: f64) -> (f64, f64) {
+    if z > -1.0 {
+        let cdf = 0.5 * libm::erfc(-z * FRAC_1_SQRT_2);
+        (cdf.ln(), (ln_phi(z) - cdf.ln()).exp())
+    } else {
+        let q = mills(z);
+        (ln_phi(z) + q.ln(), 1.0 / q)
+    }
+}
+
+/// The Mills ratio `Phi(z) / phi(z)` for `z <= -1`.
+fn mills(z: f64) -> f64 {
+    if z > ASYMPTOTIC_BELOW {
+        let x = -z * FRAC_1_SQRT_2;
+        0.5 * libm::erfc(x) * (x * x).exp() * (2.0 * PI).sqrt()
+    } else {
+        // (1/t) sum_{k>=0} (-1)^k (2k-1)!! / t^(2k), asymptotic in 1/t^2, t = -z.
+        let inv_t2 = 1.0 / (z * z);
+        let (mut term, mut sum) = (1.0, 1.0);
+        for k in 1..=10 {
+            term *= -((2 * k - 1) as f64) * inv_t2;
+            sum += term;
+        }
+        sum / -z
     }
 }
 
@@ -92,6 +119,21 @@ mod tests {
             assert!((lo.0 - hi.0).abs() < 1e-7 && (lo.1 - hi.1).abs() < 1e-5, "jump at {z}");
         }
         assert!(log_ei(0.0, 1e-30, 5.0).is_finite() && log_ei(5.0, 1e-30, 0.0).is_finite());
+    }
+
+    #[test]
+    fn log_cdf_is_accurate_and_smooth_into_the_tail() {
+        for i in 0..=80 {
+            let z = -30.0 + 0.5 * i as f64;
+            let (v, g) = log_cdf(z);
+            let naive = (0.5 * libm::erfc(-z * FRAC_1_SQRT_2)).ln();
+            assert!((v - naive).abs() < 1e-9 * (1.0 + naive.abs()), "z={z}: {v} vs {naive}");
+            let h = 1e-6;
+            let fd = (log_cdf(z + h).0 - log_cdf(z - h).0) / (2.0 * h);
+            assert!((fd - g).abs() < 1e-4 * (1.0 + g.abs()), "z={z}: {fd} vs {g}");
+        }
+        let (v, g) = log_cdf(-60.0);
+        assert!(v.is_finite() && (g - 60.0).abs() < 0.1, "{v} {g}");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! The objective is always minimized.
 
 mod acquisition;
+mod ehvi;
 mod encoding;
 mod fit;
+mod goals;
 mod kernel;
 mod lbfgs;
 mod linalg;
@@ -15,6 +17,7 @@ mod posterior;
 mod suggest;
 
 pub use encoding::{encoded_width, snap, Dim};
+pub use goals::{suggest_goals, ConstraintObservations, GoalObservations, GoalSuggestion};
 pub use kernel::KernelParams;
 pub use suggest::{suggest, suggest_reusing, Observations, Suggestion};
 

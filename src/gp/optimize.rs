@@ -1,4 +1,4 @@
-//! Maximizes log EI over the search space: a space-filling candidate set plus
+//! Maximizes an acquisition (log EI, log EHVI) over the search space: a space-filling candidate set plus
 //! perturbations of the best points, L-BFGS refinement of the most promising in
 //! the continuous relaxation, then snapping and an exhaustive sweep of small
 //! discrete and categorical dimensions.
@@ -34,19 +34,27 @@ const REFINE_TOL_GRAD: f64 = 1e-4;
 /// Discrete or categorical dimensions up to this size are swept level by level.
 const MAX_SWEEP_LEVELS: usize = 64;
 
+/// What the search maximizes: a log acquisition value at many points, and its negative with
+/// a gradient at one (L-BFGS minimizes).
+pub(crate) trait Acquisition {
+    fn values(&self, rows: &[f64]) -> Vec<f64>;
+
+    fn cost(&self, x: &[f64]) -> (f64, Vec<f64>);
+
+    fn value(&self, x: &[f64]) -> f64 {
+        self.values(x)[0]
+    }
+}
+
 /// Log EI of a fitted posterior against an incumbent value.
-pub(crate) struct Acquisition<'a> {
+pub(crate) struct LogEi<'a> {
     pub(crate) post: &'a Posterior,
     pub(crate) best: f64,
 }
 
-impl Acquisition<'_> {
+impl Acquisition for LogEi<'_> {
     fn values(&self, rows: &[f64]) -> Vec<f64> {
         self.post.predict_batch(rows).into_iter().map(|(m, v)| log_ei(m, v, self.best)).collect()
-    }
-
-    fn value(&self, x: &[f64]) -> f64 {
-        self.values(x)[0]
     }
 
     /// Negative log EI and its gradient, for minimization.
@@ -57,8 +65,8 @@ impl Acquisition<'_> {
     }
 }
 
-/// Returns the valid point with the highest log EI that the search finds.
-pub(crate) fn maximize(acq: &Acquisition, dims: &[Dim], incumbents: &[&[f64]], rng: &mut StdRng) -> Vec<f64> {
+/// Returns the valid point with the highest acquisition value that the search finds.
+pub(crate) fn maximize(acq: &dyn Acquisition, dims: &[Dim], incumbents: &[&[f64]], rng: &mut StdRng) -> Vec<f64> {
     let width = encoded_width(dims);
     let mut rows = sobol_points(dims, SOBOL_POINTS, rng);
     let n_sobol = rows.len() / width;
@@ -95,7 +103,7 @@ fn refine_starts(values: &[f64], n_sobol: usize) -> Vec<usize> {
 }
 
 /// L-BFGS on the continuous relaxation, then snapped to a valid point.
-fn refine(acq: &Acquisition, dims: &[Dim], x0: Vec<f64>) -> Vec<f64> {
+fn refine(acq: &dyn Acquisition, dims: &[Dim], x0: Vec<f64>) -> Vec<f64> {
     let (lo, hi) = (vec![0.0; x0.len()], vec![1.0; x0.len()]);
     let (u, _) = super::lbfgs::minimize_in_box(|x| acq.cost(x), &x0, &lo, &hi, REFINE_EVALS, REFINE_TOL_GRAD);
     if u.is_empty() {
@@ -106,7 +114,7 @@ fn refine(acq: &Acquisition, dims: &[Dim], x0: Vec<f64>) -> Vec<f64> {
 
 /// Tries every level of each small discrete or categorical dimension in turn,
 /// keeping the others fixed, so rounding never leaves a better level untried.
-fn sweep_levels(acq: &Acquisition, dims: &[Dim], mut x: Vec<f64>) -> Vec<f64> {
+fn sweep_levels(acq: &dyn Acquisition, dims: &[Dim], mut x: Vec<f64>) -> Vec<f64> {
     let width = x.len();
     for (dim, range) in dims.iter().zip(column_ranges(dims)) {
         let Some(k) = dim.cardinality().filter(|k| *k <= MAX_SWEEP_LEVELS) else { continue };

@@ -80,7 +80,7 @@ fn standing(
     history: &History,
     competes: &dyn Fn(&Trial) -> bool,
 ) -> Standing {
-    let objective = &history.objective;
+    let objective = &history.objective();
     let others: Vec<f64> = history
         .trials
         .iter()
@@ -105,7 +105,7 @@ pub(crate) fn halving(
 ) -> Verdict {
     let Some((step, _)) = fresh_point(trial) else { return Verdict::Continue };
     let before = trial.curve[..trial.curve.len() - 1].iter().map(|p| p.0).max().unwrap_or(i64::MIN);
-    let own = best_of(&history.objective, trial.curve.iter().map(|p| p.1));
+    let own = best_of(history.objective(), trial.curve.iter().map(|p| p.1));
     for (k, rung) in rungs.steps(step).into_iter().enumerate() {
         if rung <= before || rung > step {
             continue; // decided at an earlier report, or not reached yet
@@ -134,14 +134,14 @@ pub(crate) fn promotable(
         let (Some(rungs), Some(step)) = (ladder(t), t.last_step) else { continue };
         // It paused at the last rung its reports reached.
         let Some(&rung) = rungs.steps(step).iter().rfind(|&&r| r <= step) else { continue };
-        let Some(own) = value_at(&history.objective, &t.curve, rung) else { continue };
+        let Some(own) = value_at(history.objective(), &t.curve, rung) else { continue };
         let at = standing(&rungs, rung, own, t, history, &|other| competes(t, other));
         if at.rank <= at.keep {
             ready.push((at.own, t.number));
         }
     }
     ready.sort_by(|a, b| {
-        let order = |x: f64, y: f64| ahead(&history.objective, x, y);
+        let order = |x: f64, y: f64| ahead(history.objective(), x, y);
         if order(a.0, b.0) {
             std::cmp::Ordering::Less
         } else if order(b.0, a.0) {

@@ -69,7 +69,7 @@ fn decisions_are_a_pure_function_of_the_history() {
             assert_eq!(a.decide(&h.trials[30], &h), first, "{text}: step {steps}, asked twice");
             assert_eq!(b.decide(&h.trials[30], &h), first, "{text}: step {steps}, another pruner");
             // A history rebuilt from the stored trials (as after a restart) decides the same.
-            let rebuilt = History::new(h.objective.clone(), h.trials.clone());
+            let rebuilt = History::with_goals(h.goals.clone(), h.trials.clone());
             assert_eq!(b.decide(&rebuilt.trials[30], &rebuilt), first, "{text}: step {steps}, rebuilt");
         }
     }

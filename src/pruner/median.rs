@@ -21,7 +21,7 @@ impl Pruner for Percentile {
         if step < self.warmup_steps {
             return Verdict::Continue;
         }
-        let objective = &history.objective;
+        let objective = &history.objective();
         let mut others: Vec<f64> = history
             .trials
             .iter()

@@ -37,7 +37,7 @@ pub fn reports_without_improvement(objective: &Objective, curve: &[(i64, f64)]) 
 
 impl Pruner for Patience {
     fn decide(&self, trial: &Trial, history: &History) -> Verdict {
-        let since = || reports_without_improvement(&history.objective, &trial.curve);
+        let since = || reports_without_improvement(history.objective(), &trial.curve);
         let note = |reason: String, since: usize| {
             format!("{reason}; no improvement for {since} reports (patience {})", self.patience)
         };

@@ -58,7 +58,7 @@ pub(super) fn every_level(history: &History) -> Modelled {
     let full = history.trials.iter().flat_map(|t| t.curve.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
     let ladder = ladder(full);
     let resource = |step: i64| (step as f64).ln() / (full as f64).ln();
-    let objective = &history.objective;
+    let objective = &history.objective();
     let mut rows = Vec::new();
     for (i, t) in history.trials.iter().enumerate() {
         match t.state {

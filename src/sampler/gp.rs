@@ -1,5 +1,6 @@
 //! Gaussian-process Bayesian optimization over a study's space: an adapter that encodes params
-//! into the unit cube the GP in `crate::gp` works on, and decodes its suggestion.
+//! into the unit cube the GP in `crate::gp` works on, and decodes its suggestion. Studies with
+//! several objectives or constraints go to `gp_goals.rs`.
 //!
 //! Treatments (documented for users in the README):
 //! - Float and int params take one column through `Distribution::to_unit` (log space for log
@@ -30,7 +31,7 @@ use serde_json::{json, Value};
 
 /// The kernel is refitted when the number of observations is a multiple of this, and reused
 /// from the latest trial's state in between: the fit is most of a suggestion's cost.
-const REFIT_EVERY: usize = 3;
+pub(super) const REFIT_EVERY: usize = 3;
 
 /// Largest grid encoded as a discrete column; finer grids are continuous and rounded.
 const MAX_LEVELS: usize = 256;
@@ -51,9 +52,12 @@ impl GpSampler {
 
 impl Sampler for GpSampler {
     fn propose(&self, space: &Space, history: &History, rng: &mut StdRng) -> Proposal {
+        if !history.goals.is_plain() {
+            return super::gp_goals::propose(self, space, history, rng);
+        }
         let random = |rng: &mut StdRng| Proposal { params: space.sample(rng), state: None };
         let layout = Layout::new(space);
-        let sign = if history.objective.better(0.0, 1.0) { 1.0 } else { -1.0 };
+        let sign = if history.objective().better(0.0, 1.0) { 1.0 } else { -1.0 };
         let modelled =
             if self.multi_fidelity { fidelity::every_level(history) } else { fidelity::last_values(history) };
         let width = gp::encoded_width(&layout.dims);
@@ -101,21 +105,21 @@ impl Sampler for GpSampler {
 }
 
 /// Which encoded columns belong to which param.
-struct Layout {
+pub(super) struct Layout {
     /// (index into `space.params`, its dimension), for every param the GP models.
     columns: Vec<(usize, Dim)>,
-    dims: Vec<Dim>,
+    pub(super) dims: Vec<Dim>,
 }
 
 impl Layout {
-    fn new(space: &Space) -> Layout {
+    pub(super) fn new(space: &Space) -> Layout {
         let columns: Vec<(usize, Dim)> =
             space.params.iter().enumerate().filter_map(|(i, p)| dim_of(&p.distribution).map(|d| (i, d))).collect();
         let dims = columns.iter().map(|(_, d)| d.clone()).collect();
         Layout { columns, dims }
     }
 
-    fn encode(&self, space: &Space, params: &Params) -> Vec<f64> {
+    pub(super) fn encode(&self, space: &Space, params: &Params) -> Vec<f64> {
         let mut x = Vec::with_capacity(gp::encoded_width(&self.dims));
         for (i, dim) in &self.columns {
             let param = &space.params[*i];
@@ -133,7 +137,7 @@ impl Layout {
     }
 
     /// The params at encoded point `x`: parents first, inactive params left out.
-    fn decode(&self, space: &Space, x: &[f64]) -> Params {
+    pub(super) fn decode(&self, space: &Space, x: &[f64]) -> Params {
         let mut offset = 0;
         let mut columns = std::collections::HashMap::new();
         for (i, dim) in &self.columns {
@@ -189,11 +193,11 @@ fn dim_of(d: &Distribution) -> Option<Dim> {
     }
 }
 
-fn kernel_to_json(k: &KernelParams) -> Value {
+pub(super) fn kernel_to_json(k: &KernelParams) -> Value {
     json!({ "lengthscales": k.lengthscales, "signal_var": k.signal_var, "noise_var": k.noise_var, "log_warp": k.log_warp })
 }
 
-fn kernel_from_json(v: &Value) -> Option<KernelParams> {
+pub(super) fn kernel_from_json(v: &Value) -> Option<KernelParams> {
     let lengthscales = v["lengthscales"].as_array()?.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>()?;
     let k = KernelParams {
         lengthscales,

@@ -7,6 +7,7 @@
 mod conformance;
 mod fidelity;
 mod gp;
+mod gp_goals;
 mod grid;
 mod random;
 

@@ -395,8 +395,8 @@ fn bad_objectives_and_constraints_are_located() {
     let p = one(&edit("seed = 3", "seed = 3\nconstraints = [\"n_params <= 2e6\", \"latency < 5\"]"));
     assert_eq!((p.key.as_str(), p.line), ("constraints.1", 6), "{p:?}");
     assert!(p.message.contains("metric <= number"), "{}", p.message);
-    let p = one(&with_objectives(two).replace("[devices]", "[sampler]\nkind = \"gp\"\n\n[devices]"));
-    assert_eq!(p.key, "sampler.kind");
+    let gp = with_objectives(two).replace("[devices]", "[sampler]\nkind = \"gp\"\n\n[devices]");
+    assert_eq!(parse(&gp, Path::new(".")).unwrap().sampler.kind, SamplerKind::Gp, "a GP per objective");
     let p = one(&with_objectives(two).replace("[devices]", "[pruner]\nkind = \"median\"\n\n[devices]"));
     assert_eq!(p.key, "pruner.kind");
 }

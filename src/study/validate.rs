@@ -110,14 +110,8 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     };
     let pruner = pruner(&mut check, &raw.pruner);
     if goals.objectives.len() > 1 {
-        // Until they rank by several objectives (MO-ASHA, a GP per objective), they would
-        // silently follow the first one only.
-        if sampler.kind == SamplerKind::Gp {
-            check.fail(
-                &["sampler", "kind"],
-                "`gp` optimizes one objective for now: with several, use `random` or `grid`",
-            );
-        }
+        // Until they rank by several objectives (MO-ASHA), they would silently follow the
+        // first one only.
         if pruner.rule != PrunerRule::None || pruner.lower.is_some() || pruner.upper.is_some() {
             check.fail(
                 &["pruner", "kind"],

@@ -27,7 +27,7 @@ pub struct TestFnArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum TestFnError {
     #[error(
-        "unknown test function `{0}` (known: branin, hartmann6, ackleyN, rosenbrockN, levyN, zdt1, zdt2, dtlz2, c2dtlz2)"
+        "unknown test function `{0}` (known: branin, hartmann6, ackleyN, rosenbrockN, levyN, zdt1, zdt2, dtlz2, c2dtlz2, mixed)"
     )]
     UnknownFunction(String),
     #[error("{function} needs numeric params {expected}; got {got}")]
@@ -71,7 +71,11 @@ fn point(params: &crate::space::Params, dims: usize, function: &str) -> Result<V
 /// at `c <= 0`), each objective along its own learning curve.
 fn run_multi(args: &TestFnArgs, problem: &crate::mofns::MoFn) -> Result<(), TestFnError> {
     let (mut channel, params) = Channel::open()?;
-    let x = point(&params, problem.dims, problem.name)?;
+    let x = problem.point(&params).ok_or_else(|| TestFnError::MissingParam {
+        function: problem.name.to_string(),
+        expected: problem.space().params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+        got: serde_json::Value::Object(params.clone()).to_string(),
+    })?;
     let (values, constraint) = problem.at(&x);
     let line = |step: Option<u32>| {
         let mut m = serde_json::Map::new();

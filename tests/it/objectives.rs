@@ -173,3 +173,52 @@ fn the_api_serves_the_front_for_the_page() {
     assert_eq!(crate::api::get(&served.base, "/api/studies/mo-api/front?x=1", None).0, 400);
     assert_eq!(crate::api::get(&served.base, "/api/studies/nope/front", None).0, 404);
 }
+
+/// The GP with two objectives over a mixed and conditional space (the testfn worker's `mixed`):
+/// its proposals come from its models (kernels in each trial's state, no fallback), and a
+/// coordinator killed with -9 twice and resumed tries exactly the configurations, with the same
+/// values, of an uninterrupted run.
+#[test]
+fn the_multi_objective_gp_resumes_after_kill_9_as_if_never_stopped() {
+    let text = |sleep_ms: u32| {
+        format!(
+            "seed = 4\n[budget]\ntrials = 14\n[sampler]\nkind = \"gp\"\nstartup_trials = 5\n\
+             [params.x0]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[params.x1]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\
+             [params.x2]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n[params.x3]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n\
+             [params.shape]\nchoices = [\"a\", \"b\"]\n[params.k]\ntype = \"int\"\nlow = 0\nhigh = 10\n\
+             [params.x4]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\nwhen = {{ shape = \"b\" }}\n\
+             [trial]\nworker = \"testfn\"\nargs = [\"--fn\", \"mixed\", \"--steps\", \"3\", \"--sleep-ms\", \"{sleep_ms}\"]\n\
+             grace = \"300ms\"\n\
+             [[objectives]]\nmetric = \"f1\"\ndirection = \"minimize\"\n[[objectives]]\nmetric = \"f2\"\ndirection = \"minimize\"\n"
+        )
+    };
+    let s = Study::new("mo-gp", &text(60));
+    for finished in [3, 8] {
+        let mut child = s.spawn();
+        let limit = std::time::Duration::from_secs(60);
+        wait_for("trials to finish", limit, || s.try_trials().is_ok_and(|t| counted(&t) >= finished));
+        kill9(&mut child);
+    }
+    let out = s.run();
+    assert!(out.status.success(), "{}", crate::support::text(&out));
+    let whole = Study::new("mo-gp", &text(0));
+    assert!(whole.run().status.success());
+    let outcomes = |s: &Study| {
+        let mut v: Vec<String> = s
+            .in_state("complete")
+            .iter()
+            .map(|t| format!("{} -> {} {}", t["params"], t["metrics"]["f1"], t["metrics"]["f2"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(outcomes(&s), outcomes(&whole));
+    assert_eq!(outcomes(&whole).len(), 14);
+    let server = crate::api::serve(&whole, &[]);
+    for number in 5..14 {
+        let (code, t) = crate::api::get(&server.base, &format!("/api/studies/mo-gp/trials/{number}"), None);
+        assert_eq!(code, 200, "{t}");
+        let state = &t["sampler_state"];
+        assert!(state["models"].as_array().is_some_and(|m| m.len() == 2), "trial {number}: {state}");
+    }
+}
