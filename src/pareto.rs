@@ -91,6 +91,45 @@ fn volume(points: &[&[f64]], reference: &[f64]) -> f64 {
     total
 }
 
+/// `points` from most to least promising, for promoting several objectives at a rung (MO-ASHA,
+/// Schmucker et al. 2021): front by front of non-dominated sorting, and within a front by
+/// NSGA-II's crowding distance (each objective's extremes first, then the points in the
+/// sparsest parts of the front), ties by index.
+pub fn promotion_order(points: &[Vec<f64>]) -> Vec<usize> {
+    let mut order = Vec::with_capacity(points.len());
+    for front in fronts(points) {
+        let crowding = crowding_distances(points, &front);
+        let mut ranked: Vec<(usize, f64)> = front.into_iter().zip(crowding).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        order.extend(ranked.into_iter().map(|(i, _)| i));
+    }
+    order
+}
+
+/// NSGA-II's crowding distance of each point of `front` among the others: the sum over
+/// objectives of the gap between its neighbours, relative to the front's range (infinite at
+/// an extreme). Non-finite values count as no gap.
+fn crowding_distances(points: &[Vec<f64>], front: &[usize]) -> Vec<f64> {
+    let mut distance = vec![0.0; front.len()];
+    let objectives = front.first().map_or(0, |&i| points[i].len());
+    let columns: Vec<Vec<f64>> = (0..objectives).map(|j| front.iter().map(|&i| points[i][j]).collect()).collect();
+    for column in &columns {
+        let mut by: Vec<usize> = (0..front.len()).collect();
+        by.sort_by(|&a, &b| column[a].total_cmp(&column[b]).then(a.cmp(&b)));
+        let value = |k: usize| column[by[k]];
+        let range = value(by.len() - 1) - value(0);
+        distance[by[0]] = f64::INFINITY;
+        distance[by[by.len() - 1]] = f64::INFINITY;
+        for k in 1..by.len().saturating_sub(1) {
+            let gap = (value(k + 1) - value(k - 1)) / range;
+            if gap.is_finite() {
+                distance[by[k]] += gap;
+            }
+        }
+    }
+    distance
+}
+
 /// One box of the region a new point would improve: `lower` (may be -inf) to `upper`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cell {
@@ -228,6 +267,18 @@ mod tests {
             }
             assert_eq!(hypervolume(&p, &[6.0, 6.0, 6.0]), cells as f64, "{p:?}");
         }
+    }
+
+    #[test]
+    fn promotion_goes_front_by_front_extremes_and_sparse_parts_first() {
+        // Front: 0 (1, 9), 1 (2, 5), 2 (2.5, 4.5), 3 (9, 1); behind it 4 (3, 6), then 5 (NaN).
+        let p = pts(&[&[1.0, 9.0], &[2.0, 5.0], &[2.5, 4.5], &[9.0, 1.0], &[3.0, 6.0], &[f64::NAN, 0.0]]);
+        // Extremes 0 and 3 first; of the interior, 2 has the wider gap between its neighbours
+        // ((9 - 2) / 8 + (5 - 1) / 8 against (2.5 - 1) / 8 + (9 - 4.5) / 8).
+        assert_eq!(promotion_order(&p), vec![0, 3, 2, 1, 4, 5]);
+        assert_eq!(promotion_order(&[]), Vec::<usize>::new());
+        // Duplicates keep their input order.
+        assert_eq!(promotion_order(&pts(&[&[1.0, 1.0], &[1.0, 1.0]])), vec![0, 1]);
     }
 
     #[test]
