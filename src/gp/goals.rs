@@ -16,7 +16,7 @@ use super::fit::fit_params;
 use super::kernel::KernelParams;
 use super::optimize::{maximize, Acquisition};
 use super::posterior::Posterior;
-use super::suggest::{validate, Observations, Scaling};
+use super::suggest::{standardize, validate, Observations};
 use super::GpError;
 use crate::pareto;
 use rand::rngs::StdRng;
@@ -59,10 +59,19 @@ pub struct GoalSuggestion {
     pub kernels: Vec<Option<KernelParams>>,
 }
 
-/// One output's model on the GP's scale, with pending points believed at their means.
+/// One output's model on the GP's scale (its values standardized by `mean` and `sd`), with
+/// pending points believed at their means.
 struct Model {
     post: Posterior,
-    scaling: Scaling,
+    mean: f64,
+    sd: f64,
+}
+
+impl Model {
+    /// Value `v` on the model's scale (a constraint's bound).
+    fn scale(&self, v: f64) -> f64 {
+        (v - self.mean) / self.sd
+    }
 }
 
 /// Suggests the next point. `kernels` are the previous suggestion's (in the same order): the
@@ -76,6 +85,12 @@ pub fn suggest_goals(
     rng: &mut StdRng,
 ) -> Result<GoalSuggestion, GpError> {
     let d = encoded_width(dims);
+    if obs.objectives.is_empty() {
+        return Err(GpError::NoObservations);
+    }
+    if obs.feasible.len() != obs.x.len() {
+        return Err(GpError::LengthMismatch { x: obs.x.len(), y: obs.feasible.len() });
+    }
     // Every objective at `x`, then each constraint at its own points: the order of `kernels`.
     let outputs =
         obs.objectives.iter().map(|y| (obs.x, y.as_slice())).chain(obs.constraints.iter().map(|c| (c.x, c.y)));
@@ -90,16 +105,13 @@ pub fn suggest_goals(
         let warm = kernels.get(k).and_then(Option::as_ref).filter(|w| w.lengthscales.len() == d);
         models.push(Some(model(d, x, y, warm, refit, obs.pending, rng)?));
     }
-    if obs.feasible.len() != obs.x.len() {
-        return Err(GpError::LengthMismatch { x: obs.x.len(), y: obs.feasible.len() });
-    }
     let m = obs.objectives.len();
     let (objectives, constraints) = models.split_at(m);
     let objectives: Vec<&Model> = objectives.iter().flatten().collect();
     let constraints: Vec<(&Model, f64)> = constraints
         .iter()
         .zip(obs.constraints)
-        .filter_map(|(model, c)| model.as_ref().map(|model| (model, model.scaling.apply(c.bound))))
+        .filter_map(|(model, c)| model.as_ref().map(|model| (model, model.scale(c.bound))))
         .collect();
 
     // The front: posterior means at the feasible observed points, and at the pending points
@@ -173,7 +185,10 @@ fn model(
     // it; the warped constraint model misplaced C2-DTLZ2's feasible region. At trial 100, warped
     // against plain: DTLZ2 0.84 against 0.89 of the true front's hypervolume, C2-DTLZ2 0.65
     // against 0.82 (benches/RESULTS.md).
-    let (scaling, z, _) = Scaling::fit(y, false)?;
+    let (z, mean, sd) = standardize(y);
+    if z.iter().any(|v| !v.is_finite()) {
+        return Err(GpError::NonFinite("the standardized values (their spread overflows)"));
+    }
     let params = match warm {
         Some(w) if !refit && !w.log_warp => w.clone(),
         _ => KernelParams { log_warp: false, ..fit_params(&flat, d, &z, warm.filter(|w| !w.log_warp), rng).0 },
@@ -184,7 +199,7 @@ fn model(
         let believed = post.predict_means(&rows);
         post = Posterior::new([flat, rows].concat(), d, &[z, believed].concat(), params)?;
     }
-    Ok(Model { post, scaling })
+    Ok(Model { post, mean, sd })
 }
 
 /// The observed points whose predicted constraint values exceed their bounds least (summed on
@@ -356,7 +371,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let fit = |y: &[f64]| model(d, &x, y, None, true, &[], &mut StdRng::seed_from_u64(8)).unwrap();
         let (a, b, k) = (fit(&objectives[0]), fit(&objectives[1]), fit(&c));
-        let bound = k.scaling.apply(0.7);
+        let bound = k.scale(0.7);
         let objectives = [&a, &b];
         let constraints = [(&k, bound)];
         let front = vec![vec![-0.5, 0.2], vec![0.1, -0.4]];

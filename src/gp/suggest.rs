@@ -49,34 +49,22 @@ pub fn suggest(
     let d = encoded_width(dims);
     validate(d, obs)?;
     let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
-    let (_, y, params) = fit_output(&x, d, obs.y, warm_start, rng)?;
-    suggest_with(dims, obs, x, y, params, rng)
-}
-
-/// Fits one output's model: two candidates, y as it is and log-warped, each fitted; the one
-/// under which the observed y are more probable wins (its log posterior per point plus the log
-/// Jacobian of its transform). The warp tames heavy tails (rosenbrock) but stretches noise near
-/// the minimum: on noisy objectives the plain model wins. Returns the scaling, the scaled values
-/// and the kernel.
-pub(crate) fn fit_output(
-    x: &[f64],
-    d: usize,
-    y: &[f64],
-    warm_start: Option<&KernelParams>,
-    rng: &mut StdRng,
-) -> Result<(Scaling, Vec<f64>, KernelParams), GpError> {
-    let mut chosen: Option<(Scaling, Vec<f64>, KernelParams, f64)> = None;
+    // Two models, y as it is and log-warped, each fitted; the one under which the observed y
+    // are more probable wins (its log posterior per point plus the log Jacobian of its
+    // transform). The warp tames heavy tails (rosenbrock) but stretches noise near the
+    // minimum: on noisy objectives the plain model wins.
+    let mut chosen: Option<(Vec<f64>, KernelParams, f64)> = None;
     for log_warp in [true, false] {
-        let (scaling, z, log_jacobian) = Scaling::fit(y, log_warp)?;
-        let (mut params, log_post) = fit_params(x, d, &z, warm_start, rng);
+        let (y, log_jacobian) = scaled(obs.y, log_warp)?;
+        let (mut params, log_post) = fit_params(&x, d, &y, warm_start, rng);
         params.log_warp = log_warp;
-        let score = log_post + log_jacobian / y.len() as f64;
-        if chosen.as_ref().is_none_or(|c| score > c.3) {
-            chosen = Some((scaling, z, params, score));
+        let score = log_post + log_jacobian / obs.y.len() as f64;
+        if chosen.as_ref().is_none_or(|c| score > c.2) {
+            chosen = Some((y, params, score));
         }
     }
-    let (scaling, z, params, _) = chosen.expect("two candidates");
-    Ok((scaling, z, params))
+    let (y, params, _) = chosen.expect("two candidates");
+    suggest_with(dims, obs, x, y, params, rng)
 }
 
 /// Like [`suggest`], but with given kernel parameters instead of a fit: a model-based caller
@@ -98,7 +86,7 @@ pub fn suggest_reusing(
         });
     }
     let x: Vec<f64> = obs.x.iter().flatten().copied().collect();
-    let (_, y, _) = Scaling::fit(obs.y, params.log_warp)?;
+    let (y, _) = scaled(obs.y, params.log_warp)?;
     suggest_with(dims, obs, x, y, params.clone(), rng)
 }
 
@@ -153,57 +141,36 @@ pub(super) fn validate(d: usize, obs: &Observations) -> Result<(), GpError> {
     Ok(())
 }
 
-/// How values were transformed for a model: log-warped if asked (`ln(1 + (y - lo) / s)`),
-/// then standardized. Kept so a bound on the values (a constraint's) maps the same way.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Scaling {
-    warp: Option<(f64, f64)>,
-    mean: f64,
-    sd: f64,
+/// The values the model fits: standardized, after the log warp if asked, and the log of the
+/// transform's Jacobian, `sum ln |dz_i / dy_i|`. Finite values can still overflow on the way (a
+/// spread beyond f64's range): that is an error, not a fit on NaN.
+fn scaled(y: &[f64], log_warp: bool) -> Result<(Vec<f64>, f64), GpError> {
+    let (warped, warp_jacobian) = if log_warp { warp(y) } else { (y.to_vec(), 0.0) };
+    let (z, _, sd) = standardize(&warped);
+    let log_jacobian = warp_jacobian - y.len() as f64 * sd.ln();
+    if z.iter().any(|v| !v.is_finite()) || !log_jacobian.is_finite() {
+        return Err(GpError::NonFinite("the scaled objective values (their spread overflows)"));
+    }
+    Ok((z, log_jacobian))
 }
 
-impl Scaling {
-    /// The values the model fits, the scaling, and the log of the transform's Jacobian,
-    /// `sum ln |dz_i / dy_i|`. Finite values can still overflow on the way (a spread beyond
-    /// f64's range): that is an error, not a fit on NaN.
-    pub(crate) fn fit(y: &[f64], log_warp: bool) -> Result<(Scaling, Vec<f64>, f64), GpError> {
-        let (warped, warp_jacobian, warp) = if log_warp { warp(y) } else { (y.to_vec(), 0.0, None) };
-        let (z, mean, sd) = standardize(&warped);
-        let log_jacobian = warp_jacobian - y.len() as f64 * sd.ln();
-        if z.iter().any(|v| !v.is_finite()) || !log_jacobian.is_finite() {
-            return Err(GpError::NonFinite("the scaled objective values (their spread overflows)"));
-        }
-        Ok((Scaling { warp, mean, sd }, z, log_jacobian))
-    }
-
-    /// Where value `v` lands on the model's scale (NaN or -inf below the warp's domain).
-    pub(crate) fn apply(&self, v: f64) -> f64 {
-        let w = match self.warp {
-            Some((lo, s)) => (1.0 + (v - lo) / s).ln(),
-            None => v,
-        };
-        (w - self.mean) / self.sd
-    }
-}
-
-/// Maps y to `ln(1 + (y - min) / s)`, with `s` the median gap above the minimum, and returns
-/// the log Jacobian and `(min, s)`.
+/// Maps y to `ln(1 + (y - min) / s)`, with `s` the median gap above the minimum.
 ///
 /// Monotone, so the ranking of points is kept, and nearly linear just above the
 /// minimum; but it compresses the upper tail, which on heavy-tailed objectives
 /// (rosenbrock spans six decades) would otherwise dominate the fit and squash
 /// every good point to the same standardized value. Took rosenbrock4 from ~450
 /// to ~10 regret at trial 50; a stronger warp (`s / 10`) ruined ackley5.
-fn warp(y: &[f64]) -> (Vec<f64>, f64, Option<(f64, f64)>) {
+fn warp(y: &[f64]) -> (Vec<f64>, f64) {
     let lo = y.iter().copied().fold(f64::INFINITY, f64::min);
     let mut gaps: Vec<f64> = y.iter().map(|v| v - lo).collect();
     gaps.sort_by(f64::total_cmp);
     let s = gaps[gaps.len() / 2];
     if s > 0.0 {
         let warped = y.iter().map(|v| (1.0 + (v - lo) / s).ln()).collect();
-        (warped, -y.iter().map(|v| (s + v - lo).ln()).sum::<f64>(), Some((lo, s)))
+        (warped, -y.iter().map(|v| (s + v - lo).ln()).sum::<f64>())
     } else {
-        (y.to_vec(), 0.0, None)
+        (y.to_vec(), 0.0)
     }
 }
 
@@ -299,7 +266,7 @@ mod tests {
     #[test]
     fn warp_keeps_order_and_tames_the_tail() {
         let y = [3.0, 1.0, 2.0, 1e6, 1.5];
-        let (w, _, _) = warp(&y);
+        let (w, _) = warp(&y);
         for i in 0..y.len() {
             for j in 0..y.len() {
                 assert_eq!(y[i] < y[j], w[i] < w[j]);

@@ -19,18 +19,19 @@ use serde_json::{json, Value};
 pub(super) fn propose(sampler: &GpSampler, space: &Space, history: &History, rng: &mut StdRng) -> Proposal {
     let goals = &history.goals;
     let layout = Layout::new(space);
+    // Complete trials with their metrics and encoded params, encoded once for every model.
     let complete: Vec<_> = history
         .trials
         .iter()
         .filter(|t| t.state == TrialState::Complete)
-        .filter_map(|t| t.metrics.as_ref().map(|m| (t, m)))
+        .filter_map(|t| t.metrics.as_ref().map(|m| (layout.encode(space, &t.params), m)))
         .collect();
     let mut x = Vec::new();
     let mut objectives = vec![Vec::new(); goals.objectives.len()];
     let mut feasible = Vec::new();
-    for (t, metrics) in &complete {
+    for (row, metrics) in &complete {
         let Some(values) = goals.vector(metrics) else { continue };
-        x.push(layout.encode(space, &t.params));
+        x.push(row.clone());
         objectives.iter_mut().zip(values).for_each(|(column, v)| column.push(v));
         feasible.push(goals.violation(metrics) == 0.0);
     }
@@ -45,9 +46,7 @@ pub(super) fn propose(sampler: &GpSampler, space: &Space, history: &History, rng
             let sign = if c.at_most { 1.0 } else { -1.0 };
             let (cx, cy) = complete
                 .iter()
-                .filter_map(|(t, m)| {
-                    m.get(&c.metric).filter(|v| v.is_finite()).map(|v| (layout.encode(space, &t.params), sign * v))
-                })
+                .filter_map(|(row, m)| m.get(&c.metric).filter(|v| v.is_finite()).map(|v| (row.clone(), sign * v)))
                 .unzip();
             (cx, cy, sign * c.bound)
         })
