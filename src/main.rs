@@ -376,8 +376,7 @@ async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
 
 async fn history_of(store: &mut Store, study: &StudyRecord) -> Result<History> {
     let trials = store.trials(study.id, &study.metric).await?;
-    let objective = study::Objective { metric: study.metric.clone(), direction: study.direction };
-    Ok(History::new(objective, trials))
+    Ok(History::with_goals(study.fingerprint.goals(), trials))
 }
 
 async fn status(db: &Path) -> Result<ExitCode> {
@@ -392,7 +391,7 @@ async fn status(db: &Path) -> Result<ExitCode> {
     );
     for study in &studies {
         let h = history_of(&mut store, study).await?;
-        let best = best_summary(&study.fingerprint.goals(), &h);
+        let best = best_summary(&h);
         let finished = format!("{}/{}", h.counted(), study.budget);
         // What its trials' folders hold (models, checkpoints) under the runs folder.
         let files = study.runs_dir.as_ref().map_or("-".into(), |runs| {
@@ -414,7 +413,8 @@ async fn status(db: &Path) -> Result<ExitCode> {
 
 /// The best value; with constraints the best feasible one; with several objectives the size
 /// of the Pareto set and its hypervolume (see `sweep best`).
-fn best_summary(goals: &study::Goals, h: &History) -> String {
+fn best_summary(h: &History) -> String {
+    let goals = &h.goals;
     if goals.is_plain() {
         return h.best().map(|t| fmt_value(t.value)).unwrap_or_else(|| "-".into());
     }
@@ -447,7 +447,7 @@ async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
     let (mut store, study) = open_study(db, name).await?;
     let h = history_of(&mut store, &study).await?;
     // A column per objective after the first, whose value is the trial's.
-    let more: Vec<String> = study.fingerprint.goals().objectives.into_iter().skip(1).map(|o| o.metric).collect();
+    let more: Vec<String> = h.goals.objectives.iter().skip(1).map(|o| o.metric.clone()).collect();
     let more_header: String = more.iter().map(|m| format!(" {m:>14}")).collect();
     println!(
         "{:>6} {:<11} {:>7} {:<12} {:>14}{more_header} {:>8}  {:<40} reason",
@@ -482,9 +482,8 @@ async fn trials(db: &Path, name: &str) -> Result<ExitCode> {
 async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
     let (mut store, study) = open_study(db, name).await?;
     let h = history_of(&mut store, &study).await?;
-    let goals = study.fingerprint.goals();
-    if !goals.is_plain() {
-        return best_set(name, &goals, &h, json);
+    if !h.goals.is_plain() {
+        return best_set(name, &h, json);
     }
     let Some(t) = h.best() else {
         anyhow::bail!("study `{name}` has no completed trial yet");
@@ -502,7 +501,8 @@ async fn best(db: &Path, name: &str, json: bool) -> Result<ExitCode> {
 
 /// `sweep best` of a study with several objectives or constraints: its Pareto set, one entry
 /// per trial.
-fn best_set(name: &str, goals: &study::Goals, h: &History, json: bool) -> Result<ExitCode> {
+fn best_set(name: &str, h: &History, json: bool) -> Result<ExitCode> {
+    let goals = &h.goals;
     let front = sweep::front::front(goals, &h.trials);
     if front.trials.is_empty() {
         anyhow::bail!("study `{name}` has no completed trial with every objective yet");
