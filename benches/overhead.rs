@@ -114,7 +114,7 @@ fn measure(trials: u32, runs: usize, parallel: u32) -> (Vec<f64>, Vec<f64>) {
             let elapsed = start.elapsed();
             assert_eq!(summary.finished, trials as usize);
             // Nothing lost: every trial is in the file, complete.
-            let stored = store.trials(summary.study.id, "loss").await.unwrap();
+            let stored = store.trials(summary.study.id, &["loss"]).await.unwrap();
             assert_eq!(stored.iter().filter(|t| t.value.is_some()).count(), trials as usize);
             elapsed.as_secs_f64() * 1000.0 / trials as f64
         });

@@ -50,6 +50,32 @@ pub fn front<'a>(goals: &Goals, trials: &'a [Trial]) -> Front<'a> {
     }
 }
 
+/// The hypervolume of the feasible Pareto set after each of `trials` in turn (one value each;
+/// a trial that is not complete, lacks an objective or breaks a constraint leaves it as it was),
+/// against the reference of the whole set (`Front::reference`, given in the objectives' own
+/// directions): the curve never falls and ends at `Front::hypervolume`. The volume is measured
+/// again only when the set changes.
+pub fn hypervolume_history(goals: &Goals, trials: &[Trial], reference: &[f64]) -> Vec<f64> {
+    let reference: Vec<f64> = reference.iter().zip(&goals.objectives).map(|(v, o)| v * o.sign()).collect();
+    let mut set: Vec<Vec<f64>> = Vec::new();
+    let mut volume = 0.0;
+    let mut out = Vec::with_capacity(trials.len());
+    for t in trials {
+        let point = (t.state == TrialState::Complete)
+            .then_some(t.metrics.as_ref())
+            .flatten()
+            .filter(|m| goals.violation(m) == 0.0)
+            .and_then(|m| goals.vector(m));
+        if let Some(p) = point.filter(|p| reference.len() == p.len() && !set.iter().any(|s| pareto::dominates(s, p))) {
+            set.retain(|s| !pareto::dominates(&p, s));
+            set.push(p);
+            volume = pareto::hypervolume(&set, &reference);
+        }
+        out.push(volume);
+    }
+    out
+}
+
 /// Whether a finished trial's metrics meet every constraint.
 pub fn feasible(goals: &Goals, t: &Trial) -> bool {
     t.metrics.as_ref().is_some_and(|m| goals.violation(m) == 0.0)
@@ -102,6 +128,12 @@ mod tests {
         let by_hand = (0.9 - 0.675) * (32.5 - 10.0) + (0.8 - 0.675) * (10.0 - 5.0);
         assert!((f.hypervolume - by_hand).abs() < 1e-9, "{} vs {by_hand}", f.hypervolume);
         assert!(!feasible(&goals(&["size <= 20"]), &trials[3]));
+        // The volume after each trial: 0's box, then 1's added; 2 to 6 change nothing
+        // (dominated, too big, not complete, NaN, a duplicate).
+        let history = hypervolume_history(&goals(&["size <= 20"]), &trials, &f.reference);
+        let first = (0.9 - 0.675) * (32.5 - 10.0);
+        let expected = [first, by_hand, by_hand, by_hand, by_hand, by_hand, by_hand];
+        assert!(history.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-9), "{history:?}");
     }
 
     #[test]

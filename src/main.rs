@@ -375,8 +375,9 @@ async fn open_study(db: &Path, name: &str) -> Result<(Store, StudyRecord)> {
 }
 
 async fn history_of(store: &mut Store, study: &StudyRecord) -> Result<History> {
-    let trials = store.trials(study.id, &study.metric).await?;
-    Ok(History::with_goals(study.fingerprint.goals(), trials))
+    let goals = study.fingerprint.goals();
+    let trials = store.trials(study.id, &goals.objective_metrics()).await?;
+    Ok(History::with_goals(goals, trials))
 }
 
 async fn status(db: &Path) -> Result<ExitCode> {
@@ -572,9 +573,9 @@ fn best_json(t: &Trial) -> serde_json::Value {
 
 async fn export(db: &Path, name: &str, format: Format, output: Option<&Path>) -> Result<ExitCode> {
     let (mut store, study) = open_study(db, name).await?;
-    let trials = store.trials(study.id, &study.metric).await?;
-    let reports = store.reports(study.id).await?;
     let goals = study.fingerprint.goals();
+    let trials = store.trials(study.id, &goals.objective_metrics()).await?;
+    let reports = store.reports(study.id).await?;
     match output {
         Some(path) => {
             let tmp = path.with_extension("partial");

@@ -112,6 +112,11 @@ impl Goals {
         Goals { objectives: vec![objective], constraints: Vec::new() }
     }
 
+    /// The objectives' metric names, in order.
+    pub fn objective_metrics(&self) -> Vec<&str> {
+        self.objectives.iter().map(|o| o.metric.as_str()).collect()
+    }
+
     /// Whether `sweep best` answers with a set rather than one trial.
     pub fn is_plain(&self) -> bool {
         self.objectives.len() == 1 && self.constraints.is_empty()

@@ -66,8 +66,12 @@ pub struct Trial {
     /// The objective's final value.
     pub value: Option<f64>,
     pub metrics: Option<Metrics>,
-    /// Objective metric per reported step, in step order.
+    /// The first objective's metric per reported step, in step order.
     pub curve: Vec<(i64, f64)>,
+    /// The same for each further objective, in the study's order (empty with one objective);
+    /// it ends at the last objective reported so far.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_curves: Vec<Vec<(i64, f64)>>,
     pub last_step: Option<i64>,
     pub reason: Option<String>,
     pub stderr_tail: Option<String>,
@@ -195,6 +199,7 @@ impl Trial {
             value: None,
             metrics: None,
             curve: Vec::new(),
+            other_curves: Vec::new(),
             last_step: None,
             reason: None,
             stderr_tail: None,
@@ -205,6 +210,24 @@ impl Trial {
             paused: false,
             sampler_state: None,
         }
+    }
+
+    /// Objective `i`'s curve (0: the first), empty where nothing was reported.
+    pub fn curve_of(&self, i: usize) -> &[(i64, f64)] {
+        match i {
+            0 => &self.curve,
+            _ => self.other_curves.get(i - 1).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    fn curve_mut(&mut self, i: usize) -> &mut Vec<(i64, f64)> {
+        if i == 0 {
+            return &mut self.curve;
+        }
+        if self.other_curves.len() < i {
+            self.other_curves.resize(i, Vec::new());
+        }
+        &mut self.other_curves[i - 1]
     }
 }
 
@@ -323,23 +346,26 @@ impl History {
             if let Some(of) = t.rerun_of {
                 self.retried.insert(of);
             }
-            // A resumed re-run starts with its predecessor's curve up to the resume point.
-            let curve = match (t.resumed_from, t.rerun_of.and_then(|of| self.get(of))) {
-                (Some(at), Some(of)) => of.curve.iter().copied().filter(|p| p.0 <= at).collect(),
-                _ => Vec::new(),
-            };
-            self.insert(Trial {
+            let mut trial = Trial {
                 attempt: t.attempt,
                 rerun_of: t.rerun_of,
                 device: t.device.clone(),
                 started_at: (t.state == TrialState::Running).then_some(now),
                 sampler_state: t.sampler_state.clone(),
-                curve,
                 last_step: t.resumed_from,
                 checkpoint_step: t.resumed_from,
                 resumed_from: t.resumed_from,
                 ..Trial::new(t.number, t.state, t.params.clone())
-            });
+            };
+            // A resumed re-run starts with its predecessor's curves up to the resume point.
+            if let (Some(at), Some(of)) = (t.resumed_from, t.rerun_of.and_then(|of| self.get(of))) {
+                for k in 0..=of.other_curves.len() {
+                    for &point in of.curve_of(k).iter().filter(|p| p.0 <= at) {
+                        trial.curve_mut(k).push(point);
+                    }
+                }
+            }
+            self.insert(trial);
             return;
         }
         // Fields apart, so the objective's name is read while a trial changes.
@@ -357,11 +383,13 @@ impl History {
                 if *checkpoint {
                     trial.checkpoint_step = Some(*step);
                 }
-                if let Some(&v) = metrics.get(&self.goals.objectives[0].metric) {
+                for (k, objective) in self.goals.objectives.iter().enumerate() {
+                    let Some(&v) = metrics.get(&objective.metric) else { continue };
                     // Kept in step order; a repeated step replaces its value.
-                    match trial.curve.binary_search_by_key(step, |p| p.0) {
-                        Ok(i) => trial.curve[i].1 = v,
-                        Err(i) => trial.curve.insert(i, (*step, v)),
+                    let curve = trial.curve_mut(k);
+                    match curve.binary_search_by_key(step, |p| p.0) {
+                        Ok(i) => curve[i].1 = v,
+                        Err(i) => curve.insert(i, (*step, v)),
                     }
                 }
             }

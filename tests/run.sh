@@ -15,7 +15,7 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
-timeout 180 node tests/e2e/e2e.mjs target/debug/sweep
+timeout 210 node tests/e2e/e2e.mjs target/debug/sweep
 
 # A real single-node Slurm for the cluster tests (installs slurm-wlm and munge if missing),
 # stopped again when the tests end. The Slurm tests fail rather than skip without it.

@@ -1,7 +1,7 @@
 // sweep's page: the study list, and per study a summary, plots, the trial table and a trial
 // detail view, kept live by the server's events. Plain ES modules, no build step; every number
 // is computed by the server (api/...), the page only draws.
-import { ComparePlot, CurvesPlot, HistoryPlot, ParallelPlot, SlicePlots, fmt, groupLabel, reportsPlot } from './plots.js';
+import { ComparePlot, CurvesPlot, HistoryPlot, HypervolumePlot, ParallelPlot, ParetoPlot, SlicePlots, fmt, groupLabel, reportsPlot } from './plots.js';
 
 const token = new URLSearchParams(location.search).get('token');
 const STATES = ['running', 'waiting', 'complete', 'pruned', 'failed', 'interrupted'];
@@ -211,7 +211,7 @@ async function showList() {
 // ---------- one study ----------
 
 /** How soon each part may be fetched again, at least; slower answers wait longer. */
-const MIN_GAP = { summary: 500, table: 400, history: 700, curves: 500, points: 2500, importance: 2500, compare: 2500, detail: 400 };
+const MIN_GAP = { summary: 500, table: 400, history: 700, curves: 500, front: 1000, points: 2500, importance: 2500, compare: 2500, detail: 400 };
 
 class StudyView {
   constructor(name) {
@@ -243,14 +243,25 @@ class StudyView {
       compareTable: h('div', { class: 'compare-table', id: 'compare-table' }),
       trials: h('section', { class: 'card', id: 'trials' }),
       pointsNote: h('span', { class: 'hint' }),
+      front: h('div', { class: 'plot', id: 'plot-front' }),
+      frontControls: h('div', { class: 'filters', id: 'front-controls' }),
+      frontNote: h('span', { class: 'hint' }),
+      hypervolume: h('div', { class: 'plot', id: 'plot-hypervolume' }),
     };
     const card = (title, hint, body, wide = false) =>
       h('div', { class: `card${wide ? ' wide' : ''}` }, h('div', { class: 'card-head' }, h('h2', {}, title), hint), body);
+    // Shown once the summary says the study has several objectives.
+    this.el.frontCards = [
+      card('Pareto front', this.el.frontNote, h('div', {}, this.el.frontControls, this.el.front)),
+      card('Hypervolume history', h('span', { class: 'hint' }, 'of the feasible Pareto set after each complete trial'), this.el.hypervolume),
+    ];
+    this.el.frontCards.forEach((c) => (c.hidden = true));
     main.replaceChildren(
       this.el.summary,
       h(
         'div',
         { class: 'grid' },
+        ...this.el.frontCards,
         card('Optimization history', h('span', { class: 'hint' }, 'each finished trial and the best so far · click a point to open it'), this.el.history),
         card('Intermediate values', h('span', { class: 'hint' }, 'best and latest trials · bold = best · dashed = pruned · click a curve'), this.el.curves),
         card('Parallel coordinates', this.el.pointsNote, this.el.parallel, true),
@@ -270,6 +281,8 @@ class StudyView {
     this.parallel = new ParallelPlot(this.el.parallel);
     this.slices = new SlicePlots(this.el.slices);
     this.comparePlot = new ComparePlot(this.el.compare);
+    this.pareto = new ParetoPlot(this.el.front, (n) => this.open(n));
+    this.hvPlot = new HypervolumePlot(this.el.hypervolume);
     this.buildTable();
   }
 
@@ -291,7 +304,8 @@ class StudyView {
     this.curves.label = this.study.metric;
     this.renderSummary();
     this.connect();
-    await Promise.all([this.loadTable(first.table), this.loadHistory(first.history), this.loadCurves(first.curves)]);
+    const front = this.several() ? [this.buildFront(), this.loadFront()] : [];
+    await Promise.all([this.loadTable(first.table), this.loadHistory(first.history), this.loadCurves(first.curves), ...front]);
     // The page is usable: summary, table, history and curves are drawn.
     const ms = performance.now() - t0;
     document.body.dataset.ready = '1';
@@ -313,6 +327,8 @@ class StudyView {
     this.parallel.destroy();
     this.slices.destroy();
     this.comparePlot.destroy();
+    this.pareto.destroy();
+    this.hvPlot.destroy();
     this.closeDetail();
     delete document.body.dataset.ready;
     delete document.body.dataset.complete;
@@ -347,7 +363,7 @@ class StudyView {
       insert: ['summary', 'table'],
       start: ['summary', 'table', 'curves'],
       report: ['curves'],
-      finish: ['summary', 'table', 'history', 'curves', 'points', 'importance', 'compare'],
+      finish: ['summary', 'table', 'history', 'curves', 'points', 'importance', 'compare', ...(this.several() ? ['front'] : [])],
     }[c.kind] ?? [];
     marks.forEach((m) => this.dirty.add(m));
     if (c.kind === 'report' && this.pageNumbers.has(c.number)) this.dirty.add('table');
@@ -374,6 +390,7 @@ class StudyView {
       table: () => this.loadTable(),
       history: () => this.loadHistory(),
       curves: () => this.loadCurves(),
+      front: () => this.loadFront(),
       points: () => this.loadPoints(),
       importance: () => this.loadImportance(),
       compare: () => this.loadCompare(),
@@ -488,6 +505,49 @@ class StudyView {
     }
     if (!this.history.plot) this.el.history.replaceChildren();
     this.history.update(h);
+  }
+
+  /** Whether the study has several objectives (its Pareto cards and objective columns). */
+  several() {
+    return (this.study?.objectives?.length ?? 1) > 1;
+  }
+
+  /** The Pareto card's objective pickers (shown with three or more objectives). */
+  buildFront() {
+    this.el.frontCards.forEach((c) => (c.hidden = false));
+    const objectives = this.study.objectives;
+    this.frontAxes = [0, 1];
+    if (objectives.length < 3) return;
+    const picker = (k, id) =>
+      h(
+        'select',
+        {
+          id,
+          onchange: (e) => {
+            this.frontAxes[k] = Number(e.target.value);
+            if (this.front) this.pareto.update(this.front, ...this.frontAxes);
+          },
+        },
+        objectives.map((o, i) => h('option', { value: i, selected: i === this.frontAxes[k] }, o.metric)),
+      );
+    this.el.frontControls.replaceChildren(h('label', {}, 'x ', picker(0, 'front-x')), h('label', {}, 'y ', picker(1, 'front-y')));
+  }
+
+  async loadFront() {
+    const f = await api(`${this.base}/front`);
+    if (this.closed) return;
+    this.front = f;
+    const members = f.pareto.filter(Boolean).length;
+    this.el.frontNote.textContent =
+      f.number.length === 0
+        ? 'no complete trial yet'
+        : `${members} in the Pareto set${f.feasible ? '' : ' (none meets the constraints: the least violating)'} · hypervolume ${fmt(f.hypervolume)} · click a point`;
+    if (f.number.length === 0) {
+      this.el.front.dataset.points = '0';
+      return;
+    }
+    this.pareto.update(f, ...this.frontAxes);
+    this.hvPlot.update(f);
   }
 
   async loadCurves(pending) {
@@ -677,7 +737,7 @@ class StudyView {
   query() {
     const t = this.table;
     const q = new URLSearchParams({ sort: t.sort, order: t.order, offset: t.offset, limit: t.limit });
-    q.set('fields', 'number,state,value,params,last_step,reason,started_at,finished_at,attempt');
+    q.set('fields', 'number,state,value,metrics,params,last_step,reason,started_at,finished_at,attempt');
     if (t.states.size) q.set('state', [...t.states].join(','));
     if (t.valueMin !== '') q.set('value_min', t.valueMin);
     if (t.valueMax !== '') q.set('value_max', t.valueMax);
@@ -712,17 +772,20 @@ class StudyView {
   renderTable(page, names) {
     const t = this.table;
     const shown = names.slice(0, 8);
+    // With several objectives, a column for each (sorted by its final metric).
+    const objectives = this.several() ? this.study.objectives.map((o) => o.metric) : [];
+    const valueCols = objectives.length ? objectives.map((m) => [`metric:${m}`, m, 'num']) : [['value', this.study.metric, 'num']];
     const cols = [
       ['number', '#', 'num'],
       ['state', 'state'],
-      ['value', this.study.metric, 'num'],
+      ...valueCols,
       ...shown.map((n) => [`param:${n}`, n, 'num']),
       ['last_step', 'step', 'num'],
       ['started', 'started'],
       ['duration', 'duration', 'num'],
       ['reason', 'reason'],
     ];
-    const sortable = new Set(['number', 'state', 'value', 'started', ...shown.map((n) => `param:${n}`)]);
+    const sortable = new Set(['number', 'state', 'started', ...valueCols.map((c) => c[0]), ...shown.map((n) => `param:${n}`)]);
     this.thead.replaceChildren(
       h(
         'tr',
@@ -760,7 +823,7 @@ class StudyView {
           { class: r.number === best ? 'best' : null, dataset: { number: r.number }, onclick: () => this.open(r.number) },
           h('td', { class: 'num' }, r.number),
           h('td', {}, badge(r.state)),
-          h('td', { class: 'num' }, fmt(r.value)),
+          objectives.length ? objectives.map((m) => h('td', { class: 'num' }, fmt(r.metrics?.[m]))) : h('td', { class: 'num' }, fmt(r.value)),
           shown.map((n) => h('td', { class: 'num mono' }, paramText(r.params[n]))),
           h('td', { class: 'num' }, r.last_step ?? '–'),
           h('td', {}, clock(r.started_at)),

@@ -533,3 +533,156 @@ export class ComparePlot {
     this.plot = null;
   }
 }
+
+/**
+ * The Pareto-front card: every complete trial as a point of two objectives (`xi`, `yi` index
+ * `front.objectives`). Members of the Pareto set are bright, dominated trials faded, trials
+ * that break a constraint faded and hollow; the non-dominated feasible points of the two shown
+ * objectives are joined by the staircase that bounds what they dominate. A click opens the
+ * nearest trial within a few pixels. `front` is `/api/studies/NAME/front`.
+ */
+export class ParetoPlot {
+  constructor(el, onPick) {
+    this.el = el;
+    this.onPick = onPick;
+    this.plot = null;
+    // Where a trial is drawn, for the browser test to click it.
+    el.pointOf = (number) => this.pointOf(number);
+  }
+
+  update(front, xi, yi) {
+    this.destroy();
+    this.el.replaceChildren();
+    const [ox, oy] = [front.objectives[xi], front.objectives[yi]];
+    const [xs, ys] = [front.values[ox.metric], front.values[oy.metric]];
+    const order = front.number.map((_, i) => i).filter((i) => Number.isFinite(xs[i]) && Number.isFinite(ys[i]));
+    order.sort((a, b) => xs[a] - xs[b] || ys[a] - ys[b]);
+    // The staircase: feasible points no other feasible one beats in both shown objectives.
+    const sign = (o) => (o.direction === 'maximize' ? -1 : 1);
+    const [sx, sy] = [sign(ox), sign(oy)];
+    const byX = order.filter((i) => front.meets_constraints[i]);
+    if (sx < 0) byX.reverse(); // best x first
+    const stair = new Set();
+    let bestY = Infinity;
+    for (const i of byX) {
+      if (sy * ys[i] < bestY) {
+        bestY = sy * ys[i];
+        stair.add(i);
+      }
+    }
+    const column = (keep) => order.map((i) => (keep(i) ? ys[i] : null));
+    const data = [
+      order.map((i) => xs[i]),
+      column((i) => front.pareto[i]),
+      column((i) => !front.pareto[i] && front.meets_constraints[i]),
+      column((i) => !front.meets_constraints[i]),
+      column((i) => stair.has(i)),
+    ];
+    this.numbers = order.map((i) => front.number[i]);
+    this.el.dataset.points = String(order.length);
+    this.el.dataset.pareto = String(order.filter((i) => front.pareto[i]).length);
+    const t = theme();
+    const size = order.length > 2000 ? 3 : 6;
+    const label = (o) => `${o.metric} (${o.direction === 'maximize' ? 'max' : 'min'})`;
+    const faded = (color) => ({ ...scatter(color, size), alpha: 0.35 });
+    const opts = {
+      ...sizeOf(this.el, 280),
+      scales: { x: { time: false } },
+      legend: { live: false },
+      cursor: { drag: { x: true, y: true, uni: 30 }, points: { show: false } },
+      axes: [axis(t, label(ox)), axis(t, label(oy), { size: 60 })],
+      series: [
+        { label: ox.metric },
+        { label: 'Pareto set', ...scatter(t.accent, size + 2) },
+        { label: 'dominated', ...faded(t.muted) },
+        { label: 'infeasible', ...faded(t.state.failed), points: { show: true, size, stroke: t.state.failed, fill: 'transparent', width: 1 } },
+        {
+          label: 'front',
+          stroke: t.accent,
+          width: 1.5,
+          spanGaps: true,
+          // The bound of the dominated region: a point dominates towards worse x, so between two
+          // points the level of the one with the better x holds.
+          paths: uPlot.paths.stepped({ align: sx > 0 ? 1 : -1 }),
+          points: { show: false },
+        },
+      ],
+    };
+    this.plot = new uPlot(opts, data, this.el);
+    this.unfollow = follow(this.el, this.plot, 280);
+    this.plot.over.addEventListener('click', () => {
+      const n = this.nearest(this.plot.cursor.left, this.plot.cursor.top);
+      if (n != null) this.onPick(n);
+    });
+  }
+
+  /** The trial drawn nearest to (left, top) in the plot's CSS pixels, within 12 of them. */
+  nearest(left, top) {
+    const u = this.plot;
+    if (!u || left == null || left < 0) return null;
+    let best = null;
+    let bestD = 144;
+    for (let k = 0; k < this.numbers.length; k++) {
+      const y = u.data[1][k] ?? u.data[2][k] ?? u.data[3][k];
+      const dx = u.valToPos(u.data[0][k], 'x') - left;
+      const dy = u.valToPos(y, 'y') - top;
+      if (dx * dx + dy * dy < bestD) {
+        bestD = dx * dx + dy * dy;
+        best = this.numbers[k];
+      }
+    }
+    return best;
+  }
+
+  /** Where trial `number` is drawn, in CSS pixels of the page (for tests and tooltips). */
+  pointOf(number) {
+    const k = this.numbers?.indexOf(number) ?? -1;
+    if (k < 0) return null;
+    const u = this.plot;
+    const y = u.data[1][k] ?? u.data[2][k] ?? u.data[3][k];
+    const box = u.over.getBoundingClientRect();
+    return { x: box.left + u.valToPos(u.data[0][k], 'x'), y: box.top + u.valToPos(y, 'y') };
+  }
+
+  destroy() {
+    this.unfollow?.();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+/** The hypervolume of the feasible Pareto set after each complete trial, as a step line. */
+export class HypervolumePlot {
+  constructor(el) {
+    this.el = el;
+    this.plot = null;
+  }
+
+  update(front) {
+    const data = [front.number, front.hypervolume_so_far];
+    this.el.dataset.points = String(front.number.length);
+    if (this.plot) {
+      this.plot.setData(data);
+      return;
+    }
+    const t = theme();
+    const opts = {
+      ...sizeOf(this.el, 220),
+      scales: { x: { time: false } },
+      legend: { live: true },
+      axes: [axis(t, 'trial', { incrs: WHOLE }), axis(t, 'hypervolume', { size: 60 })],
+      series: [
+        { label: 'trial' },
+        { label: 'hypervolume', stroke: t.accent, width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: false }, value: (u, v) => fmt(v) },
+      ],
+    };
+    this.plot = new uPlot(opts, data, this.el);
+    this.unfollow = follow(this.el, this.plot, 220);
+  }
+
+  destroy() {
+    this.unfollow?.();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}

@@ -129,7 +129,7 @@ pub async fn run(
     store.set_study_state(study.id, crate::store::StudyState::Running).await?;
     let runs = layout::runs_dir(&config.trial.workdir);
     store.set_runs_dir(study.id, &std::path::absolute(&runs).unwrap_or(runs)).await?;
-    let trials = store.trials(study.id, &config.objective.metric).await?;
+    let trials = store.trials(study.id, &config.goals.objective_metrics()).await?;
     let (events, mut inbox) = mpsc::unbounded_channel();
     let (proposals, mut proposed) = mpsc::unbounded_channel();
     let paused = study.paused;

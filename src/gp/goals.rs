@@ -21,6 +21,7 @@ use super::GpError;
 use crate::pareto;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use std::borrow::Cow;
 
 /// Points of the front whose neighbourhoods the acquisition search always explores.
 const INCUMBENTS: usize = 3;
@@ -36,6 +37,9 @@ pub struct ConstraintObservations<'a> {
     pub bound: f64,
 }
 
+/// Encoded points and a value at each.
+pub type Rows = (Vec<Vec<f64>>, Vec<f64>);
+
 /// What is known so far, in encoded coordinates.
 pub struct GoalObservations<'a> {
     /// Points where every objective was observed.
@@ -49,6 +53,12 @@ pub struct GoalObservations<'a> {
     pub constraints: &'a [ConstraintObservations<'a>],
     /// Points being evaluated now.
     pub pending: &'a [Vec<f64>],
+    /// Multi-fidelity: per objective, more rows to fit (values below the full resource, whose
+    /// column the caller's last dim holds at 1 where the acquisition looks); empty: none.
+    pub lower_fidelity: &'a [Rows],
+    /// Configurations seen only below the full resource, moved to it: they join the front at
+    /// their posterior means where believed feasible, as pending points do.
+    pub tried: &'a [Vec<f64>],
 }
 
 /// The next point, and the kernels fitted on the way: the objectives' then the constraints'
@@ -91,9 +101,13 @@ pub fn suggest_goals(
     if obs.feasible.len() != obs.x.len() {
         return Err(GpError::LengthMismatch { x: obs.x.len(), y: obs.feasible.len() });
     }
-    // Every objective at `x`, then each constraint at its own points: the order of `kernels`.
-    let outputs =
-        obs.objectives.iter().map(|y| (obs.x, y.as_slice())).chain(obs.constraints.iter().map(|c| (c.x, c.y)));
+    // Every objective at `x` (and its lower-fidelity rows), then each constraint at its own
+    // points: the order of `kernels`.
+    let objective_rows = obs.objectives.iter().enumerate().map(|(k, y)| match obs.lower_fidelity.get(k) {
+        Some((lx, ly)) => (Cow::Owned([obs.x, lx].concat()), Cow::Owned([y.as_slice(), ly].concat())),
+        None => (Cow::Borrowed(obs.x), Cow::Borrowed(y.as_slice())),
+    });
+    let outputs = objective_rows.chain(obs.constraints.iter().map(|c| (Cow::Borrowed(c.x), Cow::Borrowed(c.y))));
     let mut models = Vec::new();
     for (k, (x, y)) in outputs.enumerate() {
         // Only a constraint can have no observations yet (`validate` refuses objectives without).
@@ -101,9 +115,9 @@ pub fn suggest_goals(
             models.push(None);
             continue;
         }
-        validate(d, &Observations { x, y, pending: obs.pending, target: None })?;
+        validate(d, &Observations { x: &x, y: &y, pending: obs.pending, target: None })?;
         let warm = kernels.get(k).and_then(Option::as_ref).filter(|w| w.lengthscales.len() == d);
-        models.push(Some(model(d, x, y, warm, refit, obs.pending, rng)?));
+        models.push(Some(model(d, &x, &y, warm, refit, obs.pending, rng)?));
     }
     let m = obs.objectives.len();
     let (objectives, constraints) = models.split_at(m);
@@ -131,17 +145,22 @@ pub fn suggest_goals(
         }
         ok
     };
+    // Observed points are rows of `obs.x`, then of `obs.tried`; None for a pending one.
     let observed = means(obs.x);
-    let pending = means(obs.pending);
-    let pending_ok = believed_feasible(obs.pending);
-    let reference = pareto::reference_point(&[observed.clone(), pending.clone()].concat()).expect("observations");
+    let (tried, tried_ok) = (means(obs.tried), believed_feasible(obs.tried));
+    let (pending, pending_ok) = (means(obs.pending), believed_feasible(obs.pending));
+    let reference = pareto::reference_point(&[observed.clone(), tried.clone(), pending.clone()].concat())
+        .ok_or(GpError::NoObservations)?;
+    let n = obs.x.len();
     let candidates: Vec<(Vec<f64>, Option<usize>)> = observed
         .into_iter()
         .enumerate()
         .filter(|(i, _)| obs.feasible[*i])
         .map(|(i, v)| (v, Some(i)))
+        .chain(tried.into_iter().zip(tried_ok).enumerate().filter(|p| p.1 .1).map(|(i, (v, _))| (v, Some(n + i))))
         .chain(pending.into_iter().zip(pending_ok).filter(|p| p.1).map(|(v, _)| (v, None)))
         .collect();
+    let row = |i: usize| if i < n { obs.x[i].as_slice() } else { obs.tried[i - n].as_slice() };
     let vectors: Vec<Vec<f64>> = candidates.iter().map(|c| c.0.clone()).collect();
     let mut front: Vec<usize> = pareto::nondominated(&vectors);
     if m > 3 && front.len() > MAX_FRONT_BEYOND_THREE {
@@ -154,10 +173,9 @@ pub fn suggest_goals(
 
     // Explore around a few observed front points, or, with none feasible, the points closest
     // to feasibility.
-    let mut incumbents: Vec<&[f64]> =
-        front.iter().filter_map(|&i| candidates[i].1).map(|row| obs.x[row].as_slice()).collect();
+    let mut incumbents: Vec<&[f64]> = front.iter().filter_map(|&i| candidates[i].1).map(row).collect();
     if incumbents.is_empty() {
-        incumbents = nearest_feasibility(obs.x, &constraints);
+        incumbents = nearest_feasibility(if obs.x.is_empty() { obs.tried } else { obs.x }, &constraints);
     }
     incumbents.shuffle(rng);
     incumbents.truncate(INCUMBENTS);
@@ -313,7 +331,15 @@ mod tests {
     ) -> GoalSuggestion {
         let feasible: Vec<bool> = c.iter().map(|v| *v <= 0.7).collect();
         let constraints = [ConstraintObservations { x, y: c, bound: 0.7 }];
-        let obs = GoalObservations { x, objectives, feasible: &feasible, constraints: &constraints, pending };
+        let obs = GoalObservations {
+            x,
+            objectives,
+            feasible: &feasible,
+            constraints: &constraints,
+            pending,
+            lower_fidelity: &[],
+            tried: &[],
+        };
         suggest_goals(&two(), &obs, &[], true, &mut StdRng::seed_from_u64(seed)).unwrap()
     }
 
@@ -359,6 +385,8 @@ mod tests {
             feasible: &feasible,
             constraints: &constraints,
             pending: &[],
+            lower_fidelity: &[],
+            tried: &[],
         };
         let s = suggest_goals(&two(), &obs, &[], true, &mut StdRng::seed_from_u64(5)).unwrap();
         assert!(s.x[0] < 0.1, "{:?} does not head for x0 < 0.05", s.x);

@@ -17,7 +17,7 @@ mod posterior;
 mod suggest;
 
 pub use encoding::{encoded_width, snap, Dim};
-pub use goals::{suggest_goals, ConstraintObservations, GoalObservations, GoalSuggestion};
+pub use goals::{suggest_goals, ConstraintObservations, GoalObservations, GoalSuggestion, Rows};
 pub use kernel::KernelParams;
 pub use suggest::{suggest, suggest_reusing, Observations, Suggestion};
 

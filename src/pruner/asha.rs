@@ -9,7 +9,7 @@
 //! was re-run (interrupted, or retried after a failure) is not a competitor of its own: its
 //! re-run stands for the configuration, with the curve it resumed from.
 
-use super::{ahead, best_of, fresh_point, show, value_at, Pruner, Verdict};
+use super::{fresh_point, position_at, show, Pruner, Verdict};
 use crate::trial::{History, Trial, TrialState};
 
 pub struct Asha {
@@ -64,33 +64,49 @@ impl Rungs {
 }
 
 /// Where a trial stands at `rung` among the trials `competes` admits: its rank (1 = best), how
-/// many reached the rung (itself included), how many the rung keeps, and its value there.
+/// many reached the rung (itself included), how many the rung keeps, its values there as a
+/// reason shows them, and a key to order promotions by (lower first).
 struct Standing {
     rank: usize,
     n: usize,
     keep: usize,
-    own: f64,
+    shown: String,
+    key: f64,
 }
 
+/// With one objective the rank counts the competitors strictly ahead. With several (MO-ASHA,
+/// Schmucker et al. 2021) it is the place in `pareto::promotion_order`: non-dominated sorting,
+/// then crowding distance within a front. `None` when the trial has not reported every
+/// objective by the rung: it cannot be ranked there, and goes on.
 fn standing(
     rungs: &Rungs,
     rung: i64,
-    own: f64,
     trial: &Trial,
     history: &History,
     competes: &dyn Fn(&Trial) -> bool,
-) -> Standing {
-    let objective = &history.objective();
-    let others: Vec<f64> = history
+) -> Option<Standing> {
+    let own = position_at(history, trial, rung)?;
+    let others: Vec<Vec<f64>> = history
         .trials
         .iter()
         .filter(|t| t.number != trial.number && t.state != TrialState::Waiting && competes(t))
         .filter(|t| !history.retried.contains(&t.number))
-        .filter_map(|t| value_at(objective, &t.curve, rung))
+        .filter_map(|t| position_at(history, t, rung))
         .collect();
     let n = others.len() + 1;
-    let rank = 1 + others.iter().filter(|&&v| ahead(objective, v, own)).count();
-    Standing { rank, n, keep: (n / rungs.eta as usize).max(1), own }
+    let keep = (n / rungs.eta as usize).max(1);
+    let objectives = &history.goals.objectives;
+    if let [objective] = objectives.as_slice() {
+        let rank = 1 + others.iter().filter(|v| v[0] < own[0]).count();
+        let shown = show(own[0] * objective.sign());
+        return Some(Standing { rank, n, keep, shown: format!("value {shown}"), key: own[0] });
+    }
+    // Itself first, so that ties go its way as with one objective.
+    let points: Vec<Vec<f64>> = std::iter::once(own.clone()).chain(others).collect();
+    let rank = 1 + crate::pareto::promotion_order(&points).iter().position(|&i| i == 0).unwrap_or(n);
+    let shown: Vec<String> =
+        objectives.iter().zip(&own).map(|(o, v)| format!("{} {}", o.metric, show(v * o.sign()))).collect();
+    Some(Standing { rank, n, keep, shown: shown.join(", "), key: rank as f64 })
 }
 
 /// Successive halving over the trials `competes` admits; `label` starts every reason. Below
@@ -105,16 +121,16 @@ pub(crate) fn halving(
 ) -> Verdict {
     let Some((step, _)) = fresh_point(trial) else { return Verdict::Continue };
     let before = trial.curve[..trial.curve.len() - 1].iter().map(|p| p.0).max().unwrap_or(i64::MIN);
-    let own = best_of(history.objective(), trial.curve.iter().map(|p| p.1));
     for (k, rung) in rungs.steps(step).into_iter().enumerate() {
         if rung <= before || rung > step {
             continue; // decided at an earlier report, or not reached yet
         }
-        let Standing { rank, n, keep, own } = standing(rungs, rung, own, trial, history, &competes);
+        let Some(Standing { rank, n, keep, shown, .. }) = standing(rungs, rung, trial, history, &competes) else {
+            continue;
+        };
         if rank > keep {
             let at = if pause { "paused at rung" } else { "rung" };
-            let reason =
-                format!("{label}: {at} {k} (step {rung}): rank {rank} of {n}, keeps top {keep} (value {})", show(own));
+            let reason = format!("{label}: {at} {k} (step {rung}): rank {rank} of {n}, keeps top {keep} ({shown})");
             return if pause { Verdict::Pause(reason) } else { Verdict::Stop(reason) };
         }
     }
@@ -134,22 +150,12 @@ pub(crate) fn promotable(
         let (Some(rungs), Some(step)) = (ladder(t), t.last_step) else { continue };
         // It paused at the last rung its reports reached.
         let Some(&rung) = rungs.steps(step).iter().rfind(|&&r| r <= step) else { continue };
-        let Some(own) = value_at(history.objective(), &t.curve, rung) else { continue };
-        let at = standing(&rungs, rung, own, t, history, &|other| competes(t, other));
+        let Some(at) = standing(&rungs, rung, t, history, &|other| competes(t, other)) else { continue };
         if at.rank <= at.keep {
-            ready.push((at.own, t.number));
+            ready.push((at.key, t.number));
         }
     }
-    ready.sort_by(|a, b| {
-        let order = |x: f64, y: f64| ahead(history.objective(), x, y);
-        if order(a.0, b.0) {
-            std::cmp::Ordering::Less
-        } else if order(b.0, a.0) {
-            std::cmp::Ordering::Greater
-        } else {
-            a.1.cmp(&b.1)
-        }
-    });
+    ready.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     ready.into_iter().map(|(_, n)| n).collect()
 }
 
@@ -282,5 +288,81 @@ mod tests {
         let h =
             history(Direction::Minimize, vec![trial(0, Complete, &flat(1.0, 27)), trial(1, Running, &flat(2.0, 27))]);
         assert_eq!(asha.decide(&h.trials[1], &h), Verdict::Continue);
+    }
+
+    /// MO-ASHA: nine trials at rung 1 (step 3) of a two-objective study, eta 3. Whoever
+    /// arrives last, exactly the first non-dominated front goes on.
+    #[test]
+    fn with_two_objectives_a_rung_keeps_the_first_front() {
+        use crate::pruner::testing::{history2, trial2};
+        let points = [
+            (1.0, 5.0),
+            (2.0, 6.0),
+            (3.0, 3.0),
+            (7.0, 7.0),
+            (4.0, 4.0),
+            (5.0, 1.0),
+            (8.0, 8.0),
+            (6.0, 2.0),
+            (9.0, 9.0),
+        ];
+        let asha = Asha::new(1, Some(27), 3);
+        for me in 0..9 {
+            let trials: Vec<Trial> = points
+                .iter()
+                .enumerate()
+                .map(|(i, &(a, b))| trial2(i as u64, if i == me { Running } else { Complete }, 3, a, b))
+                .collect();
+            let h = history2([Direction::Minimize; 2], trials);
+            let kept = asha.decide(&h.trials[me], &h) == Verdict::Continue;
+            assert_eq!(kept, [0, 2, 5].contains(&me), "trial {me} at {:?}", points[me]);
+        }
+        // Maximizing `b`, points (i, i) all lie on one front; with six there and two kept, the
+        // front's extremes go on. Equally crowded points tie, and a tie goes the judged one's way.
+        let trials: Vec<Trial> = (0..6).map(|i| trial2(i, Complete, 3, i as f64, i as f64)).collect();
+        let h = history2([Direction::Minimize, Direction::Maximize], trials.clone());
+        let kept: Vec<u64> = (0..6).filter(|&i| asha.decide(&h.trials[i as usize], &h) == Verdict::Continue).collect();
+        assert_eq!(kept, vec![0, 5]);
+        let v = asha.decide(&h.trials[3], &h);
+        assert_eq!(v, Verdict::Stop("asha: rung 1 (step 3): rank 3 of 6, keeps top 2 (a 3, b 3)".into()), "{v:?}");
+    }
+
+    /// A trial that has not reported every objective by a rung cannot be ranked there and goes
+    /// on; a competitor without them does not count. NaN ranks behind every number.
+    #[test]
+    fn with_two_objectives_missing_or_nan_values_rank_last_or_not_at_all() {
+        use crate::pruner::testing::{history2, trial2};
+        let asha = Asha::new(1, Some(27), 3);
+        let mut trials: Vec<Trial> = (0..3).map(|i| trial2(i, Complete, 9, 1.0 + i as f64, 1.0 + i as f64)).collect();
+        trials.push(trial(3, Running, &flat(9.0, 3)));
+        let h = history2([Direction::Minimize; 2], trials.clone());
+        assert_eq!(asha.decide(&h.trials[3], &h), Verdict::Continue, "no `b` reported: not ranked");
+        // Three that lack `b` do not make the rung hold more: a dominated one is still cut.
+        trials.push(trial2(4, Running, 3, 5.0, 5.0));
+        let h = history2([Direction::Minimize; 2], trials.clone());
+        assert!(matches!(asha.decide(&h.trials[4], &h), Verdict::Stop(r) if r.contains("rank 4 of 4, keeps top 1")));
+        // NaN in `b`: behind even a dominated point.
+        let nan = trial2(5, Running, 3, 0.5, f64::NAN);
+        trials.push(nan);
+        let h = history2([Direction::Minimize; 2], trials);
+        assert!(matches!(asha.decide(&h.trials[5], &h), Verdict::Stop(r) if r.contains("rank 5 of 5")));
+    }
+
+    /// Pausing MO-ASHA promotes paused trials that now fall within the cut, by their place in
+    /// the promotion order.
+    #[test]
+    fn with_two_objectives_paused_trials_are_promoted_by_their_rank() {
+        use crate::pruner::testing::{history2, trial2};
+        let asha = Asha::new(3, Some(27), 3).pausing(true);
+        let paused = |n, a, b| Trial { paused: true, ..trial2(n, Pruned, 3, a, b) };
+        // (1, 1) dominates both paused points; with three at the rung only one goes on.
+        let mut trials = vec![trial2(0, Running, 9, 1.0, 1.0), paused(1, 2.0, 3.0), paused(2, 3.0, 2.0)];
+        let h = history2([Direction::Minimize; 2], trials.clone());
+        assert!(asha.promotable(&h).is_empty());
+        // Six dominated ones arrive: nine keep three, both paused points are on the second
+        // front, ahead of the newcomers: both promoted, in number order (equal rank).
+        trials.extend((3..9).map(|i| trial2(i, Complete, 9, 5.0 + i as f64, 5.0 + i as f64)));
+        let h = history2([Direction::Minimize; 2], trials);
+        assert_eq!(asha.promotable(&h), vec![1, 2]);
     }
 }

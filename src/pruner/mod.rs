@@ -83,7 +83,12 @@ pub fn from_config(config: &PrunerConfig) -> Box<dyn Pruner> {
 /// The point this report added: the trial's last curve point, if the report just received
 /// carried the objective (else `None`: nothing new to judge).
 pub(crate) fn fresh_point(trial: &Trial) -> Option<(i64, f64)> {
-    let &(step, value) = trial.curve.last()?;
+    fresh_point_of(trial, 0)
+}
+
+/// The same for objective `k` (0: the first).
+pub(crate) fn fresh_point_of(trial: &Trial, k: usize) -> Option<(i64, f64)> {
+    let &(step, value) = trial.curve_of(k).last()?;
     match trial.last_step {
         Some(s) if s != step => None,
         _ => Some((step, value)),
@@ -100,6 +105,18 @@ pub(crate) fn best_of(objective: &Objective, values: impl Iterator<Item = f64>) 
 pub(crate) fn value_at(objective: &Objective, curve: &[(i64, f64)], step: i64) -> Option<f64> {
     let end = curve.iter().position(|(s, _)| *s >= step)?;
     Some(best_of(objective, curve[..=end].iter().map(|p| p.1)))
+}
+
+/// A trial's objective values at `step` (each `value_at` its own curve), to minimize (maximized
+/// ones negated; NaN as +inf, behind everything); `None` unless every objective got that far.
+pub(crate) fn position_at(history: &History, trial: &Trial, step: i64) -> Option<Vec<f64>> {
+    let objectives = history.goals.objectives.iter().enumerate();
+    objectives
+        .map(|(k, o)| {
+            let v = value_at(o, trial.curve_of(k), step)? * o.sign();
+            Some(if v.is_nan() { f64::INFINITY } else { v })
+        })
+        .collect()
 }
 
 /// Whether `a` ranks ahead of `b`: better in the objective's direction, NaN behind everything.
@@ -140,6 +157,19 @@ pub(crate) mod testing {
 
     pub fn history(direction: Direction, trials: Vec<Trial>) -> History {
         History::new(Objective { metric: "loss".into(), direction }, trials)
+    }
+
+    /// A trial of a two-objective study (`history2`): `a` at each step of `steps` (1..), and `b`.
+    pub fn trial2(number: u64, state: TrialState, steps: i64, a: f64, b: f64) -> Trial {
+        Trial { other_curves: vec![flat(b, steps)], ..trial(number, state, &flat(a, steps)) }
+    }
+
+    /// A study with objectives `a` and `b` in these directions.
+    pub fn history2(directions: [Direction; 2], trials: Vec<Trial>) -> History {
+        let [a, b] = directions.map(|direction| direction);
+        let objectives =
+            vec![Objective { metric: "a".into(), direction: a }, Objective { metric: "b".into(), direction: b }];
+        History::with_goals(crate::objective::Goals { objectives, constraints: Vec::new() }, trials)
     }
 
     /// A curve with `value` at steps 1..=steps.

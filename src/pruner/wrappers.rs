@@ -5,12 +5,14 @@
 //!   still improves, the trial goes on. Counting: with reports v1..vn whose last new best was
 //!   report i, the trial has gone `n - i` reports without improvement (its first report is a
 //!   new best). A rule that decides only at rungs (ASHA) does not ask again later, so patience
-//!   may let a trial past a rung for good.
+//!   may let a trial past a rung for good. With several objectives, a trial improves when any
+//!   objective reaches a new best.
 //! - `Threshold`: on whenever a pruner is configured. A trial whose latest value is NaN or
 //!   infinite, or below `lower` or above `upper`, is stopped at once, before the rule is asked
-//!   and whatever patience says.
+//!   and whatever patience says. With several objectives, a non-finite value of any stops it
+//!   (the bounds are refused there: they would judge one objective).
 
-use super::{fresh_point, show, Pruner, Verdict};
+use super::{fresh_point, fresh_point_of, show, Pruner, Verdict};
 use crate::objective::Objective;
 use crate::trial::{History, Trial};
 
@@ -37,7 +39,11 @@ pub fn reports_without_improvement(objective: &Objective, curve: &[(i64, f64)]) 
 
 impl Pruner for Patience {
     fn decide(&self, trial: &Trial, history: &History) -> Verdict {
-        let since = || reports_without_improvement(history.objective(), &trial.curve);
+        // With several objectives, an improvement of any of them counts.
+        let since = || {
+            let objectives = history.goals.objectives.iter().enumerate();
+            objectives.map(|(k, o)| reports_without_improvement(o, trial.curve_of(k))).min().unwrap_or(0)
+        };
         let note = |reason: String, since: usize| {
             format!("{reason}; no improvement for {since} reports (patience {})", self.patience)
         };
@@ -62,6 +68,13 @@ pub struct Threshold {
 
 impl Pruner for Threshold {
     fn decide(&self, trial: &Trial, history: &History) -> Verdict {
+        // With several objectives, a non-finite value of any of them stops the trial too.
+        for (k, objective) in history.goals.objectives.iter().enumerate().skip(1) {
+            if let Some((step, v)) = fresh_point_of(trial, k).filter(|p| !p.1.is_finite()) {
+                let metric = &objective.metric;
+                return Verdict::Stop(format!("threshold: {metric} {v} at step {step} is not a finite number"));
+            }
+        }
         if let Some((step, v)) = fresh_point(trial) {
             if !v.is_finite() {
                 return Verdict::Stop(format!("threshold: value {v} at step {step} is not a finite number"));
@@ -187,5 +200,24 @@ mod tests {
         let h = history(Direction::Minimize, vec![t.clone()]);
         // The threshold skips the stale point; the inner rule is still asked.
         assert_eq!(p.decide(&t, &h), Verdict::Stop("always".into()));
+    }
+
+    /// With two objectives a non-finite value of the second stops the trial, and an improvement
+    /// of either resets patience.
+    #[test]
+    fn with_two_objectives_either_counts() {
+        use crate::pruner::testing::history2;
+        let two = |a: &[f64], b: &[f64]| {
+            let t = Trial { other_curves: vec![curve(b)], ..trial(0, Running, &curve(a)) };
+            (t.clone(), history2([Direction::Minimize, Direction::Maximize], vec![t]))
+        };
+        let threshold = Threshold { inner: Box::new(NoPruner), lower: None, upper: None };
+        let (t, h) = two(&[3.0, 2.0], &[0.5, f64::NAN]);
+        assert_eq!(threshold.decide(&t, &h), Verdict::Stop("threshold: b NaN at step 2 is not a finite number".into()));
+        let patience = Patience { inner: Box::new(Always), patience: 2 };
+        let (t, h) = two(&[3.0, 3.0, 3.0], &[0.5, 0.6, 0.7]);
+        assert_eq!(patience.decide(&t, &h), Verdict::Continue, "b (maximized) still improves");
+        let (t, h) = two(&[3.0, 3.0, 3.0], &[0.5, 0.4, 0.4]);
+        assert_eq!(patience.decide(&t, &h), Verdict::Stop("always; no improvement for 2 reports (patience 2)".into()));
     }
 }

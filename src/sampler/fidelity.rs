@@ -45,38 +45,55 @@ pub(super) fn last_values(history: &History) -> Modelled {
 }
 
 /// Trials that may still go on: running ones, and paused ones no re-run has resumed yet.
-fn pending(history: &History) -> Vec<usize> {
+pub(super) fn pending(history: &History) -> Vec<usize> {
     indices(history, |t| t.state == TrialState::Running || (t.paused && !history.retried.contains(&t.number)))
+}
+
+/// Whether a trial was pruned with a curve to model: the switch to modelling every level.
+pub(super) fn any_pruned(history: &History) -> bool {
+    let usable = |t: &Trial| t.curve.iter().any(|(_, v)| v.is_finite());
+    history.trials.iter().any(|t| t.state == TrialState::Pruned && usable(t))
 }
 
 /// Rows at every level of the ladder, once a trial has been pruned; the finals before.
 pub(super) fn every_level(history: &History) -> Modelled {
-    let usable = |t: &Trial| t.curve.iter().any(|(_, v)| v.is_finite());
-    if !history.trials.iter().any(|t| t.state == TrialState::Pruned && usable(t)) {
+    if !any_pruned(history) {
         return last_values(history);
     }
-    let full = history.trials.iter().flat_map(|t| t.curve.iter().map(|p| p.0)).max().unwrap_or(1).max(2);
+    let rows = level_rows(history, 0, |t| t.value);
+    Modelled { rows, pending: pending(history), joint: true }
+}
+
+/// Objective `k`'s rows at every level of the ladder (its curve, and `final_of` a complete
+/// trial at the full resource): what the multi-fidelity GP of each objective fits.
+pub(super) fn level_rows(
+    history: &History,
+    k: usize,
+    final_of: impl Fn(&Trial) -> Option<f64>,
+) -> Vec<(usize, f64, f64)> {
+    let full = history.trials.iter().flat_map(|t| t.curve_of(k).iter().map(|p| p.0)).max().unwrap_or(1).max(2);
     let ladder = ladder(full);
     let resource = |step: i64| (step as f64).ln() / (full as f64).ln();
-    let objective = &history.objective();
+    let objective = &history.goals.objectives[k];
     let mut rows = Vec::new();
     for (i, t) in history.trials.iter().enumerate() {
         match t.state {
-            TrialState::Complete => rows.extend(t.value.filter(|v| v.is_finite()).map(|v| (i, 1.0, v))),
+            TrialState::Complete => rows.extend(final_of(t).filter(|v| v.is_finite()).map(|v| (i, 1.0, v))),
             // A paused trial that a re-run resumed: the re-run carries its curve. One not resumed
             // yet reads as a running trial: rows below the full resource, and pending.
             TrialState::Pruned if history.retried.contains(&t.number) => continue,
             TrialState::Pruned | TrialState::Running => {}
             _ => continue,
         }
-        let reach = t.curve.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
+        let curve = t.curve_of(k);
+        let reach = curve.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
         for &level in ladder.iter().filter(|&&l| l < full && l <= reach) {
-            if let Some(v) = value_at(objective, &t.curve, level).filter(|v| v.is_finite()) {
+            if let Some(v) = value_at(objective, curve, level).filter(|v| v.is_finite()) {
                 rows.push((i, resource(level), v));
             }
         }
     }
-    Modelled { rows, pending: pending(history), joint: true }
+    rows
 }
 
 /// `full`, then a third of it (rounded up), a ninth, ... ending at 1.

@@ -39,8 +39,9 @@ const MAX_LEVELS: usize = 256;
 pub struct GpSampler {
     pub startup_trials: usize,
     /// Model configuration and resource together once trials are pruned (`fidelity::every_level`)
-    /// rather than pruned trials by their last values. On for studies; off reproduces the
-    /// earlier rule for the benchmark's comparison.
+    /// rather than pruned trials by their last values (with several objectives or constraints:
+    /// rather than complete trials alone). `[sampler] multi_fidelity`; on by default with one
+    /// objective, off with several.
     pub multi_fidelity: bool,
 }
 

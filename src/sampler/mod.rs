@@ -49,7 +49,10 @@ pub fn fallback(space: &Space, rng: &mut StdRng, why: String) -> Proposal {
 pub fn from_config(config: &SamplerConfig) -> Box<dyn Sampler> {
     match config.kind {
         SamplerKind::Random => Box::new(RandomSampler),
-        SamplerKind::Gp => Box::new(GpSampler::new(config.startup_trials as usize)),
+        SamplerKind::Gp => Box::new(GpSampler {
+            multi_fidelity: config.multi_fidelity,
+            ..GpSampler::new(config.startup_trials as usize)
+        }),
         SamplerKind::Grid => Box::new(GridSampler),
     }
 }

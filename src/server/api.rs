@@ -191,11 +191,12 @@ fn trial_query(p: &Query, names: &[String]) -> Result<TrialQuery, ApiError> {
         Some("state") => SortKey::State,
         Some("started") => SortKey::Started,
         Some("finished") => SortKey::Finished,
-        Some(other) => match other.strip_prefix("param:") {
-            Some(n) if names.iter().any(|x| x == n) => SortKey::Param(n.to_string()),
+        Some(other) => match (other.strip_prefix("param:"), other.strip_prefix("metric:")) {
+            (Some(n), _) if names.iter().any(|x| x == n) => SortKey::Param(n.to_string()),
+            (_, Some(m)) if !m.is_empty() => SortKey::Metric(m.to_string()),
             _ => {
                 return Err(ApiError::bad_request(format!(
-                    "cannot sort by `{other}` (number, value, state, started, finished, param:NAME)"
+                    "cannot sort by `{other}` (number, value, state, started, finished, param:NAME, metric:NAME)"
                 )))
             }
         },
@@ -346,7 +347,8 @@ pub(crate) async fn points(State(state): State<Arc<AppState>>, Found(study): Fou
 
 /// The study's Pareto front, for the page's card: every complete trial's objective values (a
 /// column per objective), whether it meets the constraints and whether it is in the Pareto
-/// set (`crate::front`), with the set's hypervolume and reference point.
+/// set (`crate::front`), with the set's hypervolume and reference point, and the hypervolume
+/// after each trial (the page's hypervolume history).
 pub(crate) async fn front(State(state): State<Arc<AppState>>, Found(study): Found, RawQuery(q): RawQuery) -> Answer {
     Query::parse(q, &[])?;
     let goals = study.fingerprint.goals();
@@ -380,6 +382,7 @@ pub(crate) async fn front(State(state): State<Arc<AppState>>, Found(study): Foun
         "values": values,
         "meets_constraints": trials.iter().map(|t| crate::front::feasible(&goals, t)).collect::<Vec<_>>(),
         "pareto": trials.iter().map(|t| members.contains(&t.number)).collect::<Vec<_>>(),
+        "hypervolume_so_far": crate::front::hypervolume_history(&goals, &trials, &front.reference),
     })))
 }
 

@@ -253,26 +253,31 @@ impl Store {
         Ok(())
     }
 
-    /// Every trial of a study in number order, each with its objective curve.
-    pub async fn trials(&mut self, study_id: i64, metric: &str) -> Result<Vec<Trial>> {
+    /// Every trial of a study in number order, each with the curves of `objectives` (metric
+    /// names, the first objective's first).
+    pub async fn trials(&mut self, study_id: i64, objectives: &[&str]) -> Result<Vec<Trial>> {
         let sql = format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE study_id = ? ORDER BY number");
         let rows: Vec<TrialRow> = sqlx::query_as(&sql).bind(study_id).fetch_all(&mut self.conn).await?;
-        let points: Vec<(i64, i64, Option<f64>)> = sqlx::query_as(
-            "SELECT r.trial_id, r.step, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
-             WHERE t.study_id = ? AND r.metric = ? ORDER BY r.trial_id, r.step",
-        )
-        .bind(study_id)
-        .bind(metric)
-        .fetch_all(&mut self.conn)
-        .await?;
-        let mut curves: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
-        for (trial_id, step, value) in points {
-            curves.entry(trial_id).or_default().push((step, value.unwrap_or(f64::NAN)));
+        let marks = vec!["?"; objectives.len()].join(", ");
+        let sql = format!(
+            "SELECT r.trial_id, r.step, r.metric, r.value FROM reports r JOIN trials t ON t.id = r.trial_id
+             WHERE t.study_id = ? AND r.metric IN ({marks}) ORDER BY r.trial_id, r.step"
+        );
+        let mut query = sqlx::query_as(&sql).bind(study_id);
+        for metric in objectives {
+            query = query.bind(*metric);
+        }
+        let points: Vec<(i64, i64, String, Option<f64>)> = query.fetch_all(&mut self.conn).await?;
+        let mut curves: BTreeMap<i64, Vec<Vec<(i64, f64)>>> = BTreeMap::new();
+        for (trial_id, step, metric, value) in points {
+            let Some(k) = objectives.iter().position(|o| *o == metric) else { continue };
+            let trial = curves.entry(trial_id).or_insert_with(|| vec![Vec::new(); objectives.len()]);
+            trial[k].push((step, value.unwrap_or(f64::NAN)));
         }
         rows.into_iter()
             .map(|r| {
-                let curve = curves.remove(&r.id).unwrap_or_default();
-                r.into_trial(curve)
+                let trial = curves.remove(&r.id).unwrap_or_else(|| vec![Vec::new(); objectives.len()]);
+                r.into_trial(trial)
             })
             .collect()
     }

@@ -39,6 +39,8 @@ pub enum SortKey {
     Started,
     Finished,
     Param(String),
+    /// A final metric (an objective of a multi-objective study); trials without it come last.
+    Metric(String),
 }
 
 /// One change the coordinator committed.
@@ -161,6 +163,7 @@ impl Reader {
             SortKey::Started => self.nullable_page(study_id, q, "started_at").await?,
             SortKey::Finished => self.nullable_page(study_id, q, "finished_at").await?,
             SortKey::Param(_) => self.nullable_page(study_id, q, "json_extract(params, ?)").await?,
+            SortKey::Metric(_) => self.nullable_page(study_id, q, "json_extract(metrics, ?)").await?,
         };
         if ids.is_empty() {
             return Ok((total, Vec::new()));
@@ -220,9 +223,9 @@ impl Reader {
         Ok(sqlx::query_scalar_with(&sql, args).fetch_all(&self.pool).await?)
     }
 
-    /// The JSON path of the param the query sorts by, for a `json_extract(params, ?)`.
+    /// The JSON path of the param or metric the query sorts by, for its `json_extract(.., ?)`.
     fn bind_param(&self, q: &TrialQuery, args: &mut SqliteArguments<'static>) {
-        if let SortKey::Param(name) = &q.sort {
+        if let SortKey::Param(name) | SortKey::Metric(name) = &q.sort {
             args.add(json_path(name)).expect("text encodes");
         }
     }
@@ -421,7 +424,8 @@ mod tests {
             let params = serde_json::json!({ "x": number % 3 }).as_object().unwrap().clone();
             writes.push(Write::Trial(Update::Insert(NewTrial::running(number, params, None, None))));
             if number % 2 == 0 {
-                let end = Finish { value: Some(10.0 - number as f64), ..Finish::default() };
+                let metrics = Some([("size".to_string(), (number % 4) as f64)].into());
+                let end = Finish { value: Some(10.0 - number as f64), metrics, ..Finish::default() };
                 writes.push(Update::Finish { number, state: TrialState::Complete, end }.into());
             }
         }
@@ -460,6 +464,9 @@ mod tests {
         assert_eq!(page(&r, id, SortKey::Number, true, 2, 3).await, [5, 4, 3]);
         assert_eq!(page(&r, id, SortKey::Param("x".into()), false, 0, 8).await, [0, 3, 6, 1, 4, 7, 2, 5]);
         assert_eq!(page(&r, id, SortKey::Finished, false, 4, 4).await, [1, 3, 5, 7]);
+        // A final metric (an objective's column on the page): sizes 0, 2, 0, 2, then none.
+        assert_eq!(page(&r, id, SortKey::Metric("size".into()), false, 0, 8).await, [0, 4, 2, 6, 1, 3, 5, 7]);
+        assert_eq!(page(&r, id, SortKey::Metric("size".into()), true, 0, 8).await, [6, 2, 4, 0, 7, 5, 3, 1]);
     }
 
     /// A new database at `db` with one empty study "s" of objective "loss".
@@ -537,7 +544,7 @@ mod tests {
         memory.apply(&retry, 99);
         store.apply(study.id, &[retry.into()]).await.unwrap();
 
-        let disk = History::new(objective, store.trials(study.id, "loss").await.unwrap());
+        let disk = History::new(objective, store.trials(study.id, &["loss"]).await.unwrap());
         assert_eq!(disk.retried, memory.retried);
         assert_eq!(memory.retried.iter().copied().collect::<Vec<_>>(), [1]);
         assert_eq!(disk.trials.len(), 4);
@@ -586,7 +593,7 @@ mod tests {
             store.apply(study.id, &writes).await.unwrap();
             let history = History::new(
                 Objective { metric: "loss".into(), direction },
-                store.trials(study.id, "loss").await.unwrap(),
+                store.trials(study.id, &["loss"]).await.unwrap(),
             );
             let reader = Reader::open(&db).await.unwrap();
             let best = reader.best(&study).await.unwrap().map(|t| t.number);

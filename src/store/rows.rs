@@ -143,7 +143,12 @@ pub(super) struct TrialRow {
 }
 
 impl TrialRow {
-    pub(super) fn into_trial(self, curve: Vec<(i64, f64)>) -> Result<Trial, StoreError> {
+    /// `curves`: one per objective, the first objective's first.
+    pub(super) fn into_trial(self, mut curves: Vec<Vec<(i64, f64)>>) -> Result<Trial, StoreError> {
+        // Objectives with no reports after the last one that has some are left out, as in memory.
+        while curves.len() > 1 && curves.last().is_some_and(Vec::is_empty) {
+            curves.pop();
+        }
         let state =
             TrialState::parse(&self.state).ok_or_else(|| corrupt("trial", format!("state `{}`", self.state)))?;
         let params = serde_json::from_str(&self.params)
@@ -166,7 +171,8 @@ impl TrialRow {
             job: self.job,
             value: self.value,
             metrics,
-            curve,
+            curve: if curves.is_empty() { Vec::new() } else { curves.remove(0) },
+            other_curves: curves,
             last_step: self.last_step,
             reason: self.reason,
             stderr_tail: self.stderr_tail,

@@ -104,6 +104,9 @@ pub struct SamplerFile {
     pub kind: SamplerKind,
     /// Random trials before a model-based sampler takes over.
     pub startup_trials: Option<i64>,
+    /// `gp` with a pruner: model configuration and resource together (default: with one
+    /// objective; off with several, where it measured worse).
+    pub multi_fidelity: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -154,6 +154,8 @@ pub enum PrunerRule {
 pub struct SamplerConfig {
     pub kind: SamplerKind,
     pub startup_trials: u32,
+    /// The GP models pruned trials' values below the full resource (`sampler/fidelity.rs`).
+    pub multi_fidelity: bool,
 }
 
 /// How a trial's worker is started.

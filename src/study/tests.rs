@@ -397,8 +397,27 @@ fn bad_objectives_and_constraints_are_located() {
     assert!(p.message.contains("metric <= number"), "{}", p.message);
     let gp = with_objectives(two).replace("[devices]", "[sampler]\nkind = \"gp\"\n\n[devices]");
     assert_eq!(parse(&gp, Path::new(".")).unwrap().sampler.kind, SamplerKind::Gp, "a GP per objective");
-    let p = one(&with_objectives(two).replace("[devices]", "[pruner]\nkind = \"median\"\n\n[devices]"));
+    let pruned = |table: &str| with_objectives(two).replace("[devices]", &format!("[pruner]\n{table}\n\n[devices]"));
+    let p = one(&pruned("kind = \"median\""));
     assert_eq!(p.key, "pruner.kind");
+    assert!(p.message.contains("use `asha` or `hyperband`"), "{}", p.message);
+    let p = one(&pruned("kind = \"asha\"\nmin_resource = 1\nupper = 3.0"));
+    assert_eq!(p.key, "pruner.upper");
+    for table in [
+        "kind = \"asha\"\nmin_resource = 1\npatience = 2",
+        "kind = \"hyperband\"\nmin_resource = 1\nmax_resource = 27\nmode = \"pause\"",
+    ] {
+        let config = parse(&pruned(table), Path::new(".")).unwrap_or_else(|e| panic!("{table}: {e:?}"));
+        assert!(config.pruner.rule != PrunerRule::None, "MO-ASHA takes several objectives");
+    }
+    // The GP models fidelities by default with one objective, not with several; either may be
+    // asked for, but only of the GP.
+    assert!(parse(&gp, Path::new(".")).is_ok_and(|c| !c.sampler.multi_fidelity));
+    let on = gp.replace("kind = \"gp\"", "kind = \"gp\"\nmulti_fidelity = true");
+    assert!(parse(&on, Path::new(".")).is_ok_and(|c| c.sampler.multi_fidelity));
+    assert!(parse(GOOD, Path::new(".")).is_ok_and(|c| c.sampler.multi_fidelity));
+    let p = one(&with_objectives(two).replace("[devices]", "[sampler]\nmulti_fidelity = false\n\n[devices]"));
+    assert_eq!(p.key, "sampler.multi_fidelity");
 }
 
 /// Every study shipped in `studies/` is valid as it stands.

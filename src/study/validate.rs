@@ -104,19 +104,32 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
     if matches!(executor, ExecutorConfig::Slurm(_)) && !devices.gpus.is_empty() {
         check.fail(&["devices", "gpus"], "lists this machine's GPUs, but Slurm assigns GPUs to its jobs: ask for them with `[executor] gres = \"gpu:1\"` instead");
     }
+    if raw.sampler.multi_fidelity.is_some() && raw.sampler.kind != SamplerKind::Gp {
+        check.fail(&["sampler", "multi_fidelity"], "only the `gp` sampler models fidelities");
+    }
     let sampler = SamplerConfig {
         kind: raw.sampler.kind,
         startup_trials: check.count(&["sampler", "startup_trials"], raw.sampler.startup_trials, 10, 0),
+        // With several objectives the models of the complete trials alone did better
+        // (`cargo bench --bench mo_pruning`: 0.998 of the front's hypervolume against 0.990).
+        multi_fidelity: raw.sampler.multi_fidelity.unwrap_or(goals.objectives.len() == 1),
     };
     let pruner = pruner(&mut check, &raw.pruner);
     if goals.objectives.len() > 1 {
-        // Until they rank by several objectives (MO-ASHA), they would silently follow the
-        // first one only.
-        if pruner.rule != PrunerRule::None || pruner.lower.is_some() || pruner.upper.is_some() {
+        // ASHA and Hyperband rank by several objectives (MO-ASHA); these judge one value.
+        if matches!(pruner.rule, PrunerRule::Percentile { .. }) {
             check.fail(
                 &["pruner", "kind"],
-                "pruners judge one objective for now: a study with several cannot prune yet",
+                "median and percentile compare one objective: with several, use `asha` or `hyperband` (they rank by non-dominated sorting)",
             );
+        }
+        for (key, bound) in [("lower", pruner.lower), ("upper", pruner.upper)] {
+            if bound.is_some() {
+                check.fail(
+                    &["pruner", key],
+                    "bounds one objective's value: a study with several objectives cannot use it",
+                );
+            }
         }
     }
     if !check.errors.is_empty() {

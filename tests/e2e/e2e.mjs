@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = join(ROOT, 'target', 'e2e');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const LIMIT_MS = 140_000; // the whole run, whatever happens
+const LIMIT_MS = 170_000; // the whole run, whatever happens
 
 const cleanups = [];
 let passed = 0;
@@ -92,6 +92,17 @@ async function browser() {
   });
   cleanups.push(() => context.close());
   return context;
+}
+
+/** A new page in a new browser, with its errors and console errors collected in `problems`. */
+async function watchedPage() {
+  const context = await browser();
+  const page = await context.newPage();
+  lastPage = page;
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+  return { page, problems };
 }
 
 /** Polls `check` in the page until it returns a truthy value. */
@@ -271,12 +282,7 @@ async function comparison(bin) {
   const ran = spawnSync(bin, ['--db', db, 'run', 'grid.toml', '--no-progress'], { cwd: dir, encoding: 'utf8', timeout: 40_000 });
   if (ran.status !== 0) throw new Error(`the grid study failed (${ran.status}):\n${ran.stdout}${ran.stderr}`);
   const base = await startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], dir).url;
-  const context = await browser();
-  const page = await context.newPage();
-  lastPage = page;
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+  const { page, problems } = await watchedPage();
   await page.goto(base, { timeout: 20_000 });
   const shape = () => {
     const el = document.querySelector('#plot-compare');
@@ -323,6 +329,84 @@ async function comparison(bin) {
   ok('comparison view: group-by and x pickers redraw from the server (screenshot target/e2e/compare.png)');
 }
 
+const PARETO = `name = "mo"
+seed = 3
+constraints = ["f1 <= 0.8"]
+
+[budget]
+trials = 24
+parallel = 3
+
+${[0, 1, 2, 3, 4, 5].map((i) => `[params.x${i}]\ntype = "float"\nlow = 0.0\nhigh = 1.0\n`).join('\n')}
+[trial]
+worker = "testfn"
+args = ["--fn", "zdt1", "--steps", "3", "--sleep-ms", "250"]
+
+[[objectives]]
+metric = "f1"
+direction = "minimize"
+
+[[objectives]]
+metric = "f2"
+direction = "minimize"
+`;
+
+/** The Pareto card and the hypervolume history of a two-objective study with a constraint,
+ * live while a coordinator runs it (a separate \`sweep serve\` reads the same database): the
+ * card grows to every trial, its Pareto set is the server's, the table has a column per
+ * objective, and a click on a point of the set opens that trial. */
+async function pareto(bin) {
+  const dir = mkdtempSync(join(tmpdir(), 'sweep-e2e-mo-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'mo.toml'), PARETO);
+  const db = join(dir, 'sweep.db');
+  const run = spawn(bin, ['--db', db, 'run', 'mo.toml', '--no-progress'], { cwd: dir, stdio: 'ignore' });
+  cleanups.push(() => run.exitCode == null && run.kill('SIGKILL'));
+  const ran = new Promise((done) => run.once('exit', done));
+  // The server opens the database once the coordinator has made it (and its study).
+  for (let i = 0; i < 300; i++) {
+    const status = spawnSync(bin, ['--db', db, 'status'], { cwd: dir, encoding: 'utf8' });
+    if (status.status === 0 && status.stdout.includes('mo')) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const base = await startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], dir).url;
+  const { page, problems } = await watchedPage();
+  await page.goto(`${base}#/s/mo`, { timeout: 20_000 });
+  const first = Number(
+    await until(page, 'the Pareto card draws points', () => Number(document.querySelector('#plot-front')?.dataset.points ?? 0), undefined, 30_000),
+  );
+  const code = await ran;
+  if (code !== 0) throw new Error(`the two-objective study failed (${code})`);
+  await until(page, 'the Pareto card reaches every trial live', () => document.querySelector('#plot-front')?.dataset.points === '24');
+  if (first >= 24) throw new Error('the study ended before the page drew it: nothing shows the card is live');
+  const answer = await (await fetch(`${base}api/studies/mo/front`)).json();
+  const members = answer.number.filter((_, i) => answer.pareto[i]);
+  const infeasible = answer.meets_constraints.filter((m) => !m).length;
+  const shown = await page.evaluate(() => ({
+    pareto: Number(document.querySelector('#plot-front').dataset.pareto),
+    hv: Number(document.querySelector('#plot-hypervolume').dataset.points),
+    header: [...document.querySelectorAll('#trial-table thead th')].map((th) => th.textContent.replace(/[▲▼]/g, '')),
+  }));
+  if (shown.pareto !== members.length || shown.hv !== 24) throw new Error(`card ${JSON.stringify(shown)} vs the server's set ${members}`);
+  if (!shown.header.includes('f1') || !shown.header.includes('f2')) throw new Error(`no column per objective: ${shown.header}`);
+  ok(`Pareto card: ${first} -> 24 points live, ${members.length} in the set as the server says, ${infeasible} infeasible; hypervolume history; a column per objective`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.locator('#plot-front').screenshot({ path: join(ARTIFACTS, 'pareto.png') });
+  const at = await page.evaluate((n) => document.querySelector('#plot-front').pointOf(n), members[0]);
+  await page.mouse.move(at.x, at.y);
+  await page.mouse.click(at.x, at.y);
+  await until(page, 'a click on a point of the set opens its trial', (n) => location.hash.endsWith(`/t/${n}`), members[0]);
+  await page.keyboard.press('Escape');
+  await until(page, 'the detail closes', () => !document.querySelector('#detail'));
+  await page.locator('#trial-table thead th', { hasText: 'f2' }).click();
+  await until(page, 'the f2 column sorts', () => {
+    const cells = [...document.querySelectorAll('#trial-table tbody tr[data-number]')].map((r) => Number(r.cells[3].textContent));
+    return cells.length > 1 && cells.every((v, i) => i === 0 || cells[i - 1] <= v);
+  });
+  if (problems.length) throw new Error(problems.join('\n'));
+  ok(`a click on trial ${members[0]} of the set opens it; the f2 column sorts (screenshot target/e2e/pareto.png)`);
+}
+
 /** Times the study page over a big database: until the summary, table, history and curves are drawn. */
 async function scale(db, bin) {
   const sweep = startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], process.cwd());
@@ -367,6 +451,7 @@ try {
     if (args.length !== 1) throw new Error('usage: node tests/e2e/e2e.mjs path/to/sweep');
     await live(resolve(args[0]));
     await comparison(resolve(args[0]));
+    await pareto(resolve(args[0]));
   }
   clearTimeout(watchdog);
   await cleanup();

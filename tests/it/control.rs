@@ -238,7 +238,7 @@ fn a_config_enqueued_while_a_proposal_is_in_flight_gets_its_own_number() {
                     sampler: Some(std::sync::Arc::new(sampler)),
                 };
                 let summary = run(&config, &mut store, &mut executor, options).await;
-                let trials = store.trials(1, "loss").await.unwrap();
+                let trials = store.trials(1, &["loss"]).await.unwrap();
                 (summary.map(|s| s.finished), trials)
             })
         })
@@ -252,7 +252,7 @@ fn a_config_enqueued_while_a_proposal_is_in_flight_gets_its_own_number() {
         let mut store = Store::open_read_only(&db).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         // Trial 0 and the enqueued one; trial 1 is still being proposed.
-        while store.trials(1, "loss").await.unwrap().len() < 2 {
+        while store.trials(1, &["loss"]).await.unwrap().len() < 2 {
             assert!(std::time::Instant::now() < deadline, "the enqueued trial was never recorded");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

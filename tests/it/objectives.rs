@@ -222,3 +222,36 @@ fn the_multi_objective_gp_resumes_after_kill_9_as_if_never_stopped() {
         assert!(state["models"].as_array().is_some_and(|m| m.len() == 2), "trial {number}: {state}");
     }
 }
+
+/// MO-ASHA through the whole path: the testfn worker reports both ZDT1 objectives at every
+/// step; trials dominated at a rung stop there with a reason that names both values, and the
+/// trials that ran to the end make the Pareto set.
+#[test]
+fn asha_prunes_a_two_objective_study_by_non_dominated_sorting() {
+    let params: String = (0..6).map(|i| format!("[params.x{i}]\ntype = \"float\"\nlow = 0.0\nhigh = 1.0\n")).collect();
+    let s = Study::new(
+        "mo-asha",
+        &format!(
+            "seed = 3\n[budget]\ntrials = 27\nparallel = 3\n{params}\
+             [pruner]\nkind = \"asha\"\nmin_resource = 1\nmax_resource = 9\neta = 3\n\
+             [trial]\nworker = \"testfn\"\nargs = [\"--fn\", \"zdt1\", \"--steps\", \"9\"]\n\
+             [[objectives]]\nmetric = \"f1\"\ndirection = \"minimize\"\n[[objectives]]\nmetric = \"f2\"\ndirection = \"minimize\"\n"
+        ),
+    );
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 27);
+    let pruned = s.in_state("pruned");
+    assert!(pruned.len() >= 9, "eta 3 stops about two in three at step 1: {} pruned", pruned.len());
+    for t in &pruned {
+        let reason = t["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("asha: rung") && reason.contains("(f1 ") && reason.contains(", f2 "), "{reason}");
+    }
+    let complete = s.in_state("complete");
+    assert!(!complete.is_empty());
+    let json: Value =
+        serde_json::from_str(&text(&s.command(&["best", "mo-asha", "--json"]).output().unwrap())).unwrap();
+    let listed = json["trials"].as_array().unwrap();
+    assert!(!listed.is_empty() && listed.iter().all(|t| complete.iter().any(|c| c["number"] == t["number"])));
+}

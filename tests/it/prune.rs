@@ -148,7 +148,7 @@ fn gp_with_hyperband_proposals_replay_from_the_database_after_kill_9() {
     let trials = rt.block_on(async {
         let mut store = sweep::store::Store::open_read_only(&s.db()).await.unwrap();
         let id = store.find_study(&s.name).await.unwrap().unwrap().id;
-        store.trials(id, "loss").await.unwrap()
+        store.trials(id, &["loss"]).await.unwrap()
     });
     assert!(trials.iter().any(|t| t.state == TrialState::Pruned), "hyperband pruned some trials");
     let sampler = GpSampler::new(4);
