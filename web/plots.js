@@ -534,6 +534,13 @@ export class ComparePlot {
   }
 }
 
+const COMPACT = new Intl.NumberFormat('en', { notation: 'compact', maximumSignificantDigits: 4 });
+
+/** Axis ticks short enough for parameter counts: 1.2M, 400K, 0.615. */
+function compact(u, splits) {
+  return splits.map((v) => (v == null ? '' : COMPACT.format(v)));
+}
+
 /**
  * The Pareto-front card: every complete trial as a point of two objectives (`xi`, `yi` index
  * `front.objectives`). Members of the Pareto set are bright, dominated trials faded, trials
@@ -590,7 +597,7 @@ export class ParetoPlot {
       scales: { x: { time: false } },
       legend: { live: false },
       cursor: { drag: { x: true, y: true, uni: 30 }, points: { show: false } },
-      axes: [axis(t, label(ox)), axis(t, label(oy), { size: 60 })],
+      axes: [axis(t, label(ox), { values: compact }), axis(t, label(oy), { size: 60, values: compact })],
       series: [
         { label: ox.metric },
         { label: 'Pareto set', ...scatter(t.accent, size + 2) },

@@ -8,6 +8,10 @@
 //! It never waits for a rung to fill: early trials are judged against fewer. An attempt that
 //! was re-run (interrupted, or retried after a failure) is not a competitor of its own: its
 //! re-run stands for the configuration, with the curve it resumed from.
+//!
+//! With several objectives (MO-ASHA, Schmucker et al. 2021) the rank at a rung is the place in
+//! non-dominated sorting of every objective's value there, crowding distance within a front;
+//! a rung is judged at the report that brings the first objective to it.
 
 use super::{fresh_point, position_at, show, Pruner, Verdict};
 use crate::trial::{History, Trial, TrialState};
