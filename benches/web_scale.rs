@@ -1,7 +1,9 @@
 //! The web API at scale: a study of 10,000 trials with 20 reports each, generated into SQLite
 //! through the store's bulk import (multi-row inserts), served in-process
 //! over real HTTP. Times what the page asks for first: the first page of the trial table and
-//! the history plot's data, plus the other endpoints for reference.
+//! the history plot's data, plus the other endpoints for reference. A second study of as many
+//! trials, `scale-mo`, has two objectives (`loss` and a `size` that grows with `layers`): its
+//! Pareto card's data (`/front`, with the hypervolume after each trial) is timed too.
 //!
 //! Run: `cargo bench --bench web_scale` (10,000 trials; median of 15 requests each).
 //! `SWEEP_WEB_SCALE_100K=1` adds a 100,000-trial study.
@@ -48,6 +50,19 @@ choices = ["adamw", "sgd", "lion"]
 command = ["true"]
 "#;
 
+/// The same study with a second objective, `size`, to minimize against `loss`.
+fn study_text(objectives: bool) -> String {
+    if !objectives {
+        return STUDY.to_string();
+    }
+    let tables = "[[objectives]]\nmetric = \"loss\"\ndirection = \"minimize\"\n\
+                  [[objectives]]\nmetric = \"size\"\ndirection = \"minimize\"\n";
+    let text = STUDY
+        .replace("name = \"scale\"", "name = \"scale-mo\"")
+        .replace("metric = \"loss\"\ndirection = \"minimize\"\n", "");
+    format!("{text}{tables}")
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test` does not.
     let full = std::env::args().any(|a| a == "--bench");
@@ -67,8 +82,9 @@ fn main() {
             let _ = std::fs::remove_file(format!("{}{f}", db.display()));
         }
         let start = Instant::now();
-        rt.block_on(generate(&db, n));
+        rt.block_on(generate(&db, n, false));
         let generated = start.elapsed();
+        rt.block_on(generate(&db, n, true));
         let base = rt.block_on(async {
             let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), None, Reader::open(&db).await.unwrap())
                 .await
@@ -81,6 +97,7 @@ fn main() {
         if !full {
             time(&format!("{base}/api/studies/scale/trials?limit=50"), runs);
             time(&format!("{base}/api/studies/scale/history?format=columns"), runs);
+            time(&format!("{base}/api/studies/scale-mo/front"), runs);
             println!("web_scale smoke run: {n} trials generated and served");
             continue;
         }
@@ -104,6 +121,7 @@ fn main() {
             ("curves (40 trials x 200 points)", "/curves?trials=40&points=200".to_string()),
             ("parallel/slice points (max 2000)", "/points?max=2000".to_string()),
             ("importance", "/importance".to_string()),
+            ("Pareto front + hypervolume history (scale-mo)", "-mo/front".to_string()),
         ];
         for (what, path) in cases {
             let url = format!("{base}/api/studies/scale{path}");
@@ -145,14 +163,15 @@ fn wal_size(db: &Path) -> u64 {
 
 /// Writes the study through the store's bulk import: `n` finished trials (mostly complete, some
 /// pruned early, a few failed), each with a learning curve of up to 20 reports, a minute apart.
-async fn generate(db: &Path, n: u64) {
-    let config = sweep::study::parse(STUDY, Path::new(".")).expect("valid study");
+async fn generate(db: &Path, n: u64, objectives: bool) {
+    let text = study_text(objectives);
+    let config = sweep::study::parse(&text, Path::new(".")).expect("valid study");
     let mut store = Store::open(db).await.unwrap();
     let study = store
         .create_study(
             &NewStudy {
-                name: "scale",
-                source: STUDY,
+                name: &config.name,
+                source: &text,
                 fingerprint: &config.fingerprint(),
                 space_hash: "bench",
                 metric: "loss",
@@ -169,6 +188,7 @@ async fn generate(db: &Path, n: u64) {
     for number in 0..n {
         let params = config.space.sample(&mut rng);
         let x = [params["x0"].as_f64().unwrap(), params["x1"].as_f64().unwrap()];
+        let size = params["layers"].as_i64().unwrap() as f64 * 1e6 / (1.0 + x[1]);
         let end = sweep::testfns::branin(&x);
         let roll: f64 = rng.random();
         let (state, steps) = match roll {
@@ -189,7 +209,7 @@ async fn generate(db: &Path, n: u64) {
             state,
             end: Finish {
                 value,
-                metrics: value.map(|v| Metrics::from([("loss".to_string(), v)])),
+                metrics: value.map(|v| Metrics::from([("loss".to_string(), v), ("size".to_string(), size)])),
                 last_step: Some(steps),
                 reason: match state {
                     TrialState::Pruned => Some(format!("median: step {steps}: worse than the median")),
