@@ -378,6 +378,9 @@ pub fn run(args: &FinetuneArgs) -> std::result::Result<(), RunError> {
     }
     last["n_params"] = json!(n_params);
     last["latency_ms"] = json!(model.latency_ms(&valid, len, LATENCY_SAMPLES)?);
+    if let Some(mb) = common::peak_resident_mb() {
+        last["peak_mem_mb"] = json!(mb);
+    }
     if let Some(test) = &test_set {
         let (test_loss, test_acc) = model.evaluate(&encode(&start.vocab, test, len, &cache)?, len, 64)?;
         last["test_loss"] = json!(test_loss);

@@ -288,11 +288,14 @@ fn a_finetune_trial_keeping_the_best_resumes_exactly_after_kill_9() {
     assert!(out.status.success(), "{}", text(&out));
     let trials = s.trials();
     assert_resumed_exactly(&trials, &reference, "val_loss");
-    // All but the measured time per passage, which is the machine's, not the model's.
+    // All but the measured time per passage and peak memory, which are the machine's and the
+    // process's, not the model's.
     let exact = |t: &Value| {
         let mut m = t["metrics"].clone();
-        let latency = m.as_object_mut().unwrap().remove("latency_ms").and_then(|l| l.as_f64());
-        assert!(latency.is_some_and(|l| l > 0.0), "{t:#}");
+        for measured in ["latency_ms", "peak_mem_mb"] {
+            let v = m.as_object_mut().unwrap().remove(measured).and_then(|l| l.as_f64());
+            assert!(v.is_some_and(|l| l > 0.0), "{measured}: {t:#}");
+        }
         m
     };
     assert_eq!(exact(&trials[1]), exact(&reference), "best_step, test_acc, n_params and the rest");
