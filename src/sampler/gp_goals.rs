@@ -4,12 +4,14 @@
 //!
 //! Observations are complete trials: every objective (oriented to minimize) at each, and each
 //! constraint's metric wherever it was reported (oriented so that `<= bound` is met). Failed
-//! trials are left out; running ones (and paused ones) are pending. Once a pruner has stopped a
-//! trial, each objective's GP models configuration and resource together as the
-//! single-objective GP does (`fidelity.rs`): every trial's values at the ladder's levels below
-//! the full resource join its rows, the acquisition looks at the full resource, and the pruned
-//! configurations join the front at their predicted finals where believed feasible (their
-//! constraints are modelled from complete trials). The kernels travel in the trial's
+//! trials are left out, and so are pruned ones unless `multi_fidelity` (`[sampler]`; off by
+//! default with several objectives, where it measured worse); running and paused ones are
+//! pending. With it, once a pruner has stopped a trial, each objective's GP models
+//! configuration and resource together as the single-objective GP does (`fidelity.rs`): every
+//! trial's values at the ladder's levels below the full resource join its rows, the acquisition
+//! looks at the full resource, and the pruned configurations join the front at their predicted
+//! finals where believed feasible (their constraints are modelled from complete trials). The
+//! kernels travel in the trial's
 //! sampler state as `{"models": [...]}` (objectives', then constraints'; null for a constraint
 //! never reported), refitted every `REFIT_EVERY` observations as in the single-objective GP.
 
