@@ -14,7 +14,7 @@ use super::ehvi::Cells;
 use super::encoding::{encoded_width, Dim};
 use super::fit::fit_params;
 use super::kernel::KernelParams;
-use super::optimize::{maximize, Acquisition};
+use super::optimize::{maximize, Acquisition, LogEi};
 use super::posterior::Posterior;
 use super::suggest::{standardize, validate, Observations};
 use super::GpError;
@@ -85,13 +85,16 @@ impl Model {
 }
 
 /// Suggests the next point. `kernels` are the previous suggestion's (in the same order): the
-/// fit starts from them with `refit`, else they are used as they are. Deterministic for a given
+/// fit starts from them with `refit`, else they are used as they are. With `scalarize` (and two
+/// or more objectives, three or more complete points) the point maximizes log EI of a GP on a
+/// random ParEGO scalarization (`parego.rs`) instead of log EHVI. Deterministic for a given
 /// `rng` state.
 pub fn suggest_goals(
     dims: &[Dim],
     obs: &GoalObservations,
     kernels: &[Option<KernelParams>],
     refit: bool,
+    scalarize: bool,
     rng: &mut StdRng,
 ) -> Result<GoalSuggestion, GpError> {
     let d = encoded_width(dims);
@@ -180,9 +183,30 @@ pub fn suggest_goals(
     incumbents.shuffle(rng);
     incumbents.truncate(INCUMBENTS);
     let acq = GoalAcquisition { objectives: &objectives, constraints: &constraints, cells };
-    let x = maximize(&acq, dims, &incumbents, rng);
+    let mut x = maximize(&acq, dims, &incumbents, rng);
+    if scalarize && m > 1 && obs.x.len() > 2 {
+        x = scalarized_suggestion(d, dims, obs, rng)?;
+    }
     let kernels = models.iter().map(|m| m.as_ref().map(|m| m.post.params().clone())).collect();
     Ok(GoalSuggestion { x, kernels })
+}
+
+/// The point that maximizes log EI of a GP fitted (cold) to a random scalarization of the
+/// objectives at `obs.x`, starting from the points it predicts best.
+fn scalarized_suggestion(
+    d: usize,
+    dims: &[Dim],
+    obs: &GoalObservations,
+    rng: &mut StdRng,
+) -> Result<Vec<f64>, GpError> {
+    let s = super::parego::scalarize(obs.objectives, obs.feasible, rng);
+    let scalar = model(d, obs.x, &s, None, true, obs.pending, rng)?;
+    let means = scalar.post.predict_means(&obs.x.concat());
+    let best = means.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut order: Vec<usize> = (0..obs.x.len()).collect();
+    order.sort_by(|&a, &b| means[a].total_cmp(&means[b]).then(a.cmp(&b)));
+    let starts: Vec<&[f64]> = order.iter().take(INCUMBENTS).map(|&i| obs.x[i].as_slice()).collect();
+    Ok(maximize(&LogEi { post: &scalar.post, best }, dims, &starts, rng))
 }
 
 /// One output's model: fitted (from `warm` if given) or reusing `warm`, with the pending points
@@ -328,6 +352,7 @@ mod tests {
         c: &[f64],
         pending: &[Vec<f64>],
         seed: u64,
+        scalarize: bool,
     ) -> GoalSuggestion {
         let feasible: Vec<bool> = c.iter().map(|v| *v <= 0.7).collect();
         let constraints = [ConstraintObservations { x, y: c, bound: 0.7 }];
@@ -340,20 +365,23 @@ mod tests {
             lower_fidelity: &[],
             tried: &[],
         };
-        suggest_goals(&two(), &obs, &[], true, &mut StdRng::seed_from_u64(seed)).unwrap()
+        suggest_goals(&two(), &obs, &[], true, scalarize, &mut StdRng::seed_from_u64(seed)).unwrap()
     }
 
     #[test]
     fn suggestions_head_for_the_feasible_front() {
-        // The front is x1 = 0 with x0 in [0, 0.7]: suggestions should land near it.
+        // The front is x1 = 0 with x0 in [0, 0.7]: suggestions should land near it, by EHVI and
+        // by the ParEGO scalarization alike.
         let (x, objectives, c) = observe(20, 1);
-        let mut near = 0;
-        for seed in 0..5 {
-            let s = suggest_for(&x, &objectives, &c, &[], seed);
-            near += usize::from(s.x[1] < 0.15 && s.x[0] < 0.8);
-            assert_eq!(s.kernels.len(), 3);
+        for scalarize in [false, true] {
+            let mut near = 0;
+            for seed in 0..5 {
+                let s = suggest_for(&x, &objectives, &c, &[], seed, scalarize);
+                near += usize::from(s.x[1] < 0.15 && s.x[0] < 0.8);
+                assert_eq!(s.kernels.len(), 3);
+            }
+            assert!(near >= 4, "only {near} of 5 suggestions near the feasible front (scalarize: {scalarize})");
         }
-        assert!(near >= 4, "only {near} of 5 suggestions near the feasible front");
     }
 
     #[test]
@@ -361,8 +389,8 @@ mod tests {
         let (x, objectives, c) = observe(15, 2);
         let mut pending: Vec<Vec<f64>> = Vec::new();
         for _ in 0..6 {
-            let s = suggest_for(&x, &objectives, &c, &pending, 3);
-            assert_eq!(s.x, suggest_for(&x, &objectives, &c, &pending, 3).x, "same input, same point");
+            let s = suggest_for(&x, &objectives, &c, &pending, 3, false);
+            assert_eq!(s.x, suggest_for(&x, &objectives, &c, &pending, 3, false).x, "same input, same point");
             assert!(
                 pending.iter().all(|p| p.iter().zip(&s.x).map(|(a, b)| (a - b).powi(2)).sum::<f64>() > 1e-6),
                 "{:?} repeats a pending point",
@@ -388,7 +416,7 @@ mod tests {
             lower_fidelity: &[],
             tried: &[],
         };
-        let s = suggest_goals(&two(), &obs, &[], true, &mut StdRng::seed_from_u64(5)).unwrap();
+        let s = suggest_goals(&two(), &obs, &[], true, false, &mut StdRng::seed_from_u64(5)).unwrap();
         assert!(s.x[0] < 0.1, "{:?} does not head for x0 < 0.05", s.x);
     }
 

@@ -13,6 +13,7 @@ mod kernel;
 mod lbfgs;
 mod linalg;
 mod optimize;
+mod parego;
 mod posterior;
 mod suggest;
 

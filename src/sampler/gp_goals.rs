@@ -1,6 +1,7 @@
 //! The GP sampler for studies with several objectives or with constraints: one GP per
 //! objective and per constraint over the same encoding as the single-objective GP
-//! (`gp.rs`), proposals by constrained log EHVI (`crate::gp::suggest_goals`).
+//! (`gp.rs`), proposals by constrained log EHVI (`crate::gp::suggest_goals`), every second one
+//! (with two or more objectives) by log EI of a GP on a random ParEGO scalarization instead.
 //!
 //! Observations are complete trials: every objective (oriented to minimize) at each, and each
 //! constraint's metric wherever it was reported (oriented so that `<= bound` is met). Failed
@@ -112,7 +113,9 @@ pub(super) fn propose(sampler: &GpSampler, space: &Space, history: &History, rng
         lower_fidelity: &lower_fidelity,
         tried: &tried,
     };
-    match gp::suggest_goals(&dims, &obs, warm.as_deref().unwrap_or(&[]), refit, rng) {
+    // Every second proposal maximizes a random ParEGO scalarization instead of EHVI (`parego.rs`).
+    let scalarize = x.len() % 2 == 0;
+    match gp::suggest_goals(&dims, &obs, warm.as_deref().unwrap_or(&[]), refit, scalarize, rng) {
         Ok(s) => {
             let models: Vec<Value> = s.kernels.iter().map(|k| k.as_ref().map_or(Value::Null, kernel_to_json)).collect();
             let mut state = json!({ "models": models });
