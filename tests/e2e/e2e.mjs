@@ -1,7 +1,7 @@
 // Real-browser end-to-end test of sweep's page: Debian's chromium, driven by playwright-core.
 //
 //   node tests/e2e/e2e.mjs path/to/sweep              run a small live study and check the page
-//   node tests/e2e/e2e.mjs --scale DB path/to/sweep   time the study page over a big database
+//   node tests/e2e/e2e.mjs --scale DB path/to/sweep [STUDY]   time a study page over a big database
 //
 // The first form starts `sweep run STUDY --serve 127.0.0.1:0`, opens the page headless, and
 // checks that trials appear in the table, a learning curve grows while the sweep runs, pause
@@ -408,11 +408,11 @@ async function pareto(bin) {
 }
 
 /** Times the study page over a big database: until the summary, table, history and curves are drawn. */
-async function scale(db, bin) {
+async function scale(db, bin, name) {
   const sweep = startSweep(bin, ['--db', db, 'serve', '127.0.0.1:0'], process.cwd());
   const base = await sweep.url;
   const studies = await (await fetch(`${base}api/studies`)).json();
-  const study = studies.studies[0];
+  const study = studies.studies.find((s) => s.name === name) ?? studies.studies[0];
   console.log(`study ${study.name}: ${study.finished} finished trials`);
   const context = await browser();
   const times = [];
@@ -445,8 +445,8 @@ async function scale(db, bin) {
 const args = process.argv.slice(2);
 try {
   if (args[0] === '--scale') {
-    if (args.length !== 3) throw new Error('usage: node tests/e2e/e2e.mjs --scale DB path/to/sweep');
-    await scale(resolve(args[1]), resolve(args[2]));
+    if (args.length < 3) throw new Error('usage: node tests/e2e/e2e.mjs --scale DB path/to/sweep [STUDY]');
+    await scale(resolve(args[1]), resolve(args[2]), args[3]);
   } else {
     if (args.length !== 1) throw new Error('usage: node tests/e2e/e2e.mjs path/to/sweep');
     await live(resolve(args[0]));
