@@ -122,7 +122,12 @@ pub fn suggest_goals(
         let warm = kernels.get(k).and_then(Option::as_ref).filter(|w| w.lengthscales.len() == d);
         models.push(Some(model(d, &x, &y, warm, refit, obs.pending, rng)?));
     }
+    let kernels = models.iter().map(|m| m.as_ref().map(|m| m.post.params().clone())).collect();
     let m = obs.objectives.len();
+    if scalarize && m > 1 && obs.x.len() > 2 {
+        // The objectives' models are still fitted: their kernels go on in the sampler state.
+        return Ok(GoalSuggestion { x: scalarized_suggestion(d, dims, obs, rng)?, kernels });
+    }
     let (objectives, constraints) = models.split_at(m);
     let objectives: Vec<&Model> = objectives.iter().flatten().collect();
     let constraints: Vec<(&Model, f64)> = constraints
@@ -183,11 +188,7 @@ pub fn suggest_goals(
     incumbents.shuffle(rng);
     incumbents.truncate(INCUMBENTS);
     let acq = GoalAcquisition { objectives: &objectives, constraints: &constraints, cells };
-    let mut x = maximize(&acq, dims, &incumbents, rng);
-    if scalarize && m > 1 && obs.x.len() > 2 {
-        x = scalarized_suggestion(d, dims, obs, rng)?;
-    }
-    let kernels = models.iter().map(|m| m.as_ref().map(|m| m.post.params().clone())).collect();
+    let x = maximize(&acq, dims, &incumbents, rng);
     Ok(GoalSuggestion { x, kernels })
 }
 

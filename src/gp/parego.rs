@@ -5,7 +5,7 @@
 //! little, and each objective's GP fitted them lengthscales of 2 to 5 (irrelevant), so EHVI never
 //! valued bringing them to their optimum together. The scalarization worsens with each of them
 //! at once, and its GP finds them. Alternating the two (`gp_goals.rs`) lifted DTLZ2 from 0.886 to
-//! 0.949 of the true front's hypervolume at trial 100 and left the other problems of
+//! 0.957 of the true front's hypervolume at trial 100 and left the other problems of
 //! `cargo bench --bench multiobjective` where they were (benches/RESULTS.md).
 
 use rand::rngs::StdRng;
