@@ -39,8 +39,10 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution as _, Normal};
-use serde_json::Value;
 use std::f64::consts::PI;
+#[path = "support/recorded.rs"]
+mod recorded;
+use recorded::Recorded;
 use std::path::Path;
 use sweep::pruner::{from_config, Pruner, Verdict};
 use sweep::sampler::{trial_rng, GpSampler, RandomSampler, Sampler};
@@ -58,6 +60,9 @@ const OPTIMUM: f64 = 0.2;
 const NEIGHBOURS: usize = 3;
 const CURVES: &str = "benches/data/pruner-curves.json";
 const CURVES_STUDY: &str = "studies/pruner-curves.toml";
+/// The longer recorded curves (20 reports each) of issue #28.
+const REAL_CURVES: &str = "benches/data/curves-finetune.json";
+const REAL_CURVES_STUDY: &str = "studies/curves-finetune.toml";
 
 /// A learning-curve problem: its space and length, what a configuration reports at a step, and
 /// the regret of its final value.
@@ -156,6 +161,7 @@ impl Problem for Synthetic {
 
 /// Recorded curves, interpolated between their configurations.
 struct Replay {
+    name: &'static str,
     space: Space,
     configs: Vec<Params>,
     /// Each recorded trial's losses (the metric, negated when maximized), one per report.
@@ -165,26 +171,14 @@ struct Replay {
 
 impl Replay {
     /// The complete trials of a `sweep export --format json` file, in the space of `study`.
-    fn load(export: &Path, study: &Path) -> Replay {
-        let config = sweep::study::load(study).unwrap_or_else(|e| panic!("{e}"));
-        let (metric, sign) = (&config.objective.metric, if config.objective.better(0.0, 1.0) { 1.0 } else { -1.0 });
-        let text = std::fs::read_to_string(export).unwrap_or_else(|e| panic!("cannot read {}: {e}", export.display()));
-        let bad = |what: &str| -> ! { panic!("{}: {what} (expected `sweep export --format json`)", export.display()) };
-        let trials: Vec<Value> = serde_json::from_str(&text).unwrap_or_else(|e| bad(&e.to_string()));
-        let (mut configs, mut curves) = (Vec::new(), Vec::new());
-        for t in trials.iter().filter(|t| t["state"] == "complete") {
-            let field = |name: &str| -> ! { bad(&format!("trial {} has no `{name}`", t["number"])) };
-            let reports = t["reports"].as_array().unwrap_or_else(|| field("reports"));
-            let curve: Vec<f64> =
-                reports.iter().filter_map(|r| r[metric.as_str()].as_f64()).map(|v| sign * v).collect();
-            configs.push(t["params"].as_object().unwrap_or_else(|| field("params")).clone());
-            curves.push(curve);
-        }
-        let length = curves.iter().map(Vec::len).min().unwrap_or_else(|| bad("no complete trials"));
+    fn load(name: &'static str, export: &Path, study: &Path) -> Replay {
+        let Recorded { space, configs, curves } = Recorded::load(export, study);
+        let mut curves: Vec<Vec<f64>> = curves.into_iter().map(|c| c.into_iter().map(|p| p.1).collect()).collect();
+        let length = curves.iter().map(Vec::len).min().unwrap_or(0);
         assert!(length >= 2, "{}: the curves have fewer than 2 reports", export.display());
         curves.iter_mut().for_each(|c| c.truncate(length));
         let best_final = curves.iter().map(|c| c[length - 1]).fold(f64::INFINITY, f64::min);
-        Replay { space: config.space, configs, curves, best_final }
+        Replay { name, space, configs, curves, best_final }
     }
 
     /// Distance between two configurations in the unit cube of the space (categorical params
@@ -244,7 +238,7 @@ impl Replay {
 
 impl Problem for Replay {
     fn name(&self) -> &str {
-        "replay"
+        self.name
     }
 
     fn space(&self) -> &Space {
@@ -335,6 +329,10 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    // Method names after `--` run only those methods.
+    let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let picked: Vec<&str> = names.iter().map(String::as_str).collect();
+    let min_promise: f64 = std::env::var("SWEEP_MIN_PROMISE").map_or(0.1, |v| v.parse().expect("SWEEP_MIN_PROMISE"));
     let (seeds, runs) = if full { (10u64, FULL_RUNS) } else { (1, 6) };
     let mut problems: Vec<Box<dyn Problem>> = if full {
         vec![Family::Fast, Family::Late, Family::Diverge]
@@ -345,37 +343,46 @@ fn main() {
         vec![Box::new(Synthetic::new(Family::Diverge))]
     };
     let env_or = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.to_string());
-    let replay = Replay::load(
-        Path::new(&env_or("SWEEP_CURVES", CURVES)),
-        Path::new(&env_or("SWEEP_CURVES_STUDY", CURVES_STUDY)),
-    );
-    println!(
-        "replay: {} recorded curves of {} reports; surrogate's leave-one-out Kendall tau of the finals {:.2}",
-        replay.configs.len(),
-        replay.steps(),
-        replay.leave_one_out_tau()
-    );
-    problems.push(Box::new(replay));
+    let mut replays = vec![("replay", env_or("SWEEP_CURVES", CURVES), env_or("SWEEP_CURVES_STUDY", CURVES_STUDY))];
+    if full && Path::new(REAL_CURVES).exists() {
+        replays.push(("replay20", REAL_CURVES.to_string(), REAL_CURVES_STUDY.to_string()));
+    }
+    for (name, export, study) in replays {
+        let replay = Replay::load(name, Path::new(&export), Path::new(&study));
+        println!(
+            "{name}: {} recorded curves of {} reports; surrogate's leave-one-out Kendall tau of the finals {:.2}",
+            replay.configs.len(),
+            replay.steps(),
+            replay.leave_one_out_tau()
+        );
+        problems.push(Box::new(replay));
+    }
+    // Problem names after `--` run only those problems.
+    if picked.iter().any(|p| problems.iter().any(|q| q.name() == *p)) {
+        problems.retain(|q| picked.contains(&q.name()));
+    }
     let (random, gp) = (RandomSampler, GpSampler::new(10));
     let gp_last = GpSampler { multi_fidelity: false, ..GpSampler::new(10) };
     println!("{seeds} seeds, budget {runs} full runs of each problem, {WORKERS} workers; regret: median [q1, q3]");
     println!(
-        "{:<8} {:<11} {:>26} {:>26} {:>26} {:>7} {:>8}",
-        "curves", "method", "1/3 budget", "2/3", "all", "trials", "s/seed"
+        "{:<8} {:<11} {:>26} {:>26} {:>26} {:>26} {:>7} {:>8}",
+        "curves", "method", "1/3 budget", "1/2", "2/3", "all", "trials", "s/seed"
     );
     for problem in &problems {
         let steps = problem.steps();
         let budget = runs * steps as usize;
         let none = from_config(&PrunerConfig::default());
-        let hyperband = |pause| {
+        let hyperband = |pause, min_promise| {
             from_config(&PrunerConfig {
                 rule: PrunerRule::Hyperband { min_resource: 1, max_resource: steps, eta: 3 },
                 pause,
+                min_promise,
                 ..PrunerConfig::default()
             })
         };
-        let (stopping, pausing) = (hyperband(false), hyperband(true));
-        let methods: [(&str, &dyn Sampler, &dyn Pruner); 7] = [
+        let (stopping, pausing) = (hyperband(false, None), hyperband(true, None));
+        let (vetoed, vetoed_pausing) = (hyperband(false, Some(min_promise)), hyperband(true, Some(min_promise)));
+        let methods: [(&str, &dyn Sampler, &dyn Pruner); 11] = [
             ("random", &random, none.as_ref()),
             ("gp", &gp, none.as_ref()),
             ("random+hb", &random, stopping.as_ref()),
@@ -383,14 +390,19 @@ fn main() {
             ("gp+hb mf", &gp, stopping.as_ref()),
             ("random+hbP", &random, pausing.as_ref()),
             ("gp+hb mfP", &gp, pausing.as_ref()),
+            ("random+hb v", &random, vetoed.as_ref()),
+            ("gp+hb mf v", &gp, vetoed.as_ref()),
+            ("gp+hb last v", &gp_last, vetoed.as_ref()),
+            ("gp+hb mfPv", &gp, vetoed_pausing.as_ref()),
         ];
-        for (name, sampler, pruner) in methods {
+        let any_method = methods.iter().any(|m| picked.contains(&m.0));
+        for (name, sampler, pruner) in methods.into_iter().filter(|m| !any_method || picked.contains(&m.0)) {
             let start = std::time::Instant::now();
             let results: Vec<(Vec<f64>, usize)> =
                 (0..seeds).map(|s| simulate(problem.as_ref(), sampler, pruner, s, budget)).collect();
             let secs = start.elapsed().as_secs_f64() / seeds as f64;
             let mut line = format!("{:<8} {:<11}", problem.name(), name);
-            for share in [1.0 / 3.0, 2.0 / 3.0, 1.0] {
+            for share in [1.0 / 3.0, 0.5, 2.0 / 3.0, 1.0] {
                 let at = ((budget as f64 * share).round() as usize).max(1) - 1;
                 let (q1, m, q3) = quartiles(results.iter().map(|(r, _)| r[at]).collect());
                 line += &format!(" {m:>8.4} [{q1:>7.4}, {q3:>7.4}]");

@@ -6,6 +6,7 @@
 
 pub mod compare;
 pub mod coordinator;
+pub mod curve;
 pub mod durable;
 pub mod executor;
 pub mod export;

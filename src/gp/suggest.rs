@@ -32,6 +32,10 @@ pub struct Observations<'a> {
 pub struct Suggestion {
     pub x: Vec<f64>,
     pub params: KernelParams,
+    /// What the model expects of a report at `x` (at the target resource), in the units of
+    /// the observed y: its median and a standard deviation read off the 10% and 90% quantiles
+    /// (the log warp skews it). The learning-curve veto starts from it (`pruner/promise.rs`).
+    pub expected: (f64, f64),
 }
 
 /// Suggests the next point to evaluate.
@@ -117,7 +121,11 @@ fn suggest_with(
     }
     let best = means.iter().copied().fold(f64::INFINITY, f64::min);
     let x = maximize(&LogEi { post: &post, best }, dims, &incumbents, rng);
-    Ok(Suggestion { x, params: post.params().clone() })
+    let (mean, var) = post.predict_batch(&x)[0];
+    let sd = (var + post.params().noise_var).sqrt();
+    let back = |z: f64| to_objective(obs.y, post.params().log_warp, z);
+    let expected = (back(mean), (back(mean + 1.2816 * sd) - back(mean - 1.2816 * sd)) / 2.5631);
+    Ok(Suggestion { x, params: post.params().clone(), expected })
 }
 
 pub(super) fn validate(d: usize, obs: &Observations) -> Result<(), GpError> {
@@ -154,6 +162,27 @@ fn scaled(y: &[f64], log_warp: bool) -> Result<(Vec<f64>, f64), GpError> {
     Ok((z, log_jacobian))
 }
 
+/// The observed-y value of a model value `z` (standardized, maybe warped): `scaled` undone.
+fn to_objective(y: &[f64], log_warp: bool, z: f64) -> f64 {
+    let (lo, gap) = if log_warp { warp_origin(y) } else { (0.0, 0.0) };
+    let warped = if gap > 0.0 { warp(y).0 } else { y.to_vec() };
+    let (_, mean, sd) = standardize(&warped);
+    let w = mean + sd * z;
+    if gap > 0.0 {
+        lo + gap * (w.exp() - 1.0)
+    } else {
+        w
+    }
+}
+
+/// The warp's minimum and median gap above it.
+fn warp_origin(y: &[f64]) -> (f64, f64) {
+    let lo = y.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut gaps: Vec<f64> = y.iter().map(|v| v - lo).collect();
+    gaps.sort_by(f64::total_cmp);
+    (lo, gaps[gaps.len() / 2])
+}
+
 /// Maps y to `ln(1 + (y - min) / s)`, with `s` the median gap above the minimum.
 ///
 /// Monotone, so the ranking of points is kept, and nearly linear just above the
@@ -162,10 +191,7 @@ fn scaled(y: &[f64], log_warp: bool) -> Result<(Vec<f64>, f64), GpError> {
 /// every good point to the same standardized value. Took rosenbrock4 from ~450
 /// to ~10 regret at trial 50; a stronger warp (`s / 10`) ruined ackley5.
 fn warp(y: &[f64]) -> (Vec<f64>, f64) {
-    let lo = y.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut gaps: Vec<f64> = y.iter().map(|v| v - lo).collect();
-    gaps.sort_by(f64::total_cmp);
-    let s = gaps[gaps.len() / 2];
+    let (lo, s) = warp_origin(y);
     if s > 0.0 {
         let warped = y.iter().map(|v| (1.0 + (v - lo) / s).ln()).collect();
         (warped, -y.iter().map(|v| (s + v - lo).ln()).sum::<f64>())

@@ -48,6 +48,9 @@ fn every_kind_parses_with_defaults() {
     // Pause instead of stop, for the rung rules.
     assert!(config("kind = \"asha\"\nmode = \"pause\"\n").pause);
     assert!(!config("kind = \"hyperband\"\nmax_resource = 9\nmode = \"stop\"\n").pause);
+    // The learning-curve veto, around any rule.
+    assert_eq!(config("kind = \"median\"\nmin_promise = 0.05\n").min_promise, Some(0.05));
+    assert_eq!(config("kind = \"asha\"\n").min_promise, None);
 }
 
 #[test]
@@ -72,6 +75,9 @@ fn mistakes_name_their_key() {
     has("kind = \"median\"\nmode = \"pause\"\n", "pruner.mode", "not an option of kind = \"median\"");
     has("kind = \"asha\"\nmode = \"freeze\"\n", "pruner.mode", "must be \"stop\" or \"pause\"");
     has("kind = \"asha\"\npatience = 0\n", "pruner.patience", "at least 1");
+    has("min_promise = 0.1\n", "pruner.min_promise", "needs a rule");
+    has("kind = \"asha\"\nmin_promise = 1.0\n", "pruner.min_promise", "between 0 and 1");
+    has("kind = \"asha\"\nmin_promise = 0\n", "pruner.min_promise", "got 0");
     has("kind = \"asha\"\nlower = 2\nupper = 1\n", "pruner.lower", "less than upper");
     has("kind = \"asha\"\nlower = nan\n", "pruner.lower", "finite");
     has("kind = \"sometimes\"\n", "pruner.kind", "unknown variant");

@@ -5,7 +5,8 @@
 //!
 //! The rules: `median`/`percentile` (compare with completed trials at the same step), `asha`
 //! (asynchronous successive halving) and `hyperband` (ASHA brackets). Around any of them,
-//! `wrappers` adds patience and the threshold check (NaN, infinities, `lower`/`upper`).
+//! `promise` adds the learning-curve veto (`min_promise`) and `wrappers` patience and the
+//! threshold check (NaN, infinities, `lower`/`upper`).
 //!
 //! A trial's value at a step is its best value over its reports up to the first report at or
 //! past that step, so workers that report at other steps than the rungs are judged fairly.
@@ -13,6 +14,7 @@
 pub mod asha;
 pub mod hyperband;
 pub mod median;
+pub mod promise;
 pub mod wrappers;
 
 #[cfg(test)]
@@ -72,6 +74,10 @@ pub fn from_config(config: &PrunerConfig) -> Box<dyn Pruner> {
         PrunerRule::Hyperband { min_resource, max_resource, eta } => {
             Box::new(hyperband::Hyperband::new(*min_resource, *max_resource, *eta).pausing(config.pause))
         }
+    };
+    let rule = match config.min_promise {
+        Some(min_promise) => Box::new(promise::Promise { inner: rule, min_promise, horizon: config.rule.horizon() }),
+        None => rule,
     };
     let rule = match config.patience {
         Some(p) => Box::new(wrappers::Patience { inner: rule, patience: p }),

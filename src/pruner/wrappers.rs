@@ -181,6 +181,7 @@ mod tests {
         let cfg = crate::study::PrunerConfig {
             rule: crate::study::PrunerRule::Asha { min_resource: 1, max_resource: Some(9), eta: 3 },
             patience: Some(100),
+            min_promise: None,
             lower: None,
             upper: None,
             pause: false,

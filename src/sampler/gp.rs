@@ -91,6 +91,8 @@ impl Sampler for GpSampler {
         match result {
             Ok(s) => {
                 let mut state = kernel_to_json(&s.params);
+                // What the model expects of this configuration's final value, in the metric's units.
+                state["expected"] = json!({ "median": sign * s.expected.0, "sd": s.expected.1 });
                 if modelled.joint {
                     state["rows_below_full"] = json!(modelled.rows.iter().filter(|r| r.1 < 1.0).count());
                 }

@@ -142,6 +142,9 @@ pub struct PrunerFile {
     /// asha/hyperband: "stop" (default) ends a trial below the cut at a rung; "pause" pauses it,
     /// to resume from its checkpoint if it ranks high enough later.
     pub mode: Option<String>,
+    /// Any rule: do not stop a trial whose forecast final value beats the best complete trial's
+    /// with at least this probability (0 to 1; the learning-curve veto, `curve.rs`).
+    pub min_promise: Option<f64>,
     /// Any rule: stop only a trial whose best value has not improved for this many reports.
     pub patience: Option<i64>,
     /// Any rule: stop a trial whose latest value is below `lower` or above `upper`.

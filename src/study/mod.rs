@@ -112,6 +112,9 @@ pub struct PrunerConfig {
     /// The rule's stop only takes effect once the trial's best value has not improved for this
     /// many reports.
     pub patience: Option<u32>,
+    /// The learning-curve veto: the rule's stop is overruled while the trial's forecast final
+    /// beats the best complete trial's with at least this probability.
+    pub min_promise: Option<f64>,
     pub lower: Option<f64>,
     pub upper: Option<f64>,
     /// `mode = "pause"` (asha and hyperband): a trial below the cut at a rung pauses instead of
@@ -121,7 +124,14 @@ pub struct PrunerConfig {
 
 impl Default for PrunerConfig {
     fn default() -> Self {
-        PrunerConfig { rule: PrunerRule::None, patience: None, lower: None, upper: None, pause: false }
+        PrunerConfig {
+            rule: PrunerRule::None,
+            patience: None,
+            min_promise: None,
+            lower: None,
+            upper: None,
+            pause: false,
+        }
     }
 }
 
@@ -148,6 +158,17 @@ pub enum PrunerRule {
         max_resource: i64,
         eta: u32,
     },
+}
+
+impl PrunerRule {
+    /// The step a full trial runs to, where the rule knows it (`max_resource`).
+    pub fn horizon(&self) -> Option<i64> {
+        match self {
+            PrunerRule::Asha { max_resource, .. } => *max_resource,
+            PrunerRule::Hyperband { max_resource, .. } => Some(*max_resource),
+            PrunerRule::None | PrunerRule::Percentile { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

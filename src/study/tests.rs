@@ -403,6 +403,9 @@ fn bad_objectives_and_constraints_are_located() {
     assert!(p.message.contains("use `asha` or `hyperband`"), "{}", p.message);
     let p = one(&pruned("kind = \"asha\"\nmin_resource = 1\nupper = 3.0"));
     assert_eq!(p.key, "pruner.upper");
+    let p = one(&pruned("kind = \"asha\"\nmax_resource = 9\nmin_promise = 0.1"));
+    assert_eq!(p.key, "pruner.min_promise");
+    assert!(p.message.contains("several objectives"), "{}", p.message);
     for table in [
         "kind = \"asha\"\nmin_resource = 1\npatience = 2",
         "kind = \"hyperband\"\nmin_resource = 1\nmax_resource = 27\nmode = \"pause\"",

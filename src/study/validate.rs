@@ -124,6 +124,12 @@ pub fn validate(raw: StudyFile, text: &str, base: &Path) -> Result<StudyConfig, 
                 "median and percentile compare one objective: with several, use `asha` or `hyperband` (they rank by non-dominated sorting)",
             );
         }
+        if pruner.min_promise.is_some() {
+            check.fail(
+                &["pruner", "min_promise"],
+                "forecasts one objective's final value: a study with several objectives cannot use it",
+            );
+        }
         for (key, bound) in [("lower", pruner.lower), ("upper", pruner.upper)] {
             if bound.is_some() {
                 check.fail(
@@ -376,7 +382,17 @@ fn pruner(check: &mut Check, raw: &PrunerFile) -> PrunerConfig {
             false
         }
     };
-    PrunerConfig { rule, patience, lower: raw.lower, upper: raw.upper, pause }
+    let min_promise = raw.min_promise.inspect(|&p| {
+        if kind == PrunerKind::None {
+            check.fail(&["pruner", "min_promise"], "needs a rule to veto (kind = \"none\" never stops a trial)");
+        } else if !(p > 0.0 && p < 1.0) {
+            check.fail(
+                &["pruner", "min_promise"],
+                format!("must be a probability between 0 and 1 (exclusive), got {p}"),
+            );
+        }
+    });
+    PrunerConfig { rule, patience, min_promise, lower: raw.lower, upper: raw.upper, pause }
 }
 
 fn gpus(check: &mut Check, raw: &[Value]) -> Vec<String> {
