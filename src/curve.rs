@@ -136,7 +136,8 @@ pub struct Prior {
 impl Prior {
     /// From finished curves (`(step, value)`, each ending at or past `horizon`): how a value at
     /// `step` moved by the end: the median change, and the root mean square of the changes around
-    /// it (at least a tenth of the curves' median range). `None` under three such curves.
+    /// it (at least what two reports' noise gives); and the curves' median noise. `None` under
+    /// three such curves.
     pub fn from_finished<'a>(curves: impl Iterator<Item = &'a [(i64, f64)]>, step: i64, horizon: i64) -> Option<Prior> {
         let (mut changes, mut ranges, mut noises) = (Vec::new(), Vec::new(), Vec::new());
         for curve in curves {
@@ -157,8 +158,9 @@ impl Prior {
         }
         let shift = median(&mut changes);
         let sd = (changes.iter().map(|c| (c - shift).powi(2)).sum::<f64>() / changes.len() as f64).sqrt();
-        let spread = sd.max(0.1 * median(&mut ranges));
-        let noise = if noises.is_empty() { 0.1 * spread } else { median(&mut noises) };
+        let noise = if noises.is_empty() { 0.01 * median(&mut ranges) } else { median(&mut noises) };
+        // A change between two noisy reports is at least as uncertain as their noise.
+        let spread = sd.max(std::f64::consts::SQRT_2 * noise);
         Some(Prior { shift, spread, noise })
     }
 
