@@ -7,7 +7,8 @@
 //! report taken as the final (what a pruner compares today), and Kendall's tau across curves
 //! between the truth and the forecast mean, beside the tau of the best value so far (what
 //! ranks trials at a rung). The prior is `curve::Prior::from_finished` over the other curves
-//! (leave one out). Last, the median time of one forecast, its prior included.
+//! (leave one out). Last, the median time of one forecast, its prior included, and of one
+//! `min_promise` decision in a study of 100 trials.
 //!
 //! Run: `cargo bench --bench curve_model` (the curves of `benches/data/pruner-curves.json` and,
 //! when present, `benches/data/curves-finetune.json`; `SWEEP_CURVES=FILE SWEEP_CURVES_STUDY=TOML`
@@ -20,6 +21,9 @@ use recorded::Recorded;
 use std::path::Path;
 use std::time::Instant;
 use sweep::curve::{forecast, Prior};
+use sweep::pruner::{from_config, Verdict};
+use sweep::study::{Direction, Objective, PrunerConfig, PrunerRule};
+use sweep::trial::{History, Trial, TrialState};
 
 const SETS: &[(&str, &str)] = &[
     ("benches/data/pruner-curves.json", "studies/pruner-curves.toml"),
@@ -84,6 +88,46 @@ fn report(name: &str, curves: &[Vec<(i64, f64)>]) {
     println!("forecast time: median {:.1} µs\n", 1e6 * median(times));
 }
 
+/// The time of one `min_promise` decision (Hyperband's stop overruled or not) in a study of
+/// 100 trials made of these curves: 99 complete, the judged one running at its third report.
+fn decision_time(curves: &[Vec<(i64, f64)>]) {
+    let horizon = curves.iter().filter_map(|c| c.last().map(|p| p.0)).min().unwrap();
+    let trial = |number: u64, curve: &[(i64, f64)], state| Trial {
+        curve: curve.to_vec(),
+        value: curve.last().map(|p| p.1),
+        last_step: curve.last().map(|p| p.0),
+        ..Trial::new(number, state, Default::default())
+    };
+    let mut trials: Vec<Trial> =
+        (0..99).map(|i| trial(i as u64, &curves[i % curves.len()], TrialState::Complete)).collect();
+    let judged = &curves[curves.len() - 1];
+    trials.push(trial(99, &judged[..3.min(judged.len())], TrialState::Running));
+    let history = History::new(Objective { metric: "loss".into(), direction: Direction::Minimize }, trials);
+    let rung = judged[2].0;
+    let pruner = from_config(&PrunerConfig {
+        rule: PrunerRule::Asha { min_resource: rung, max_resource: Some(horizon), eta: 100 },
+        min_promise: Some(0.1),
+        ..PrunerConfig::default()
+    });
+    let mut times = Vec::new();
+    let mut verdict = Verdict::Continue;
+    for _ in 0..200 {
+        let start = Instant::now();
+        verdict = pruner.decide(&history.trials[99], &history);
+        times.push(start.elapsed().as_secs_f64());
+    }
+    let (q1, m, q3) = {
+        times.sort_by(f64::total_cmp);
+        (times[50], times[100], times[150])
+    };
+    println!(
+        "min_promise decision at 100 trials (ASHA keeps 1 in 100 at step {rung}): median {:.2} ms [{:.2}, {:.2}]; {verdict:?}\n",
+        1e3 * m,
+        1e3 * q1,
+        1e3 * q3
+    );
+}
+
 fn main() {
     let mut sets: Vec<(String, String)> = SETS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     if let (Ok(export), Ok(study)) = (std::env::var("SWEEP_CURVES"), std::env::var("SWEEP_CURVES_STUDY")) {
@@ -92,5 +136,6 @@ fn main() {
     for (export, study) in sets.iter().filter(|(e, _)| Path::new(e).exists()) {
         let recorded = Recorded::load(Path::new(export), Path::new(study));
         report(export, &recorded.curves);
+        decision_time(&recorded.curves);
     }
 }
