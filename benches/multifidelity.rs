@@ -32,6 +32,14 @@
 //! how well the surrogate fits: Kendall's tau between each recorded final and its prediction
 //! from the other 29 (leave one out).
 //!
+//! `replay20` replays the same way the longer curves of `studies/curves-finetune.toml` (20
+//! reports of 200 steps, wide learning rates and three schedules, so curves cross), kept as
+//! `benches/data/curves-finetune.json`, when that file is there.
+//!
+//! The `v` methods add the learning-curve veto (`min_promise`, 0.1 or `SWEEP_MIN_PROMISE`,
+//! `pruner/promise.rs`); `P`, pause mode. Method or problem names after `--` run only those
+//! (`cargo bench --bench multifidelity -- late replay20 gp "gp+hb mf v"`).
+//!
 //! Run: `cargo bench --bench multifidelity` (10 seeds; `SWEEP_CURVES=FILE` replays another
 //! export, `SWEEP_CURVES_STUDY=TOML` with its study file). `cargo test --all-targets` runs a
 //! small smoke version.

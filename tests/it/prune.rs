@@ -165,3 +165,37 @@ fn gp_with_hyperband_proposals_replay_from_the_database_after_kill_9() {
     }
     assert!(replayed >= 6 && with_rungs >= 1, "{replayed} GP proposals, {with_rungs} modelling rung values");
 }
+
+/// The learning-curve veto in a real study: the GP leaves what it expects of each proposal in
+/// the trial's sampler state, the pruner's stops that stand say what the forecast gave, and
+/// the study ends like any other.
+#[test]
+fn min_promise_reads_the_gps_expectation_and_explains_the_stops_it_lets_stand() {
+    let table = "\n[sampler]\nkind = \"gp\"\nstartup_trials = 4\n\
+                 [pruner]\nkind = \"hyperband\"\nmin_resource = 1\nmax_resource = 9\neta = 3\nmin_promise = 0.1\n";
+    let s = Study::new("veto", &(testfn_study(24, 2, 9, 5) + table));
+    let out = s.run();
+    assert!(out.status.success(), "{}", text(&out));
+    let trials = s.trials();
+    assert_eq!(counted(&trials), 24);
+    let stopped = pruned(&trials);
+    assert!(!stopped.is_empty(), "hyperband's stops stand where the forecast is hopeless: {trials:#?}");
+    for t in &stopped {
+        let reason = t["reason"].as_str().unwrap();
+        assert!(reason.contains("; forecast beats ") && reason.ends_with("(min_promise 0.1)"), "{reason}");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stored = rt.block_on(async {
+        let mut store = sweep::store::Store::open_read_only(&s.db()).await.unwrap();
+        let id = store.find_study(&s.name).await.unwrap().unwrap().id;
+        store.trials(id, &["loss"]).await.unwrap()
+    });
+    let expected = stored
+        .iter()
+        .filter_map(|t| t.sampler_state.as_ref())
+        .filter(|state| {
+            state["expected"]["median"].is_f64() && state["expected"]["sd"].as_f64().is_some_and(|sd| sd > 0.0)
+        })
+        .count();
+    assert!(expected >= 10, "{expected} GP proposals left their expectation");
+}
