@@ -385,6 +385,25 @@ mod tests {
     }
 
     #[test]
+    fn the_prior_learns_how_finished_curves_moved_after_a_step() {
+        // Curves falling straight by 0.5, 0.6, 0.7 from step 2 to 10 (and one that stopped
+        // early: skipped).
+        let curves: Vec<Vec<(i64, f64)>> = [0.5, 0.6, 0.7]
+            .iter()
+            .map(|drop| (1..=10).map(|t| (t, if t == 1 { 2.0 } else { 1.5 - drop * (t - 2) as f64 / 8.0 })).collect())
+            .chain(std::iter::once(vec![(1, 9.0), (2, 0.0)]))
+            .collect();
+        let prior = Prior::from_finished(curves.iter().map(Vec::as_slice), 2, 10).unwrap();
+        assert!((prior.shift + 0.6).abs() < 1e-12, "{prior:?}");
+        assert!((prior.spread - (0.02f64 / 3.0).sqrt()).abs() < 1e-9, "{prior:?}");
+        // Smooth curves have no noise, and no floor under the spread.
+        assert!(prior.noise < 1e-12, "{prior:?}");
+        let at6 = Prior::from_finished(curves.iter().map(Vec::as_slice), 6, 10).unwrap();
+        assert!((at6.shift + 0.3).abs() < 1e-12, "{at6:?}");
+        assert_eq!(Prior::from_finished(curves[..2].iter().map(Vec::as_slice), 2, 10), None);
+    }
+
+    #[test]
     fn probabilities_and_improvements_are_consistent() {
         let points = curve(|t| 1.0 + (-t / 10.0).exp(), 1..=8, 0.02, 3);
         let fc = forecast(&points, 50.0, Prior::flat(1.0)).unwrap();
