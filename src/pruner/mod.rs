@@ -178,6 +178,15 @@ pub(crate) mod testing {
         History::with_goals(crate::objective::Goals { objectives, constraints: Vec::new() }, trials)
     }
 
+    /// A rule that always says stop, for the wrappers' tests.
+    pub struct Always;
+
+    impl super::Pruner for Always {
+        fn decide(&self, _: &Trial, _: &History) -> super::Verdict {
+            super::Verdict::Stop("always".into())
+        }
+    }
+
     /// A curve with `value` at steps 1..=steps.
     pub fn flat(value: f64, steps: i64) -> Vec<(i64, f64)> {
         (1..=steps).map(|s| (s, value)).collect()

@@ -104,16 +104,8 @@ fn expected(trial: &Trial) -> Option<(f64, f64)> {
 mod tests {
     use super::*;
     use crate::objective::Direction;
-    use crate::pruner::testing::{history, trial};
+    use crate::pruner::testing::{history, trial, Always};
     use TrialState::*;
-
-    /// Stops everything it is asked about.
-    struct Always;
-    impl Pruner for Always {
-        fn decide(&self, _: &Trial, _: &History) -> Verdict {
-            Verdict::Stop("always".into())
-        }
-    }
 
     /// Ten complete curves `f + (1 - f) e^{-t/5}` over 30 steps, finals f = 0.5 .. 0.95.
     fn finished() -> Vec<Trial> {

@@ -106,17 +106,9 @@ impl Pruner for Threshold {
 mod tests {
     use super::*;
     use crate::objective::Direction;
-    use crate::pruner::testing::{history, trial};
+    use crate::pruner::testing::{history, trial, Always};
     use crate::pruner::NoPruner;
     use crate::trial::TrialState::Running;
-
-    /// A rule that always says stop.
-    struct Always;
-    impl Pruner for Always {
-        fn decide(&self, _: &Trial, _: &History) -> Verdict {
-            Verdict::Stop("always".into())
-        }
-    }
 
     fn curve(values: &[f64]) -> Vec<(i64, f64)> {
         values.iter().enumerate().map(|(i, v)| (i as i64 + 1, *v)).collect()
