@@ -123,7 +123,7 @@ fn suggest_with(
     let x = maximize(&LogEi { post: &post, best }, dims, &incumbents, rng);
     let (mean, var) = post.predict_batch(&x)[0];
     let sd = (var + post.params().noise_var).sqrt();
-    let back = |z: f64| to_objective(obs.y, post.params().log_warp, z);
+    let back = to_objective(obs.y, post.params().log_warp);
     let expected = (back(mean), (back(mean + 1.2816 * sd) - back(mean - 1.2816 * sd)) / 2.5631);
     Ok(Suggestion { x, params: post.params().clone(), expected })
 }
@@ -162,16 +162,18 @@ fn scaled(y: &[f64], log_warp: bool) -> Result<(Vec<f64>, f64), GpError> {
     Ok((z, log_jacobian))
 }
 
-/// The observed-y value of a model value `z` (standardized, maybe warped): `scaled` undone.
-fn to_objective(y: &[f64], log_warp: bool, z: f64) -> f64 {
+/// `scaled` undone: the observed-y value of a model value `z` (standardized, maybe warped).
+fn to_objective(y: &[f64], log_warp: bool) -> impl Fn(f64) -> f64 {
     let (lo, gap) = if log_warp { warp_origin(y) } else { (0.0, 0.0) };
     let warped = if gap > 0.0 { warp(y).0 } else { y.to_vec() };
     let (_, mean, sd) = standardize(&warped);
-    let w = mean + sd * z;
-    if gap > 0.0 {
-        lo + gap * (w.exp() - 1.0)
-    } else {
-        w
+    move |z| {
+        let w = mean + sd * z;
+        if gap > 0.0 {
+            lo + gap * (w.exp() - 1.0)
+        } else {
+            w
+        }
     }
 }
 

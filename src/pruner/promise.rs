@@ -63,18 +63,17 @@ pub fn chance(trial: &Trial, history: &History, horizon: Option<i64>) -> Option<
     let complete: Vec<&Trial> = history.trials.iter().filter(|t| t.state == TrialState::Complete).collect();
     let finished: Vec<Vec<(i64, f64)>> = complete.iter().map(|t| signed(&t.curve)).collect();
     let horizon = horizon.or_else(|| finished.iter().filter_map(|c| c.last().map(|p| p.0)).max())?;
-    let points: Vec<(f64, f64)> =
-        signed(&trial.curve).into_iter().filter(|p| p.1.is_finite()).map(|(s, v)| (s.max(1) as f64, v)).collect();
-    let &(step, _) = points.last()?;
+    let own: Vec<(i64, f64)> = signed(&trial.curve).into_iter().filter(|p| p.1.is_finite()).collect();
+    let &(step, last) = own.last()?;
+    let points: Vec<(f64, f64)> = own.iter().map(|&(s, v)| (s.max(1) as f64, v)).collect();
     let finals = complete.iter().filter_map(|t| t.value).map(|v| sign * v).filter(|v| v.is_finite());
-    let shown = || history.trials.iter().flat_map(|t| signed(&t.curve)).map(|p| p.1).filter(|v| v.is_finite());
-    let bar = finals.clone().reduce(f64::min).or_else(|| shown().reduce(f64::min))?;
-    let population =
-        Prior::from_finished(finished.iter().map(Vec::as_slice), step as i64, horizon).unwrap_or_else(|| {
-            let (lo, hi) = shown().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
-            Prior::flat((hi - lo).max(1e-9 * (1.0 + bar.abs())))
-        });
-    let last = points[points.len() - 1].1;
+    let shown: Vec<f64> =
+        history.trials.iter().flat_map(|t| signed(&t.curve)).map(|p| p.1).filter(|v| v.is_finite()).collect();
+    let bar = finals.reduce(f64::min).or_else(|| shown.iter().copied().reduce(f64::min))?;
+    let population = Prior::from_finished(finished.iter().map(Vec::as_slice), step, horizon).unwrap_or_else(|| {
+        let (lo, hi) = shown.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        Prior::flat((hi - lo).max(1e-9 * (1.0 + bar.abs())))
+    });
     // The GP's view of this configuration and the study's view of a curve at this level are
     // two pieces of evidence on the final: their product (precision-weighted), so whichever
     // is sharper leads (on curves whose early ranks hold, the level; on late bloomers, whose

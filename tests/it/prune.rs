@@ -12,6 +12,16 @@ fn pruned(trials: &[Value]) -> Vec<&Value> {
     trials.iter().filter(|t| t["state"] == "pruned").collect()
 }
 
+/// The study's trials as the store holds them (sampler states included), objective `loss`.
+fn stored(s: &Study) -> Vec<sweep::trial::Trial> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut store = sweep::store::Store::open_read_only(&s.db()).await.unwrap();
+        let id = store.find_study(&s.name).await.unwrap().unwrap().id;
+        store.trials(id, &["loss"]).await.unwrap()
+    })
+}
+
 /// `n` out of the ASHA reason "... rank r of n, keeps top k ...".
 fn rung_size(reason: &str) -> usize {
     let after = reason.split(" of ").nth(1).expect("rank r of n");
@@ -144,12 +154,7 @@ fn gp_with_hyperband_proposals_replay_from_the_database_after_kill_9() {
     let out = s.run();
     assert!(out.status.success(), "{}", text(&out));
     let config = sweep::study::load(&s.path()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let trials = rt.block_on(async {
-        let mut store = sweep::store::Store::open_read_only(&s.db()).await.unwrap();
-        let id = store.find_study(&s.name).await.unwrap().unwrap().id;
-        store.trials(id, &["loss"]).await.unwrap()
-    });
+    let trials = stored(&s);
     assert!(trials.iter().any(|t| t.state == TrialState::Pruned), "hyperband pruned some trials");
     let sampler = GpSampler::new(4);
     let (mut replayed, mut with_rungs) = (0, 0);
@@ -184,13 +189,7 @@ fn min_promise_reads_the_gps_expectation_and_explains_the_stops_it_lets_stand() 
         let reason = t["reason"].as_str().unwrap();
         assert!(reason.contains("; forecast beats ") && reason.ends_with("(min_promise 0.1)"), "{reason}");
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let stored = rt.block_on(async {
-        let mut store = sweep::store::Store::open_read_only(&s.db()).await.unwrap();
-        let id = store.find_study(&s.name).await.unwrap().unwrap().id;
-        store.trials(id, &["loss"]).await.unwrap()
-    });
-    let expected = stored
+    let expected = stored(&s)
         .iter()
         .filter_map(|t| t.sampler_state.as_ref())
         .filter(|state| {
